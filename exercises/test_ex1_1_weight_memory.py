@@ -1,0 +1,59 @@
+"""Tests for 1.1 · TODO 1 — weight memory. 测试：权重显存计算。"""
+
+import pytest
+
+from exercises.ex1_1_weight_memory import bits_per_weight, calculate_weight_memory
+from kata.check import expect_close
+
+
+def test_calculate_weight_memory():
+    """The chapter's own check: 7B → 14.0 / 7.0 / 3.5 GB. 章节自带的测试。"""
+    assert calculate_weight_memory(7, "fp16") == 14.0
+    assert calculate_weight_memory(7, "int8") == 7.0
+    assert calculate_weight_memory(7, "int4") == 3.5
+
+
+@pytest.mark.parametrize(("dtype", "gb"), [("fp32", 28.0), ("bf16", 14.0), ("fp8", 7.0)])
+def test_more_formats_follow_the_same_formula(dtype, gb):
+    expect_close(calculate_weight_memory(7, dtype), gb, f"calculate_weight_memory(7, {dtype!r})")
+
+
+def test_memory_scales_linearly_with_parameter_count():
+    expect_close(calculate_weight_memory(0.135, "fp16"), 0.27, "calculate_weight_memory(0.135, 'fp16')")
+
+
+@pytest.mark.parametrize(("dtype", "bits"), [("fp16", 16.0), ("int8", 8.0), ("int4", 4.0)])
+def test_bits_without_groups_are_the_storage_bits(dtype, bits):
+    expect_close(bits_per_weight(dtype), bits, f"bits_per_weight({dtype!r})")
+
+
+def test_int4_with_one_fp16_scale_per_128_weights_costs_4_125_bits():
+    expect_close(bits_per_weight("int4", group_size=128), 4.125, "bits_per_weight('int4', group_size=128)")
+
+
+def test_a_zero_point_per_group_adds_its_bits_too():
+    got = bits_per_weight("int4", group_size=64, scale_bits=16, zero_point_bits=16)
+    expect_close(got, 4.5, "bits_per_weight('int4', group_size=64, zero_point_bits=16)")
+
+
+def test_group_metadata_shows_in_the_memory():
+    expect_close(calculate_weight_memory(7, "int4", group_size=128), 7 * 4.125 / 8,
+                 "calculate_weight_memory(7, 'int4', group_size=128)")
+
+
+def test_an_unknown_dtype_is_a_value_error_listing_valid_names():
+    with pytest.raises(ValueError, match="int4") as err:
+        calculate_weight_memory(7, "int5")
+    assert "dtype" in str(err.value), f"错误信息要写明参数名 / the message should name the argument: {err.value}"
+
+
+@pytest.mark.parametrize("group_size", [0, -64, 2.5])
+def test_a_group_size_that_is_not_a_positive_int_is_a_value_error(group_size):
+    with pytest.raises(ValueError, match="group_size"):
+        bits_per_weight("int4", group_size=group_size)
+
+
+@pytest.mark.parametrize("num_params_b", [0, -7])
+def test_a_parameter_count_that_is_not_positive_is_a_value_error(num_params_b):
+    with pytest.raises(ValueError, match="num_params_b"):
+        calculate_weight_memory(num_params_b, "fp16")

@@ -1,0 +1,91 @@
+"""Tests for 2.2 — quantization error, 8 vs 4 bit. 测试：量化误差。"""
+
+import math
+
+import pytest
+import torch
+
+from exercises.ex2_2_quant_error import compare_bit_widths, quantization_error
+from kata.check import expect_close, expect_equal
+
+
+def quantize(x: torch.Tensor, num_bits: int):
+    """The tests' own symmetric per-tensor quantizer, so 2.2 stands without your 2.1."""
+    qmax = 2 ** (num_bits - 1) - 1
+    scale = (x.abs().max() / qmax).clamp(min=1e-8)
+    return torch.clamp(torch.round(x / scale), -qmax - 1, qmax), scale
+
+
+def dequantize(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return q * scale
+
+
+def gaussian(n: int = 4096, seed: int = 0) -> torch.Tensor:
+    return torch.randn(n, generator=torch.Generator().manual_seed(seed))
+
+
+def test_quantization_practice():
+    """The chapter's own check: 8-bit error is far smaller than 4-bit error. 章节自带的测试。"""
+    x = gaussian()
+    result = compare_bit_widths(x, quantize, dequantize, bit_widths=(8, 4))
+    assert result[8]["mse"] < result[4]["mse"]
+    assert result[8]["max_abs"] < result[4]["max_abs"]
+    assert result[8]["sqnr_db"] > result[4]["sqnr_db"]
+
+
+def test_the_worked_example_gives_mse_max_and_sqnr():
+    got = quantization_error(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 1.5]))
+    expect_close(got["mse"], 0.125, "mse")
+    expect_close(got["max_abs"], 0.5, "max_abs")
+    expect_close(got["sqnr_db"], 10 * math.log10(5 / 0.25), "sqnr_db", rel=1e-9)
+
+
+def test_a_perfect_round_trip_has_infinite_sqnr_and_zero_error():
+    x = gaussian(16)
+    got = quantization_error(x, x.clone())
+    expect_equal((got["mse"], got["max_abs"], got["sqnr_db"]), (0.0, 0.0, math.inf), "(mse, max_abs, sqnr_db)")
+
+
+def test_error_is_measured_on_every_element_of_a_matrix():
+    x = torch.ones(2, 3)
+    x_hat = x.clone()
+    x_hat[1, 2] = 4.0
+    got = quantization_error(x, x_hat)
+    expect_close(got["mse"], 9 / 6, "mse over all 6 elements")
+    expect_close(got["max_abs"], 3.0, "max_abs")
+
+
+def test_a_finer_grid_gains_20_log10_of_the_step_ratio():
+    # On uniform data the noise power is step²/12, so going from qmax 7 to qmax 127 shrinks the step
+    # 127/7 times and gains 20·log10(127/7) ≈ 25.2 dB (≈ 6 dB per bit). 0.3 dB covers sampling noise.
+    x = torch.rand(100_000, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    result = compare_bit_widths(x, quantize, dequantize, bit_widths=(4, 8))
+    expect_close(result[8]["sqnr_db"] - result[4]["sqnr_db"], 20 * math.log10(127 / 7),
+                 "SQNR gain from 4 to 8 bits (dB)", abs=0.3)
+
+
+def test_every_requested_bit_width_is_reported_with_its_own_error():
+    result = compare_bit_widths(gaussian(), quantize, dequantize, bit_widths=(2, 3, 8))
+    expect_equal(sorted(result), [2, 3, 8], "bit widths in the result")
+    x = gaussian()
+    expect_close(result[3]["mse"], quantization_error(x, dequantize(*quantize(x, 3)))["mse"], "mse at 3 bits")
+
+
+def test_mismatched_shapes_are_a_value_error():
+    with pytest.raises(ValueError, match="x_hat"):
+        quantization_error(torch.zeros(4), torch.zeros(5))
+
+
+def test_an_empty_tensor_is_a_value_error():
+    with pytest.raises(ValueError, match="x"):
+        quantization_error(torch.zeros(0), torch.zeros(0))
+
+
+def test_nan_in_the_input_is_a_value_error():
+    with pytest.raises(ValueError, match="NaN"):
+        quantization_error(torch.tensor([1.0, float("nan")]), torch.zeros(2))
+
+
+def test_a_bit_width_outside_2_to_8_is_a_value_error():
+    with pytest.raises(ValueError, match="bit_widths"):
+        compare_bit_widths(gaussian(), quantize, dequantize, bit_widths=(8, 16))

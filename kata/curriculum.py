@@ -1,0 +1,112 @@
+"""The curriculum: one entry per exercise, in the chapter's order, with its hints.
+
+课程表：每个练习一项，按章节顺序排列，附提示。Grader points, the progress table, the README table and
+`python -m kata hint` all read this list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Exercise:
+    id: str  # short id used on the command line, e.g. "ex2_1"
+    module: str  # module name in exercises/ and reference/
+    chapter: str  # the chapter item it comes from
+    title_zh: str
+    title_en: str
+    hints: tuple[tuple[str, str], ...]  # (中文, English) pairs, easiest first
+    points: int = 10
+
+    @property
+    def test_file(self) -> str:
+        return f"exercises/test_{self.module}.py"
+
+    @property
+    def title(self) -> str:
+        return f"{self.title_zh} / {self.title_en}"
+
+
+EXERCISES: tuple[Exercise, ...] = (
+    Exercise(
+        "ex1_1", "ex1_1_weight_memory", "1.1 · TODO 1", "权重显存计算", "weight memory",
+        (
+            ("显存(GB) = 参数量(十亿) × 每个权重的比特数 / 8。fp16 是 16 比特，int4 是 4 比特。",
+             "GB = billions of params × bits per weight / 8. fp16 is 16 bits, int4 is 4."),
+            ("分组量化要把每组的 scale（和 zero point）摊到每个权重上：4 + 16/128 = 4.125 比特。",
+             "Group scales add their bits spread over the group: 4 + 16/128 = 4.125 bits."),
+            ("未知的 dtype 要抛出 ValueError，并列出所有合法取值。",
+             "An unknown dtype raises ValueError listing the valid names."),
+        ),
+    ),
+    Exercise(
+        "ex1_2", "ex1_2_format_table", "1.2", "7B 模型格式对比表", "7B format table",
+        (
+            ("对每个格式调用传入的 memory_gb(num_params_b, fmt)，再除以 fp16 的显存。",
+             "Call the memory_gb(num_params_b, fmt) you are given for each format; divide by fp16's."),
+            ("渲染成 Markdown 表：表头、分隔行，然后每个格式一行，数字保留两位小数。",
+             "Render a Markdown table: header, separator, one row per format, two decimals."),
+        ),
+    ),
+    Exercise(
+        "ex2_1", "ex2_1_per_tensor", "2.1 · TODO 2", "逐张量量化与反量化", "per-tensor quantize",
+        (
+            ("qmax = 2**(num_bits-1) - 1；scale = max|x| / qmax，至少 1e-8。",
+             "qmax = 2**(num_bits-1) - 1; scale = max|x| / qmax, at least 1e-8."),
+            ("q = clamp(round(x / scale), -qmax-1, qmax)，存成 torch.int8；反量化是 q.float() * scale。",
+             "q = clamp(round(x / scale), -qmax-1, qmax) as torch.int8; dequantize is q.float() * scale."),
+            ("先检查输入：x 必须是浮点张量且有限，num_bits 在 2..8；可用 kata.validate 里的函数。",
+             "Check inputs first: a finite floating tensor, num_bits in 2..8; kata.validate has helpers."),
+        ),
+    ),
+    Exercise(
+        "ex2_2", "ex2_2_quant_error", "2.2", "量化误差：MSE、最大误差、SQNR", "quantization error",
+        (
+            ("MSE = mean((x - x̂)²)，max_abs = max|x - x̂|。",
+             "MSE = mean((x - x̂)²); max_abs = max|x - x̂|."),
+            ("SQNR(dB) = 10·log10(Σx² / Σ(x - x̂)²)；误差为 0 时是 +inf。",
+             "SQNR(dB) = 10·log10(Σx² / Σ(x - x̂)²); +inf when the error is zero."),
+        ),
+    ),
+    Exercise(
+        "ex3_1", "ex3_1_savings_vs_error", "3.1 · TODO 3", "显存节省 vs 误差", "saving vs error",
+        (
+            ("节省比例 = 1 - bits / 16（相对 fp16）。fp16 这一行的误差来自 x.half().float() 的往返。",
+             "Saving = 1 - bits / 16 (against fp16). The fp16 row's error is x.half().float()'s round trip."),
+            ("整数行用传入的 quantize / dequantize 做往返，再算 MSE 和 SQNR。",
+             "Integer rows round-trip through the quantize / dequantize you are given, then MSE and SQNR."),
+        ),
+    ),
+    Exercise(
+        "ex3_2", "ex3_2_conservative", "3.2", "何时更保守：INT8、保留 FP16、QAT", "when to be conservative",
+        (
+            ("从 target_bits 开始：SQNR 达标就用 PTQ；显存卡死在 target_bits 就选 QAT。",
+             "Start at target_bits: PTQ if its SQNR meets the bar; if memory pins you there, QAT."),
+            ("否则往上找第一个达标的位宽；都不达标就保留 FP16。",
+             "Otherwise take the lowest higher bit width that meets the bar; if none does, keep FP16."),
+        ),
+    ),
+    Exercise(
+        "ex4_1", "ex4_1_self_check", "4.1", "自测题：用计算回答", "self-check by computation",
+        (
+            ("问题 1：用传入的 memory_gb 算出各格式显存和相对 fp16 的倍数。",
+             "Q1: compute each format's memory with the memory_gb you are given, and the ratio to fp16."),
+            ("问题 2：峰均比 = max|x| / sqrt(mean(x²))；峰均比大，逐张量量化的 SQNR 就低。",
+             "Q2: crest factor = max|x| / sqrt(mean(x²)); a high crest factor lowers per-tensor SQNR."),
+            ("问题 3：每多 1 比特 SQNR 约增加 6.02 dB；用最小二乘求斜率，找最低达标位宽。",
+             "Q3: each bit adds about 6.02 dB; fit the slope by least squares, find the lowest passing width."),
+        ),
+    ),
+)
+
+BY_ID = {ex.id: ex for ex in EXERCISES}
+BY_MODULE = {ex.module: ex for ex in EXERCISES}
+
+
+def find(name: str) -> Exercise:
+    """Look an exercise up by id ("ex2_1") or module name ("ex2_1_per_tensor")."""
+    ex = BY_ID.get(name) or BY_MODULE.get(name)
+    if ex is None:
+        raise KeyError(f"没有这个练习 / no such exercise: {name!r}; 可选 / choose from {sorted(BY_ID)}")
+    return ex

@@ -1,0 +1,98 @@
+"""pytest plugin: target switch, origin guard, short "not started" reports, the progress table.
+
+pytest 插件：切换测试目标、检查模块来源、把 NotImplementedError 显示为“未开始”、结束时打印进度表。
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from kata import progress, target
+
+_TARGET = pytest.StashKey[str]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.getgroup("quant-kata").addoption(
+        "--target",
+        choices=target.TARGETS,
+        default=None,
+        help="测试哪个目录 / which folder the exercise tests import: exercises (default) or reference; "
+        f"also ${target.ENV_VAR}",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    chosen = target.resolve(config.getoption("target"))
+    config.stash[_TARGET] = chosen
+    target.install(chosen)
+    config.pluginmanager.register(_ProgressRecorder(chosen), "quant-kata-progress")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    chosen = config.stash[_TARGET]
+    return f"quant-kata target: {chosen} ({target.folder(chosen)})"
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    chosen = session.config.stash[_TARGET]
+    wrong = target.wrong_origins(chosen)
+    if wrong:
+        pytest.exit(
+            f"目标不一致 / target mismatch: chose {chosen!r} but imported\n  " + "\n  ".join(wrong),
+            returncode=pytest.ExitCode.USAGE_ERROR,
+        )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="没有 CUDA GPU / no CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+def _exercise_module(nodeid: str) -> str | None:
+    path = nodeid.split("::", 1)[0]
+    if path.startswith("exercises/test_") and path.endswith(".py"):
+        return path[len("exercises/test_") : -len(".py")]
+    return None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    if call.excinfo is not None and call.excinfo.errisinstance(NotImplementedError):
+        report.longrepr = f"未开始 / not started: {call.excinfo.value}"
+        report.user_properties.append(("not_started", True))
+    return report
+
+
+class _ProgressRecorder:
+    """Counts outcomes per exercise module and prints the progress table at the end."""
+
+    def __init__(self, chosen: str) -> None:
+        self.target = chosen
+        self.outcomes: dict[str, progress.Outcomes] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        module = _exercise_module(report.nodeid)
+        if module is None or report.skipped or (report.when != "call" and report.passed):
+            return
+        outcomes = self.outcomes.setdefault(module, progress.Outcomes())
+        if report.passed:
+            outcomes.passed += 1
+        elif dict(report.user_properties).get("not_started"):
+            outcomes.not_started += 1
+        else:
+            outcomes.failed += 1
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        rows = progress.exercise_statuses(self.outcomes)
+        if rows:
+            terminalreporter.section("quant-kata", sep="=")
+            for line in progress.render(rows, self.target):
+                terminalreporter.write_line(line)

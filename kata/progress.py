@@ -1,0 +1,58 @@
+"""Progress per exercise from test outcomes, and the bilingual table the learner sees.
+
+进度：根据每个测试的结果判断练习是 已完成 / 未通过 / 未开始，并给出下一个练习的提示。
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from kata.curriculum import EXERCISES, Exercise
+
+DONE, FAILING, NOT_STARTED = "done", "failing", "not started"
+LABELS = {DONE: "✔ 已完成 done", FAILING: "✘ 未通过 failing", NOT_STARTED: "· 未开始 not started"}
+
+
+@dataclass
+class Outcomes:
+    passed: int = 0
+    failed: int = 0  # failed for a real reason: the learner's code ran and was wrong
+    not_started: int = 0  # failed with NotImplementedError: the stub is untouched
+
+    @property
+    def status(self) -> str:
+        if self.failed == 0 and self.not_started == 0:
+            return DONE
+        if self.passed == 0 and self.failed == 0:
+            return NOT_STARTED
+        return FAILING
+
+
+def exercise_statuses(outcomes: Mapping[str, Outcomes]) -> list[tuple[Exercise, Outcomes]]:
+    """The exercises that ran, in curriculum order, with their outcomes."""
+    return [(ex, outcomes[ex.module]) for ex in EXERCISES if ex.module in outcomes]
+
+
+def render(rows: Iterable[tuple[Exercise, Outcomes]], target: str) -> list[str]:
+    rows = list(rows)
+    lines = [f"quant-kata 进度 / progress — target: {target}"]
+    for ex, out in rows:
+        total = out.passed + out.failed + out.not_started
+        lines.append(
+            f"  {LABELS[out.status]:<22} {ex.id:<7} {ex.chapter:<13} {out.passed:>2}/{total:<3} {ex.title}"
+        )
+    done = sum(out.status == DONE for _, out in rows)
+    lines.append(f"完成 / done: {done}/{len(rows)}")
+    upcoming = next((ex for ex, out in rows if out.status != DONE), None)
+    if upcoming is None:
+        lines.append("全部通过，干得好！ / All passing — well done!")
+    else:
+        zh, en = upcoming.hints[0]
+        lines += [
+            f"下一步 / next: {upcoming.id} ({upcoming.module}.py) — {upcoming.title}",
+            f"  提示 / hint: {zh}",
+            f"               {en}",
+            f"  更多提示 / more hints: python -m kata hint {upcoming.id}",
+        ]
+    return lines

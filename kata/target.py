@@ -1,0 +1,65 @@
+"""The target switch: make `exercises.exN_*` imports resolve to exercises/ or reference/.
+
+目标切换：测试文件总是 `from exercises.ex2_1_per_tensor import ...`；选 reference 时，这些导入
+改由 reference/ 中同名模块提供。The test modules never change; only where the module file comes from.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.util
+import os
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGETS = ("exercises", "reference")
+ENV_VAR = "KATA_TARGET"
+_EXERCISE_MODULE = re.compile(r"^exercises\.(ex\d+_\d+_\w+)$")
+
+
+def resolve(option: str | None) -> str:
+    """The chosen target: the command-line option, else $KATA_TARGET, else "exercises"."""
+    target = option or os.environ.get(ENV_VAR) or "exercises"
+    if target not in TARGETS:
+        raise ValueError(f"target 只能是 / must be one of {TARGETS}, got {target!r}")
+    return target
+
+
+def folder(target: str) -> Path:
+    return ROOT / target
+
+
+class _ReferenceFinder(importlib.abc.MetaPathFinder):
+    """Serve `exercises.exN_*` from reference/<same name>.py; everything else imports as usual."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        match = _EXERCISE_MODULE.match(fullname)
+        if not match:
+            return None
+        source = folder("reference") / f"{match.group(1)}.py"
+        if not source.exists():
+            return None
+        return importlib.util.spec_from_file_location(fullname, source)
+
+
+def install(target: str) -> None:
+    """Route exercise imports to `target` for the rest of this process."""
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _ReferenceFinder)]
+    if target == "reference":
+        sys.meta_path.insert(0, _ReferenceFinder())
+
+
+def wrong_origins(target: str, modules: Mapping[str, ModuleType] | None = None) -> list[str]:
+    """Imported exercise modules whose file is not in the target's folder (empty when all is well)."""
+    modules = sys.modules if modules is None else modules
+    expected = folder(target).resolve()
+    wrong = []
+    for name, module in list(modules.items()):
+        file = getattr(module, "__file__", None)
+        if _EXERCISE_MODULE.match(name) and file and Path(file).resolve().parent != expected:
+            wrong.append(f"{name} ← {file}")
+    return wrong

@@ -1,0 +1,42 @@
+"""Input checks with clear, bilingual errors that name the argument.
+
+输入检查：错误信息写明是哪个参数、期望什么、实际收到什么。Exercises may call these; they hold no answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+import torch
+
+
+def check_float_tensor(x: object, name: str = "x", *, allow_empty: bool = True) -> None:
+    """Raise TypeError unless `x` is a floating-point tensor; ValueError if it holds NaN or ±inf."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} 必须是 torch.Tensor / {name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} 必须是浮点张量 / {name} must be a floating-point tensor, got dtype {x.dtype}")
+    if not allow_empty and x.numel() == 0:
+        raise ValueError(f"{name} 不能为空 / {name} must not be empty, got shape {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        bad = (~torch.isfinite(x)).sum().item()
+        raise ValueError(f"{name} 含有 NaN 或无穷大 / {name} contains {bad} NaN or infinite value(s)")
+
+
+def check_num_bits(num_bits: object, low: int = 2, high: int = 8, name: str = "num_bits") -> None:
+    """Raise ValueError unless `num_bits` is an int in [low, high]."""
+    if isinstance(num_bits, bool) or not isinstance(num_bits, int) or not low <= num_bits <= high:
+        raise ValueError(f"{name} 必须是 {low}..{high} 的整数 / {name} must be an int in {low}..{high}, "
+                         f"got {num_bits!r}")
+
+
+def check_choice(value: object, choices: Collection[str], name: str) -> None:
+    """Raise ValueError unless `value` is one of `choices` (listed in the message)."""
+    if value not in choices:
+        raise ValueError(f"未知的 {name} / unknown {name} {value!r}; 可选 / valid: {', '.join(sorted(choices))}")
+
+
+def check_positive(value: object, name: str) -> None:
+    """Raise ValueError unless `value` is a positive real number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} 必须是正数 / {name} must be a positive number, got {value!r}")
