@@ -9,7 +9,7 @@ from kata.curriculum import EXERCISES, find
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kata", description="quant-kata 提示与课程表 / hints and curriculum")
+    parser = argparse.ArgumentParser(prog="python -m kata", description="提示与课程表 / hints and curriculum")
     sub = parser.add_subparsers(dest="command", required=True)
     hint = sub.add_parser("hint", help="一个练习的提示 / hints for one exercise")
     hint.add_argument("exercise", help="例如 / e.g. ex2_1")

@@ -98,7 +98,8 @@ def run_exercise(ex: Exercise, target: str, workdir: Path, timeout_s: float, roo
     result.tests, result.junit = _parse_junit(xml, _test_sources(root / ex.test_file))
     if not result.tests:
         tail = (proc.stdout + proc.stderr).strip()[-1500:]
-        result.tests = [TestResult(ex.id, "error", f"测试没有运行 / tests did not run (exit {proc.returncode}):\n{tail}")]
+        message = f"测试没有运行 / tests did not run (exit {proc.returncode}):\n{tail}"
+        result.tests = [TestResult(ex.id, "error", message)]
     return result
 
 

@@ -1,0 +1,54 @@
+"""nox sessions for quant-kata. `nox -l` lists them; plain `nox` runs the learner's self-check.
+
+Sessions run in the interpreter nox runs under (venv_backend "none"): install once with
+`pip install -e .` and no session reinstalls torch. 所有会话共用当前 Python 环境，不会重复安装 torch。
+"""
+
+import nox
+
+nox.options.default_venv_backend = "none"
+nox.options.sessions = ["check"]
+
+
+@nox.session
+def check(session: nox.Session) -> None:
+    """学员自测 / Learner self-check: your exercises/ with a progress table and a hint."""
+    session.run("python", "-m", "pytest", "exercises", *session.posargs)
+
+
+@nox.session
+def reference(session: nox.Session) -> None:
+    """讲师检查 / Instructor check: every exercise test against reference/, plus the kata's own tests/."""
+    session.run("python", "-m", "pytest", "exercises", "tests", "--target", "reference", *session.posargs)
+
+
+@nox.session
+def unsolved(session: nox.Session) -> None:
+    """证明每个评分测试在原始存根上都失败 / Prove every graded test fails on the untouched stubs."""
+    session.run("python", "-m", "kata.grade", "--unsolved", *session.posargs)
+
+
+@nox.session
+def grade(session: nox.Session) -> None:
+    """评分 / Grade exercises/: results.json (exercism v3), junit.xml, summary.md in grade-results/."""
+    session.run("python", "-m", "kata.grade", "--target", "exercises", "--out", "grade-results", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """GPU 速度基准 / GPU speed benchmarks (pytest-benchmark, JSON in bench-results/); skips without CUDA."""
+    session.run("python", "-m", "pytest", "tests/benchmarks", "--target", "reference", "-m", "gpu",
+                "--benchmark-json=bench-results/benchmarks.json", "-p", "no:randomly", *session.posargs,
+                success_codes=[0, 5])
+
+
+@nox.session
+def lab(session: nox.Session) -> None:
+    """主实验 / The lab: the chapter's tables, measured; prints them and writes lab-report.md."""
+    session.run("python", "-m", "kata.lab", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff 检查 / ruff lint."""
+    session.run("python", "-m", "ruff", "check", ".")
