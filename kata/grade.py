@@ -31,7 +31,7 @@ DEFAULT_TIMEOUT_S = 900
 
 
 @dataclass
-class TestResult:
+class CaseResult:
     name: str
     status: str  # "pass" | "fail" | "error", as in exercism's v3 results
     message: str | None = None
@@ -41,7 +41,7 @@ class TestResult:
 @dataclass
 class ExerciseResult:
     exercise: Exercise
-    tests: list[TestResult] = field(default_factory=list)
+    tests: list[CaseResult] = field(default_factory=list)
     junit: ET.Element | None = None
 
     @property
@@ -64,7 +64,7 @@ def _test_sources(test_file: Path) -> dict[str, str]:
             if isinstance(node, ast.FunctionDef) and node.name.startswith("test")}
 
 
-def _parse_junit(path: Path, sources: dict[str, str]) -> tuple[list[TestResult], ET.Element | None]:
+def _parse_junit(path: Path, sources: dict[str, str]) -> tuple[list[CaseResult], ET.Element | None]:
     try:
         root = ET.parse(path).getroot()
     except (OSError, ET.ParseError):
@@ -79,7 +79,7 @@ def _parse_junit(path: Path, sources: dict[str, str]) -> tuple[list[TestResult],
                 status, message = verdict, (node.get("message") or node.text or "").strip()[:2000]
         if case.find("skipped") is not None:
             continue  # a skipped test (e.g. GPU-only) neither earns nor costs points
-        results.append(TestResult(name, status, message, sources.get(name.split("[", 1)[0], "")))
+        results.append(CaseResult(name, status, message, sources.get(name.split("[", 1)[0], "")))
     return results, root
 
 
@@ -93,13 +93,13 @@ def run_exercise(ex: Exercise, target: str, workdir: Path, timeout_s: float, roo
     try:
         proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        result.tests = [TestResult(ex.id, "error", f"超时 / timed out after {timeout_s:g} s")]
+        result.tests = [CaseResult(ex.id, "error", f"超时 / timed out after {timeout_s:g} s")]
         return result
     result.tests, result.junit = _parse_junit(xml, _test_sources(root / ex.test_file))
     if not result.tests:
         tail = (proc.stdout + proc.stderr).strip()[-1500:]
         message = f"测试没有运行 / tests did not run (exit {proc.returncode}):\n{tail}"
-        result.tests = [TestResult(ex.id, "error", message)]
+        result.tests = [CaseResult(ex.id, "error", message)]
     return result
 
 

@@ -1,0 +1,29 @@
+"""Helpers for the kata's own tests: run pytest or a module in a fresh interpreter, load a file as a module."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from kata.target import ROOT
+
+
+def run_python(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 300):
+    """`python *args` in `cwd`; returns the CompletedProcess with stdout and stderr as text."""
+    full_env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    full_env.pop("KATA_TARGET", None)  # each test says which target it wants
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=full_env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def load_file(path: Path, name: str) -> ModuleType:
+    """Import a file under a private name, so stubs and references can sit side by side."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
