@@ -7,17 +7,8 @@ import torch
 
 from exercises.ex2_2_quant_error import compare_bit_widths, quantization_error
 from kata.check import expect_close, expect_equal
-
-
-def quantize(x: torch.Tensor, num_bits: int):
-    """The tests' own symmetric per-tensor quantizer, so 2.2 stands without your 2.1."""
-    qmax = 2 ** (num_bits - 1) - 1
-    scale = (x.abs().max() / qmax).clamp(min=1e-8)
-    return torch.clamp(torch.round(x / scale), -qmax - 1, qmax), scale
-
-
-def dequantize(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    return q * scale
+from kata.oracles import dequantize_symmetric as dequantize
+from kata.oracles import quantize_symmetric as quantize  # 2.2 stands without your 2.1
 
 
 def gaussian(n: int = 4096, seed: int = 0) -> torch.Tensor:

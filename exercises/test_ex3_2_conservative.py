@@ -5,14 +5,7 @@ import torch
 
 from exercises.ex3_2_conservative import plan_precision, recommend_scheme
 from kata.check import expect_equal
-
-
-def measure_sqnr(x: torch.Tensor, num_bits: int) -> float:
-    """The tests' own per-tensor symmetric round trip, measured in dB."""
-    qmax = 2 ** (num_bits - 1) - 1
-    scale = x.abs().max() / qmax
-    x_hat = torch.clamp(torch.round(x / scale), -qmax - 1, qmax) * scale
-    return (10 * torch.log10(x.pow(2).sum() / (x - x_hat).pow(2).sum())).item()
+from kata.oracles import measure_sqnr
 
 
 @pytest.mark.parametrize(("sqnr", "memory_bound", "expected"), [

@@ -7,20 +7,13 @@ import torch
 
 from exercises.ex4_1_self_check import activation_vs_weight, crest_factor, memory_gap, ptq_floor
 from kata.check import expect_close, expect_equal
+from kata.oracles import measure_sqnr
 
 BITS = {"fp32": 32, "fp16": 16, "int8": 8, "int4": 4}
 
 
 def memory_gb(num_params_b: float, dtype: str) -> float:
     return num_params_b * BITS[dtype] / 8
-
-
-def measure_sqnr(x: torch.Tensor, num_bits: int = 8) -> float:
-    """The tests' own per-tensor symmetric round trip, in dB."""
-    qmax = 2 ** (num_bits - 1) - 1
-    scale = x.abs().max() / qmax
-    x_hat = torch.clamp(torch.round(x / scale), -qmax - 1, qmax) * scale
-    return (10 * torch.log10(x.pow(2).sum() / (x - x_hat).pow(2).sum())).item()
 
 
 @pytest.mark.parametrize(("fmt", "gb", "over"), [("fp16", 14.0, 1.0), ("int8", 7.0, 2.0), ("int4", 3.5, 4.0)])

@@ -98,6 +98,42 @@ EXERCISES: tuple[Exercise, ...] = (
              "Q3: each bit adds about 6.02 dB; fit the slope by least squares, find the lowest passing width."),
         ),
     ),
+    Exercise(
+        "ex5_1", "ex5_1_granularity", "实践 (a)", "量化粒度、零点与截断", "granularity and clipping",
+        (
+            ("先写一个 _groups(w) 把权重看成 (行, 组, 组长)：tensor → (1, 1, -1)，channel → (out, 1, in)，"
+             "group → (out, in/g, g)。", "Write a helper viewing w as (rows, groups, group_len): tensor → "
+             "(1, 1, -1), channel → (out, 1, in), group → (out, in/g, g)."),
+            ("在最后一维上取 amax / amin，就得到形状 (行, 组) 的 scale；量化时用 scale[..., None] 广播。",
+             "amax / amin over the last dim gives scale of shape (rows, groups); broadcast with scale[..., None]."),
+            ("非对称：lo = min(c·min, 0)，hi = max(c·max, 0)，zero_point = round(-lo/scale)；码用 uint8。",
+             "Asymmetric: lo = min(c·min, 0), hi = max(c·max, 0), zero_point = round(-lo/scale); uint8 codes."),
+            ("MSE 截断搜索：对每个候选 c 做 fake_quantize，按 (行, 组) 记下误差最小的 c。",
+             "MSE clip search: fake_quantize at each candidate c, keep the best c per (row, group)."),
+        ),
+    ),
+    Exercise(
+        "ex5_2", "ex5_2_int4_packing", "实践 (a)", "INT4 打包与实测字节", "INT4 packing and real bytes",
+        (
+            ("q.to(torch.uint8) & 0xF 得到 4 位补码；偶数位 | 奇数位 << 4。",
+             "q.to(torch.uint8) & 0xF gives the 4-bit two's complement; even | odd << 4."),
+            ("解包：packed & 0xF 与 packed >> 4 交错排列（torch.stack(..., dim=-1).flatten(-2)）；有符号时 ≥ 8 减 16。",
+             "Unpack: interleave packed & 0xF and packed >> 4 (stack on a new last dim, flatten); signed: ≥ 8 → -16."),
+            ("torch 的零点：(q - 8)·s + zero = (q - zp)·s ⇒ zero = (8 - zp)·s；再转置成 (组, out, 2)。",
+             "torch's zero: (q - 8)·s + zero = (q - zp)·s ⇒ zero = (8 - zp)·s; transpose to (groups, out, 2)."),
+        ),
+    ),
+    Exercise(
+        "ex5_3", "ex5_3_quant_linear", "实践 (a)/(c)", "只量化权重的线性层", "weight-only quantized Linear",
+        (
+            ("用 register_buffer 存码、scale、zero_point：它们会进 state_dict，却不是可训练参数。",
+             "Store codes, scale and zero_point with register_buffer: in the state_dict, not trainable."),
+            ("forward：反量化出 ŵ，转成 x.dtype，再 F.linear(x, ŵ, bias)。",
+             "forward: dequantize ŵ, cast to x.dtype, then F.linear(x, ŵ, bias)."),
+            ("替换子模块：名字 'layers.0.mlp.up_proj' 拆成父模块 'layers.0.mlp' 与属性 'up_proj'，用 setattr。",
+             "Swap a submodule: split 'layers.0.mlp.up_proj' into parent 'layers.0.mlp' and 'up_proj'; setattr."),
+        ),
+    ),
 )
 
 BY_ID = {ex.id: ex for ex in EXERCISES}

@@ -1,0 +1,148 @@
+"""Tests for practice (a) — granularity, zero points, clipping. 测试：量化粒度、零点与截断。"""
+
+import pytest
+import torch
+
+from exercises.ex5_1_granularity import (
+    choose_qparams,
+    dequantize,
+    fake_quantize,
+    mse_clip_ratio,
+    percentile_clip_ratio,
+    quantize,
+)
+from kata.check import expect_close, expect_equal, expect_tensor, expect_tensor_close, expect_tensor_equal
+from kata.oracles import sqnr_db
+
+
+def weight_with_outliers(seed: int = 0) -> torch.Tensor:
+    """A 64×256 weight like an LLM's: std 0.02, plus two loud output channels and one loud input column."""
+    w = torch.randn(64, 256, generator=torch.Generator().manual_seed(seed)) * 0.02
+    w[3] *= 30
+    w[17] *= 20
+    w[:, 5] *= 8
+    return w
+
+
+def test_the_worked_asymmetric_example():
+    w = torch.tensor([[-1.0, 3.0]])
+    scale, zero_point = choose_qparams(w, 4, symmetric=False, granularity="tensor")
+    expect_close(scale, 4 / 15, "scale = (hi - lo) / 15")
+    expect_close(zero_point, 4, "zero_point = round(-lo / scale)")
+    q = quantize(w, scale, zero_point, 4, symmetric=False)
+    expect_tensor_equal(q, torch.tensor([[0, 15]], dtype=torch.uint8), "q")
+    expect_tensor_close(dequantize(q, scale, zero_point), torch.tensor([[-16 / 15, 44 / 15]]), "ŵ", atol=1e-6)
+
+
+@pytest.mark.parametrize(("granularity", "shape"), [("tensor", (1, 1)), ("channel", (8, 1)), ("group", (8, 4))])
+def test_scale_shape_follows_the_granularity(granularity, shape):
+    scale, zero_point = choose_qparams(torch.randn(8, 64), 4, granularity=granularity, group_size=16)
+    expect_tensor(scale, "scale", shape=shape, dtype=torch.float32)
+    expect_tensor(zero_point, "zero_point", shape=shape, dtype=torch.int32)
+
+
+def test_symmetric_codes_use_the_full_signed_range_per_channel():
+    w = torch.tensor([[0.6, -1.0, 0.3], [2.0, 1.2, -0.6]])
+    scale, zero_point = choose_qparams(w, 4, symmetric=True, granularity="channel")
+    expect_tensor_close(scale, torch.tensor([[1 / 7], [2 / 7]]), "per-channel scale", atol=1e-7)
+    expect_tensor_equal(zero_point, torch.zeros(2, 1, dtype=torch.int32), "symmetric zero_point")
+    expect_tensor_equal(quantize(w, scale, zero_point, 4), torch.tensor([[4, -7, 2], [7, 4, -2]], dtype=torch.int8),
+                        "q")
+
+
+def test_group_scales_see_only_their_own_columns():
+    w = torch.tensor([[1.0, 1.0, 8.0, 8.0]])
+    scale, _ = choose_qparams(w, 8, granularity="group", group_size=2)
+    expect_tensor_close(scale, torch.tensor([[1 / 127, 8 / 127]]), "group scales", atol=1e-8)
+
+
+def test_codes_are_clamped_to_the_grid_when_clipping():
+    w = torch.tensor([[-4.0, 1.2, 4.0]])
+    scale, zero_point = choose_qparams(w, 4, granularity="tensor", clip_ratio=0.5)
+    expect_tensor_equal(quantize(w, scale, zero_point, 4), torch.tensor([[-8, 4, 7]], dtype=torch.int8),
+                        "clipped codes (clamp to [-8, 7])")
+
+
+def test_asymmetric_codes_are_clamped_to_0_and_2_to_the_b_minus_1():
+    w = torch.tensor([[-4.0, 0.0, 4.0]])
+    scale, zero_point = choose_qparams(w, 3, symmetric=False, granularity="tensor", clip_ratio=0.5)
+    q = quantize(w, scale, zero_point, 3, symmetric=False)
+    expect_equal((q.min().item(), q.max().item()), (0, 7), "(min, max) code at 3 bits")
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("num_bits", [2, 3, 4, 8])
+def test_round_trip_error_is_at_most_half_a_step(symmetric, num_bits):
+    w = torch.randn(16, 64, generator=torch.Generator().manual_seed(num_bits))
+    scale, zero_point = choose_qparams(w, num_bits, symmetric=symmetric, granularity="group", group_size=32)
+    w_hat = dequantize(quantize(w, scale, zero_point, num_bits, symmetric=symmetric), scale, zero_point)
+    bound = scale.repeat_interleave(32, dim=1) / 2 + 1e-6  # half a step of each weight's own group
+    worst = ((w - w_hat).abs() - bound).max().item()
+    assert worst <= 0, f"{num_bits}-bit {'sym' if symmetric else 'asym'}: |w - ŵ| exceeds scale/2 by {worst:.3g}"
+
+
+def test_fake_quantize_equals_the_three_steps():
+    w = weight_with_outliers()
+    scale, zp = choose_qparams(w, 4, symmetric=False, granularity="group", group_size=64)
+    expected = dequantize(quantize(w, scale, zp, 4, symmetric=False), scale, zp)
+    got = fake_quantize(w, 4, symmetric=False, granularity="group", group_size=64)
+    expect_tensor_close(got, expected, "fake_quantize", atol=0)
+
+
+def test_error_falls_from_per_tensor_to_per_channel_to_per_group():
+    w = weight_with_outliers()
+    sqnr = {g: sqnr_db(w, fake_quantize(w, 4, granularity=g, group_size=32)) for g in ("tensor", "channel", "group")}
+    # Loud channels stretch a shared scale; finer groups isolate them. Measured ≈ 10 / 13 / 19 dB.
+    assert sqnr["tensor"] + 2 < sqnr["channel"] and sqnr["channel"] + 4 < sqnr["group"], f"SQNR (dB) {sqnr}"
+
+
+def test_asymmetric_beats_symmetric_on_a_shifted_distribution():
+    w = torch.rand(64, 128, generator=torch.Generator().manual_seed(1)) + 0.5  # all positive, like post-GELU
+    sym = sqnr_db(w, fake_quantize(w, 4, symmetric=True))
+    asym = sqnr_db(w, fake_quantize(w, 4, symmetric=False))
+    # The symmetric grid wastes its negative half: about 6 dB (one bit) worse.
+    assert asym > sym + 4, f"asymmetric {asym:.1f} dB should beat symmetric {sym:.1f} dB by > 4 dB"
+
+
+def test_percentile_clip_ratio_of_a_known_row():
+    w = torch.arange(1.0, 101.0).reshape(1, 100)
+    ratio = percentile_clip_ratio(w, 50.0, granularity="channel")
+    expect_tensor_close(ratio, torch.tensor([[50.5 / 100]]), "median / max", atol=1e-6)
+
+
+def test_mse_clip_search_never_does_worse_than_min_max_and_here_does_better():
+    w = torch.randn(32, 512, generator=torch.Generator().manual_seed(2))  # Gaussian tails: clipping pays
+    ratio = mse_clip_ratio(w, 3, granularity="channel")
+    expect_tensor(ratio, "ratio", shape=(32, 1))
+    plain, clipped = fake_quantize(w, 3), fake_quantize(w, 3, clip_ratio=ratio)
+    per_row = ((clipped - w).pow(2).sum(1) <= (plain - w).pow(2).sum(1) + 1e-9)
+    assert per_row.all(), "the search includes c = 1, so no row may get worse"
+    assert sqnr_db(w, clipped) > sqnr_db(w, plain) + 0.5, "clipping Gaussian tails should gain > 0.5 dB at 3 bits"
+    assert ((ratio >= 0.5) & (ratio <= 1.0)).all(), "ratios come from linspace(1, 0.5)"
+
+
+def test_a_group_size_that_does_not_divide_the_row_is_a_value_error():
+    with pytest.raises(ValueError, match="group_size"):
+        choose_qparams(torch.randn(4, 576), 4, granularity="group", group_size=128)
+
+
+def test_an_unknown_granularity_is_a_value_error_listing_the_valid_ones():
+    with pytest.raises(ValueError, match="channel"):
+        choose_qparams(torch.randn(4, 8), 4, granularity="row")
+
+
+def test_a_weight_that_is_not_2d_is_a_value_error():
+    with pytest.raises(ValueError, match="w"):
+        choose_qparams(torch.randn(4, 8, 2), 4)
+
+
+def test_num_bits_outside_2_to_8_is_a_value_error():
+    with pytest.raises(ValueError, match="num_bits"):
+        choose_qparams(torch.randn(4, 8), 9)
+
+
+def test_nan_in_the_weight_is_a_value_error():
+    w = torch.randn(4, 8)
+    w[1, 2] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        choose_qparams(w, 4)

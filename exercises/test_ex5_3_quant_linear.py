@@ -1,0 +1,127 @@
+"""Tests for practice (a)/(c) — the weight-only quantized Linear. 测试：只量化权重的线性层。"""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from exercises.ex5_3_quant_linear import QuantLinear, quantize_model
+from kata.check import expect_equal, expect_tensor
+from kata.llama import tiny_llama, weight_bytes
+from kata.oracles import dequantize_groups, quantize_groups
+
+
+def linear(in_features=256, out_features=96, bias=False, seed=0) -> nn.Linear:
+    torch.manual_seed(seed)
+    layer = nn.Linear(in_features, out_features, bias=bias)
+    nn.init.normal_(layer.weight, std=0.02)
+    return layer
+
+
+def relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
+    return ((got - expected).norm() / expected.norm()).item()
+
+
+def inputs(in_features=256, seed=1) -> torch.Tensor:
+    return torch.randn(4, 7, in_features, generator=torch.Generator().manual_seed(seed))
+
+
+def test_w8_state_holds_int8_codes_and_fp16_channel_scales_only():
+    state = QuantLinear.from_linear(linear(), num_bits=8).state_dict()
+    expect_equal(sorted(state), ["qweight", "scale"], "state_dict keys")
+    expect_tensor(state["qweight"], "qweight", shape=(96, 256), dtype=torch.int8)
+    expect_tensor(state["scale"], "scale", shape=(96, 1), dtype=torch.float16)
+
+
+def test_w4_state_holds_packed_codes_fp16_scales_and_uint8_zero_points():
+    state = QuantLinear.from_linear(linear(bias=True), num_bits=4, group_size=64).state_dict()
+    expect_equal(sorted(state), ["bias", "qweight", "scale", "zero_point"], "state_dict keys")
+    expect_tensor(state["qweight"], "qweight", shape=(96, 128), dtype=torch.uint8)
+    expect_tensor(state["scale"], "scale", shape=(96, 4), dtype=torch.float16)
+    expect_tensor(state["zero_point"], "zero_point", shape=(96, 4), dtype=torch.uint8)
+    expect_tensor(state["bias"], "bias", shape=(96,), dtype=torch.float16)
+
+
+@pytest.mark.parametrize(("num_bits", "group_size", "bound"), [(8, None, 0.01), (4, 32, 0.10), (4, 64, 0.12)])
+def test_outputs_stay_close_to_the_float_layer(num_bits, group_size, bound):
+    # Rounding noise is step/√12 per weight, relative to a Gaussian weight's σ: 8-bit per channel
+    # (step ≈ 5σ/255) ≈ 0.6 %; 4-bit asymmetric per group (step ≈ 4.5σ/15 for 32 weights) ≈ 8 %.
+    float_layer = linear(bias=True)
+    x = inputs()
+    got = QuantLinear.from_linear(float_layer, num_bits, group_size)(x)
+    err = relative_error(got, float_layer(x).detach())
+    assert err < bound, f"W{num_bits} g{group_size}: relative output error {err:.4f} ≥ {bound}"
+
+
+def test_w4_forward_is_dequantize_then_matmul_of_group_codes():
+    float_layer = linear()
+    x = inputs()
+    q, scale, zero = quantize_groups(float_layer.weight.detach(), 4, 64)
+    expected = x @ dequantize_groups(q, scale, zero).T
+    got = QuantLinear.from_linear(float_layer, 4, 64)(x)
+    # The stored fp16 scale moves a rare code by one step; 1 % of the output norm allows for that only.
+    assert relative_error(got, expected) < 0.01, relative_error(got, expected)
+
+
+def test_the_forward_keeps_the_input_dtype():
+    layer = QuantLinear.from_linear(linear(), 4, 64)
+    expect_tensor(layer(inputs().to(torch.bfloat16)), "output", dtype=torch.bfloat16)
+
+
+def test_a_state_dict_reloads_into_a_fresh_layer():
+    layer = QuantLinear.from_linear(linear(bias=True), 4, 32)
+    fresh = QuantLinear(256, 96, num_bits=4, group_size=32, bias=True)
+    fresh.load_state_dict(layer.state_dict())
+    x = inputs()
+    assert torch.equal(fresh(x), layer(x)), "the state alone must rebuild the layer"
+
+
+def test_quantize_model_replaces_every_linear_but_the_skipped_ones():
+    model = tiny_llama()
+    info = quantize_model(model, 4, 32)
+    expect_equal(info["layers"], 14, "layers replaced (2 blocks × 7 linears)")
+    kinds = {type(m).__name__ for n, m in model.named_modules() if n.endswith("_proj")}
+    expect_equal(kinds, {"QuantLinear"}, "types of the *_proj layers")
+    assert type(model.lm_head) is nn.Linear and type(model.embed_tokens) is nn.Embedding
+
+
+def test_the_skip_list_keeps_matching_layers_in_float():
+    model = tiny_llama()
+    quantize_model(model, 8, None, skip=("lm_head", "mlp"))
+    assert type(model.layers[0].mlp.up_proj) is nn.Linear
+    assert isinstance(model.layers[0].self_attn.q_proj, QuantLinear)
+
+
+def test_measured_bytes_fall_as_the_formula_predicts():
+    model = tiny_llama()
+    linears = [m for n, m in model.named_modules() if n.endswith("_proj")]
+    float_bytes = sum(m.weight.nbytes for m in linears)
+    n = sum(m.weight.numel() for m in linears)
+    info = quantize_model(model, 4, 32)
+    expect_equal(info["bytes_before"], weight_bytes(tiny_llama()), "bytes_before")
+    # Packed W4 g32: 4 bits + (16-bit scale + 8-bit zero point) / 32 per weight.
+    expect_equal(info["bytes_after"], info["bytes_before"] - float_bytes + int(n * (4 + 24 / 32) / 8), "bytes_after")
+
+
+@pytest.mark.parametrize(("num_bits", "bound"), [(8, 0.02), (4, 0.15)])
+def test_the_quantized_tiny_model_keeps_its_logits_close(num_bits, bound):
+    # Two blocks add the layers' noise (bounds as above, ×1.5 for accumulation through the residual stream).
+    model = tiny_llama()
+    ids = torch.randint(0, 256, (2, 32), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = model(ids)
+        quantized = copy.deepcopy(model)
+        quantize_model(quantized, num_bits, 32)
+        err = relative_error(quantized(ids), expected)
+    assert err < bound, f"W{num_bits}: relative logit error {err:.4f} ≥ {bound}"
+
+
+def test_num_bits_other_than_4_or_8_is_a_value_error():
+    with pytest.raises(ValueError, match="num_bits"):
+        QuantLinear.from_linear(linear(), num_bits=3)
+
+
+def test_a_group_size_that_does_not_divide_in_features_is_a_value_error():
+    with pytest.raises(ValueError, match="group_size"):
+        QuantLinear(576, 64, num_bits=4, group_size=128)

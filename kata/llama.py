@@ -1,0 +1,153 @@
+"""A small, readable Llama (RMSNorm, RoPE, grouped-query attention, SwiGLU), the shape of SmolLM2.
+
+一个简洁的 Llama 实现，供测试（随机初始化的小模型）和真实模型（SmolLM2-135M）共用。
+Module names follow Hugging Face's (`layers.0.self_attn.q_proj`) so checkpoints map one to one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class LlamaConfig:
+    vocab_size: int = 49152  # SmolLM2's defaults
+    hidden_size: int = 576
+    intermediate_size: int = 1536  # SwiGLU width
+    num_layers: int = 30
+    num_heads: int = 9  # query heads
+    num_kv_heads: int = 3  # key/value heads, shared by num_heads / num_kv_heads query heads each
+    rope_theta: float = 100000.0
+    rms_norm_eps: float = 1e-5
+    tie_embeddings: bool = True  # lm_head reuses the embedding matrix
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @classmethod
+    def tiny(cls) -> LlamaConfig:
+        """Same structure, a few thousand times smaller: for fast unit tests."""
+        return cls(vocab_size=256, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4, num_kv_heads=2)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        normed = x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + self.eps)
+        return normed.to(x.dtype) * self.weight
+
+
+def rope_tables(head_dim: int, seq_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin of shape (T, head_dim) for rotate-half RoPE: frequency i pairs dims i and i + head_dim/2."""
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2).float() / head_dim)
+    angles = torch.outer(torch.arange(seq_len).float(), inv_freq)  # (T, hd/2)
+    angles = torch.cat((angles, angles), dim=-1)  # (T, hd)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return (x * cos + rotated * sin).to(x.dtype)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: LlamaConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        hd = cfg.head_dim
+        self.q_proj = nn.Linear(cfg.hidden_size, cfg.num_heads * hd, bias=False)
+        self.k_proj = nn.Linear(cfg.hidden_size, cfg.num_kv_heads * hd, bias=False)
+        self.v_proj = nn.Linear(cfg.hidden_size, cfg.num_kv_heads * hd, bias=False)
+        self.o_proj = nn.Linear(cfg.num_heads * hd, cfg.hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        B, T, _ = x.shape
+        cfg, hd = self.cfg, self.cfg.head_dim
+        q = self.q_proj(x).view(B, T, cfg.num_heads, hd).transpose(1, 2)  # (B, nh, T, hd)
+        k = self.k_proj(x).view(B, T, cfg.num_kv_heads, hd).transpose(1, 2)  # (B, nkv, T, hd)
+        v = self.v_proj(x).view(B, T, cfg.num_kv_heads, hd).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        repeat = cfg.num_heads // cfg.num_kv_heads  # grouped-query attention: share each K/V head
+        k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)  # (B, nh, T, hd)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, cfg.num_heads * hd))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: LlamaConfig) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))  # SwiGLU
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: LlamaConfig) -> None:
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.self_attn = Attention(cfg)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class Llama(nn.Module):
+    def __init__(self, cfg: LlamaConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight
+
+    def hidden_states(self, ids: torch.Tensor, upto: int | None = None) -> torch.Tensor:
+        """The residual stream after `upto` blocks (all of them by default): (B, T, hidden)."""
+        cos, sin = rope_tables(self.cfg.head_dim, ids.shape[1], self.cfg.rope_theta)
+        x = self.embed_tokens(ids)
+        for block in self.layers[:upto]:
+            x = block(x, cos.to(x.dtype), sin.to(x.dtype))
+        return x
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """Token ids (B, T) → next-token logits (B, T, vocab)."""
+        return self.lm_head(self.norm(self.hidden_states(ids)))
+
+
+def tiny_llama(seed: int = 0) -> Llama:
+    """A randomly initialised tiny Llama (std 0.02 weights, as at the start of training), in eval mode."""
+    torch.manual_seed(seed)
+    model = Llama(LlamaConfig.tiny())
+    for name, param in model.named_parameters():
+        if "norm" not in name:
+            nn.init.normal_(param, std=0.02)
+    return model.eval()
+
+
+def weight_bytes(model: nn.Module) -> int:
+    """Bytes of every distinct parameter and buffer (a tied matrix counts once)."""
+    seen, total = set(), 0
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if tensor.data_ptr() not in seen:
+            seen.add(tensor.data_ptr())
+            total += tensor.nbytes
+    return total
+
+

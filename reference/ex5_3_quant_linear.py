@@ -1,0 +1,86 @@
+"""Practice (a)/(c) — a weight-only quantized Linear and whole-model replacement (solution). 量化线性层（参考答案）。"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kata.llama import weight_bytes
+from reference.ex5_1_granularity import choose_qparams, dequantize, quantize
+from reference.ex5_2_int4_packing import pack_int4, unpack_int4
+
+
+class QuantLinear(nn.Module):
+    """y = x · ŵᵀ + b with ŵ rebuilt from integer codes on the fly; activations stay in floating point.
+
+    W8A16: int8 codes, one fp16 scale per output channel (symmetric).
+    W4A16: two codes per uint8, one fp16 scale and one uint8 zero point per group (asymmetric).
+    """
+
+    def __init__(self, in_features: int, out_features: int, num_bits: int = 4, group_size: int | None = 64,
+                 bias: bool = False) -> None:
+        super().__init__()
+        if num_bits not in (4, 8):
+            raise ValueError(f"num_bits 只支持 4 或 8 / num_bits must be 4 or 8, got {num_bits!r}")
+        if num_bits == 8:
+            group_size = None  # per channel
+        elif not group_size or in_features % group_size:
+            raise ValueError(f"group_size 必须整除 in_features / group_size must divide in_features={in_features}, "
+                             f"got {group_size!r}")
+        self.in_features, self.out_features = in_features, out_features
+        self.num_bits, self.group_size = num_bits, group_size
+        groups = 1 if group_size is None else in_features // group_size
+        if num_bits == 8:
+            self.register_buffer("qweight", torch.zeros(out_features, in_features, dtype=torch.int8))
+        else:
+            self.register_buffer("qweight", torch.zeros(out_features, in_features // 2, dtype=torch.uint8))
+            self.register_buffer("zero_point", torch.zeros(out_features, groups, dtype=torch.uint8))
+        self.register_buffer("scale", torch.ones(out_features, groups, dtype=torch.float16))
+        self.register_buffer("bias", torch.zeros(out_features, dtype=torch.float16) if bias else None)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, num_bits: int = 4, group_size: int | None = 64) -> QuantLinear:
+        layer = cls(linear.in_features, linear.out_features, num_bits, group_size, bias=linear.bias is not None)
+        w = linear.weight.detach().float()
+        symmetric = num_bits == 8
+        granularity = "channel" if layer.group_size is None else "group"
+        scale, zero_point = choose_qparams(w, num_bits, symmetric=symmetric, granularity=granularity,
+                                           group_size=layer.group_size)
+        scale = scale.half().float()  # quantize with the scale exactly as it will be stored
+        q = quantize(w, scale, zero_point, num_bits, symmetric=symmetric)
+        layer.qweight.copy_(q if num_bits == 8 else pack_int4(q))
+        layer.scale.copy_(scale)
+        if num_bits == 4:
+            layer.zero_point.copy_(zero_point)
+        if linear.bias is not None:
+            layer.bias.copy_(linear.bias.detach())
+        return layer
+
+    def dequantized_weight(self) -> torch.Tensor:
+        """ŵ (out, in) in float32."""
+        if self.num_bits == 8:
+            return dequantize(self.qweight, self.scale.float(), torch.zeros_like(self.scale, dtype=torch.int32))
+        codes = unpack_int4(self.qweight, signed=False)
+        return dequantize(codes, self.scale.float(), self.zero_point.to(torch.int32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        return F.linear(x, self.dequantized_weight().to(x.dtype), bias)
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_features}, out={self.out_features}, bits={self.num_bits}, group_size={self.group_size}"
+
+
+def quantize_model(model: nn.Module, num_bits: int = 4, group_size: int | None = 64,
+                   skip: tuple[str, ...] = ("lm_head",)) -> dict[str, int]:
+    """Swap every nn.Linear whose name contains none of `skip` for a QuantLinear, in place.
+    Returns the model's measured bytes before and after and how many layers were replaced."""
+    before = weight_bytes(model)
+    targets = [(name, module) for name, module in model.named_modules()
+               if isinstance(module, nn.Linear) and not any(s in name for s in skip)]
+    for name, linear in targets:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, QuantLinear.from_linear(linear, num_bits, group_size))
+    return {"bytes_before": before, "bytes_after": weight_bytes(model), "layers": len(targets)}
