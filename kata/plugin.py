@@ -96,3 +96,11 @@ class _ProgressRecorder:
             terminalreporter.section("quant-kata", sep="=")
             for line in progress.render(rows, self.target):
                 terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def smollm2():
+    """A fresh copy of the real model (SmolLM2-135M-Instruct, float32); the file is read once per process."""
+    from kata.smollm2 import load_model
+
+    return load_model()

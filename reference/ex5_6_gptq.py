@@ -1,0 +1,100 @@
+"""Practice (b) — GPTQ for a layer and, sequentially, for a model (solution). GPTQ（参考答案）。
+
+Frantar et al., "GPTQ: Accurate Post-Training Quantization for Generative Pre-trained Transformers" (2022),
+Algorithm 1. Quantize the columns of W one at a time; after each, spread its rounding error over the columns
+not yet quantized so that the layer output X·Wᵀ moves as little as possible:
+    err = (w_q − quant(w_q)) / [H⁻¹]_qq,     W[:, q:] −= err · [H⁻¹]_{q, q:}
+with H⁻¹ taken as the upper Cholesky factor of the inverse of H = (2/N) XᵀX + λI.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from kata.llama import Llama
+from kata.sequential import INPUT_GROUPS, block_linear_inputs, first_block_input, linears, rope, run_block
+from reference.ex5_1_granularity import choose_qparams
+
+
+def _to_grid(w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, qmin: int, qmax: int) -> torch.Tensor:
+    """Round w onto the grid (q − zero)·scale, q ∈ [qmin, qmax]; all three are (out,)."""
+    return (torch.clamp(torch.round(w / scale) + zero, qmin, qmax) - zero) * scale
+
+
+def gptq_quantize_layer(w: torch.Tensor, H: torch.Tensor, num_bits: int = 4, group_size: int | None = 64, *,
+                        symmetric: bool = False, damp: float = 0.01, block_size: int = 128,
+                        act_order: bool = False) -> torch.Tensor:
+    """GPTQ-quantize w (out, in) given H (in, in); returns ŵ on the quantization grid, float32, w's shape.
+
+    Group scales are fitted when a group's first column comes up, from the weights as error feedback has left
+    them; groups are contiguous in the original column order even with act_order, so ŵ stores as usual.
+    """
+    out_features, K = w.shape
+    if H.shape != (K, K):
+        raise ValueError(f"H 的形状应为 / H must be ({K}, {K}) for w {tuple(w.shape)}, got {tuple(H.shape)}")
+    if group_size is not None and K % group_size:
+        raise ValueError(f"group_size 必须整除 in / group_size must divide in={K}, got {group_size}")
+    W, H = w.detach().clone().float(), H.detach().clone().double()
+    qmin, qmax = (-(2 ** (num_bits - 1)), 2 ** (num_bits - 1) - 1) if symmetric else (0, 2**num_bits - 1)
+
+    dead = H.diagonal() == 0  # inputs that were always zero: their weights cannot matter
+    H[dead, dead] = 1
+    W[:, dead] = 0
+    perm = torch.argsort(H.diagonal(), descending=True) if act_order else torch.arange(K)
+    invperm = torch.argsort(perm)
+    W, H = W[:, perm], H[perm][:, perm]
+    H += damp * H.diagonal().mean() * torch.eye(K, dtype=H.dtype)
+    Hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True).float()
+
+    def params(cols: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scale, zero = choose_qparams(cols, num_bits, symmetric=symmetric, granularity="channel")
+        return scale[:, 0], zero[:, 0].float()
+
+    group_params = {} if group_size else {None: params(W)}
+    Q = torch.zeros_like(W)
+    for i1 in range(0, K, block_size):  # lazy batch updates: columns i1:i2 now, the rest once per block
+        i2 = min(i1 + block_size, K)
+        W1, Err1, Hinv1 = W[:, i1:i2].clone(), torch.zeros(out_features, i2 - i1), Hinv[i1:i2, i1:i2]
+        for i in range(i2 - i1):
+            group = int(perm[i1 + i]) // group_size if group_size else None
+            if group not in group_params:
+                members = invperm[group * group_size:(group + 1) * group_size]  # positions, all ≥ i1 + i
+                current = torch.empty(out_features, group_size)
+                inside = members < i2
+                current[:, inside] = W1[:, members[inside] - i1]
+                later = members[~inside]  # not yet given this block's pending updates
+                current[:, ~inside] = W[:, later] - Err1[:, :i] @ Hinv[i1:i1 + i, later]
+                group_params[group] = params(current)
+            scale, zero = group_params[group]
+            q = _to_grid(W1[:, i], scale, zero, qmin, qmax)
+            Q[:, i1 + i] = q
+            err = (W1[:, i] - q) / Hinv1[i, i]
+            W1[:, i:] -= err[:, None] * Hinv1[i, i:][None, :]
+            Err1[:, i] = err
+        W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]
+    return Q[:, invperm]
+
+
+@torch.no_grad()
+def gptq_quantize_model(model: Llama, calib_ids: torch.Tensor, num_bits: int = 4, group_size: int | None = 64, *,
+                        symmetric: bool = False, act_order: bool = True, damp: float = 0.01,
+                        block_size: int = 128) -> dict[str, float]:
+    """Quantize every block's linears in place, block by block: each block's Hessians come from the
+    outputs of the blocks already quantized. lm_head and the embeddings stay as they are."""
+    started = time.perf_counter()
+    cos, sin = rope(model, calib_ids.shape[1])
+    x = first_block_input(model, calib_ids)
+    for block in model.layers:
+        inputs = block_linear_inputs(block, x, cos, sin)
+        for key, names in INPUT_GROUPS.items():
+            X = inputs[key]
+            H = (2 / X.shape[0]) * (X.T @ X)  # ex5_4's Hessian, in float32 for speed
+            for layer in linears(block, names):
+                layer.weight.copy_(gptq_quantize_layer(layer.weight, H, num_bits, group_size, symmetric=symmetric,
+                                                       damp=damp, block_size=block_size, act_order=act_order))
+        x = run_block(block, x, cos, sin)
+    return {"seconds": time.perf_counter() - started, "layers": 7 * len(model.layers)}
+
+
