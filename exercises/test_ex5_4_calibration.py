@@ -1,5 +1,7 @@
 """Tests for practice (b) — calibration captures, channel statistics, the Hessian. 测试：校准。"""
 
+import itertools
+
 import pytest
 import torch
 
@@ -64,7 +66,7 @@ def test_streaming_batches_equal_the_one_shot_formula():
     x = torch.randn(1000, 16, generator=torch.Generator().manual_seed(1))
     acc = HessianAccumulator(16)
     offsets = [0, 1, 8, 200, 500, 1000]  # uneven batches on purpose
-    for lo, hi in zip(offsets, offsets[1:]):
+    for lo, hi in itertools.pairwise(offsets):
         acc.add(x[lo:hi])
     expect_tensor_close(acc.value, hessian(x), "streamed H", atol=1e-10, rtol=1e-10)
 

@@ -134,6 +134,43 @@ EXERCISES: tuple[Exercise, ...] = (
              "Swap a submodule: split 'layers.0.mlp.up_proj' into parent 'layers.0.mlp' and 'up_proj'; setattr."),
         ),
     ),
+    Exercise(
+        "ex5_4", "ex5_4_calibration", "实践 (b)", "校准：层输入、通道统计、Hessian", "calibration and the Hessian",
+        (
+            ("module.register_forward_pre_hook(fn)：fn(module, args) 里 args[0] 就是输入；记得 handle.remove()。",
+             "module.register_forward_pre_hook(fn): args[0] in fn(module, args) is the input; remove the handle."),
+            ("H = (2/N)·XᵀX：先 x.reshape(-1, d).double()，再 x.T @ x。",
+             "H = (2/N)·XᵀX: x.reshape(-1, d).double(), then x.T @ x."),
+            ("流式：先把旧 H 乘 n/(n+m)，再加 (2/(n+m))·XᵀX。",
+             "Streaming: scale the old H by n/(n+m), then add (2/(n+m))·XᵀX."),
+        ),
+    ),
+    Exercise(
+        "ex5_5", "ex5_5_awq", "实践 (b)", "AWQ：激活感知缩放与截断", "AWQ scales and clipping",
+        (
+            ("α = 0 时 s 全为 1，就是普通 RTN：网格从 0 开始，保证 AWQ 不会比 RTN 差。",
+             "At α = 0, s is all ones: plain RTN. Starting the grid at 0 keeps AWQ from doing worse than RTN."),
+            ("量化的是 W·s，再除以 s：ŵ = Q(W·s)/s；输出误差是 x·(ŵ − W)ᵀ。",
+             "Quantize W·s, divide by s: ŵ = Q(W·s)/s; the output error is x·(ŵ − W)ᵀ."),
+            ("输出误差的均方等于 trace(D·C·Dᵀ)，C = XᵀX/N：先算一次 C，每个候选都很便宜。",
+             "The mean square output error is trace(D·C·Dᵀ) with C = XᵀX/N: compute C once, candidates are cheap."),
+            ("折叠：RMSNorm 的 weight 除以 s，后面 Linear 的 weight（列）乘以 s：浮点输出完全不变。",
+             "Folding: divide the RMSNorm weight by s, multiply the next Linear's columns by s: same float output."),
+        ),
+    ),
+    Exercise(
+        "ex5_6", "ex5_6_gptq", "实践 (b)", "GPTQ：误差反馈的逐列量化", "GPTQ",
+        (
+            ("先写不分块（block_size=1）的版本：量化一列，err = (w − q)/U_qq，W[:, q:] −= err·U[q, q:]。",
+             "Start without blocks: quantize a column, err = (w − q)/U_qq, W[:, q:] −= err·U[q, q:]."),
+            ("U = cholesky(cholesky_inverse(cholesky(H + λI)), upper=True)；H 用 float64 更稳。",
+             "U = cholesky(cholesky_inverse(cholesky(H + λI)), upper=True); float64 H is safer."),
+            ("act_order：perm = argsort(diag H, descending)，W 与 H 都按 perm 重排，最后 ŵ[:, argsort(perm)]。",
+             "act_order: perm = argsort(diag H, descending); permute W and H, finish with ŵ[:, argsort(perm)]."),
+            ("分块后，块外的列还欠着本块的更新：拟合组参数时要把 Err[:, :i] @ U[i1:i1+i, cols] 减掉。",
+             "With blocks, later columns still owe this block's update: subtract Err[:, :i] @ U[i1:i1+i, cols]."),
+        ),
+    ),
 )
 
 BY_ID = {ex.id: ex for ex in EXERCISES}

@@ -64,3 +64,24 @@ def quantize_groups(w: torch.Tensor, num_bits: int, group_size: int | None,
 def dequantize_groups(q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor) -> torch.Tensor:
     size = q.shape[1] // scale.shape[1]
     return (q - zero_point.repeat_interleave(size, dim=1)) * scale.repeat_interleave(size, dim=1)
+
+
+@torch.no_grad()
+def round_to_nearest(model, num_bits: int, group_size: int) -> None:
+    """RTN in place: every *_proj weight rounded per group with min/max (asymmetric), no calibration.
+    Vectorized (the real model has 210 layers); quantize_groups above is the same rule, one group at a time."""
+    qmax = 2**num_bits - 1
+    for name, module in model.named_modules():
+        if name.endswith("_proj"):
+            w = module.weight.reshape(module.weight.shape[0], -1, group_size)
+            lo, hi = w.amin(-1, keepdim=True).clamp(max=0), w.amax(-1, keepdim=True).clamp(min=0)
+            scale = ((hi - lo) / qmax).clamp(min=1e-8)
+            zero = torch.round(-lo / scale).clamp(0, qmax)
+            q = torch.clamp(torch.round(w / scale) + zero, 0, qmax)
+            module.weight.copy_(((q - zero) * scale).reshape_as(module.weight))
+
+
+def distinct_per_group(w: torch.Tensor, group_size: int) -> int:
+    """The largest number of distinct values in any (row, group) of w: at most 2^b on a b-bit grid."""
+    groups = w.detach().reshape(w.shape[0], -1, group_size)
+    return max(len(torch.unique(groups[r, g])) for r in range(groups.shape[0]) for g in range(groups.shape[1]))

@@ -104,3 +104,13 @@ def smollm2():
     from kata.smollm2 import load_model
 
     return load_model()
+
+
+@pytest.fixture(scope="session")
+def smollm2_reference():
+    """Evaluation windows for slow tests (the first 4 of the protocol) and the baseline's log-probabilities."""
+    from kata.evaluate import eval_windows, log_probs
+    from kata.smollm2 import load_model
+
+    ids = eval_windows(4)
+    return ids, log_probs(load_model(), ids)

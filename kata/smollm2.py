@@ -133,6 +133,6 @@ def load_tokenizer(path: Path | None = None):
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)])
     tokenizer.decoder = decoders.ByteLevel()
-    control = [t for t, kind in zip(tokens, vocab["token_type"]) if int(kind) == 3]  # 3 = control token
+    control = [t for t, kind in zip(tokens, vocab["token_type"], strict=True) if int(kind) == 3]  # 3 = control token
     tokenizer.add_special_tokens([AddedToken(t, special=True) for t in control])
     return tokenizer

@@ -1,0 +1,137 @@
+"""Tests for practice (b) — AWQ scale search, clip search, folding. 测试：AWQ。"""
+
+import copy
+
+import pytest
+import torch
+
+from exercises.ex5_5_awq import awq_quantize_model, awq_scales, fold_scales, search_awq_scale, search_clip
+from kata.check import expect_close, expect_tensor, expect_tensor_close
+from kata.llama import tiny_llama
+from kata.oracles import dequantize_groups, distinct_per_group, quantize_groups, round_to_nearest
+
+
+def rtn(w, num_bits=4, group_size=32):
+    return dequantize_groups(*quantize_groups(w, num_bits, group_size)).float()
+
+
+def layer_with_salient_inputs(seed=0):
+    """A layer whose inputs have a few loud channels (as LLM activations do, see 5.4): AWQ's home ground."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(1024, 128, generator=g)
+    x[:, [3, 40, 77]] *= 25
+    return torch.randn(64, 128, generator=g) * 0.02, x
+
+
+def output_error_with_scales(w, x, s, num_bits=4, group_size=32) -> float:
+    """What the searched scales buy: ‖x·Wᵀ − (x/s)·Q(W·s)ᵀ‖² / ‖x·Wᵀ‖²."""
+    y_hat = (x / s) @ rtn(w * s, num_bits, group_size).T
+    return ((x @ w.T - y_hat).pow(2).sum() / (x @ w.T).pow(2).sum()).item()
+
+
+def test_the_worked_scales():
+    expect_tensor_close(awq_scales(torch.tensor([1.0, 4.0]), 1.0), torch.tensor([0.5, 2.0]), "s for ratio 1",
+                        atol=1e-6)
+
+
+def test_ratio_zero_gives_unit_scales_that_is_plain_rtn():
+    expect_tensor_close(awq_scales(torch.tensor([0.1, 3.0, 7.0]), 0.0), torch.ones(3), "s for ratio 0", atol=0)
+
+
+def test_scales_are_normalised_so_max_times_min_is_one():
+    s = awq_scales(torch.rand(50, generator=torch.Generator().manual_seed(1)) + 0.01, 0.6)
+    expect_close((s.max() * s.min()).item(), 1.0, "max(s) · min(s)", rel=1e-5)
+
+
+def test_the_search_returns_a_ratio_from_the_grid_and_its_scales():
+    w, x = layer_with_salient_inputs()
+    ratio, s = search_awq_scale([w], x, 4, 32, grid=10)
+    assert ratio in [k / 10 for k in range(10)], f"ratio {ratio} is not on the grid 0, 0.1, …, 0.9"
+    expect_tensor(s, "s", shape=(128,))
+    expect_tensor_close(s, awq_scales(x.abs().mean(0), ratio), "s = awq_scales(mean|x|, ratio)", atol=1e-5)
+
+
+def test_searched_scales_cut_the_output_error_well_below_rtn():
+    w, x = layer_with_salient_inputs()
+    _, s = search_awq_scale([w], x, 4, 32)
+    ours, plain = output_error_with_scales(w, x, s), output_error_with_scales(w, x, torch.ones(128))
+    assert ours < 0.8 * plain, f"AWQ {ours:.5f} vs RTN {plain:.5f}: scaling the loud channels should help"
+
+
+def test_the_search_scores_all_linears_that_share_the_input():
+    w, x = layer_with_salient_inputs()
+    _, alone = search_awq_scale([w], x, 4, 32)
+    _, shared = search_awq_scale([w, torch.zeros_like(w)], x, 4, 32)
+    expect_tensor_close(shared, alone, "scales with an extra all-zero layer", atol=1e-6)
+
+
+def rtn_clipped(w, c, num_bits=3, group_size=32):
+    """Min/max RTN per group with the range shrunk by c (out, groups), as 5.1's clip_ratio does."""
+    qmax = 2**num_bits - 1
+    groups = w.reshape(w.shape[0], -1, group_size)
+    lo = (groups.amin(-1) * c).clamp(max=0)[..., None]
+    hi = (groups.amax(-1) * c).clamp(min=0)[..., None]
+    scale = ((hi - lo) / qmax).clamp(min=1e-8)
+    zero = torch.round(-lo / scale)
+    return ((torch.clamp(torch.round(groups / scale) + zero, 0, qmax) - zero) * scale).reshape_as(w)
+
+
+def test_clip_ratios_come_from_the_grid_and_never_hurt_a_group():
+    _, x = layer_with_salient_inputs()
+    w = torch.randn(64, 128, generator=torch.Generator().manual_seed(3))  # Gaussian tails: clipping pays
+    c = search_clip(w, x, 3, 32)
+    expect_tensor(c, "clip ratios", shape=(64, 4))
+    assert ((c >= 0.5 - 1e-6) & (c <= 1.0)).all(), "ratios lie in [1 − max_shrink, 1]"
+
+    def group_errors(w_hat):  # each group's share of the output error, mean over tokens
+        diff = (w - w_hat).reshape(64, 4, 32)
+        return torch.einsum("ngk,ogk->nog", x.reshape(-1, 4, 32), diff).pow(2).mean(0)
+
+    clipped, plain = group_errors(rtn_clipped(w, c)), group_errors(rtn_clipped(w, torch.ones(64, 4)))
+    assert (clipped <= plain * (1 + 1e-4) + 1e-9).all(), "the search includes c = 1: no group may get worse"
+    assert clipped.sum() < 0.9 * plain.sum(), f"clipping should cut the error: {clipped.sum():.4g} vs {plain.sum():.4g}"
+
+
+def test_folding_into_the_norm_leaves_the_float_block_unchanged():
+    model = tiny_llama()
+    block = model.layers[0]
+    x = torch.randn(2, 8, 64, generator=torch.Generator().manual_seed(4))
+    from kata.llama import rope_tables
+
+    cos, sin = rope_tables(16, 8, 10000.0)
+    with torch.no_grad():
+        before = block(x, cos, sin)
+        s = torch.rand(64, generator=torch.Generator().manual_seed(5)) * 3 + 0.2
+        attn = block.self_attn
+        fold_scales(block.input_layernorm, [attn.q_proj, attn.k_proj, attn.v_proj], s)
+        s2 = torch.rand(128, generator=torch.Generator().manual_seed(6)) * 3 + 0.2
+        fold_scales(block.mlp.up_proj, [block.mlp.down_proj], s2)
+        after = block(x, cos, sin)
+    expect_tensor_close(after, before, "block output after folding", atol=1e-5)
+
+
+def test_folding_into_something_else_is_a_type_error():
+    with pytest.raises(TypeError, match="previous"):
+        fold_scales(torch.nn.ReLU(), [torch.nn.Linear(4, 4)], torch.ones(4))
+
+
+def test_the_model_flow_puts_every_linear_on_the_grid():
+    model = tiny_llama()
+    ids = torch.randint(0, 256, (4, 32), generator=torch.Generator().manual_seed(0))
+    info = awq_quantize_model(model, ids, 4, 32)
+    assert info["seconds"] >= 0
+    for name, module in model.named_modules():
+        if name.endswith("_proj"):
+            assert distinct_per_group(module.weight, 32) <= 16, f"{name} is not on a 4-bit grid"
+
+
+@pytest.mark.slow
+def test_on_the_real_model_awq_beats_rtn(smollm2, smollm2_reference):
+    from kata.evaluate import calibration_windows, evaluate
+
+    ids, baseline = smollm2_reference
+    rtn_model = copy.deepcopy(smollm2)
+    round_to_nearest(rtn_model, 4, 64)
+    awq_quantize_model(smollm2, calibration_windows(8), 4, 64)
+    ours, theirs = evaluate(smollm2, ids, baseline)["kl"], evaluate(rtn_model, ids, baseline)["kl"]
+    assert ours < 0.75 * theirs, f"KL to the baseline: AWQ {ours:.3f} vs RTN {theirs:.3f}"

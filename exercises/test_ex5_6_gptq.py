@@ -1,0 +1,133 @@
+"""Tests for practice (b) — GPTQ for a layer and a model. 测试：GPTQ。"""
+
+import copy
+
+import pytest
+import torch
+
+from exercises.ex5_6_gptq import gptq_quantize_layer, gptq_quantize_model
+from kata.check import expect_equal, expect_tensor, expect_tensor_close
+from kata.llama import tiny_llama
+from kata.oracles import dequantize_groups, distinct_per_group, quantize_groups, round_to_nearest
+
+
+def correlated_inputs(n=2048, dim=128, seed=0) -> torch.Tensor:
+    """Inputs driven by a few shared factors (plus a little noise), channels unequal in size, as in a real
+    layer: one channel's rounding error can be compensated by the others — GPTQ's home ground."""
+    g = torch.Generator().manual_seed(seed)
+    factors = torch.randn(n, dim // 4, generator=g) @ torch.randn(dim // 4, dim, generator=g)
+    return (factors + 0.3 * torch.randn(n, dim, generator=g)) * torch.linspace(0.2, 3.0, dim)
+
+
+def layer_problem(out=48, dim=128, seed=0):
+    x = correlated_inputs(dim=dim, seed=seed)
+    w = torch.randn(out, dim, generator=torch.Generator().manual_seed(seed + 1))
+    return w, x, (2 / x.shape[0]) * x.T @ x
+
+
+def output_error(w, w_hat, x) -> float:
+    return ((x @ (w - w_hat).T).pow(2).sum() / (x @ w.T).pow(2).sum()).item()
+
+
+def rtn(w, num_bits=4, group_size=32):
+    return dequantize_groups(*quantize_groups(w, num_bits, group_size)).float()
+
+
+def explicit_inverse_gptq(w, H, num_bits=4, group_size=32, damp=0.01):
+    """A slow oracle (OBS with an explicit inverse): quantize column q, spread its error with H⁻¹, then
+    eliminate q from H⁻¹. Group parameters are fitted when a group starts, from the updated weights."""
+    W, H = w.clone().double(), H.clone().double()
+    H += damp * H.diagonal().mean() * torch.eye(H.shape[0], dtype=H.dtype)
+    Hinv = torch.linalg.inv(H)
+    Q = torch.zeros_like(W)
+    for q in range(W.shape[1]):
+        if q % group_size == 0:
+            _, scale, zero = quantize_groups(W[:, q:q + group_size].float(), num_bits, None)
+            scale, zero = scale[:, 0].double(), zero[:, 0].double()
+        Q[:, q] = (torch.clamp(torch.round(W[:, q] / scale) + zero, 0, 2**num_bits - 1) - zero) * scale
+        err = (W[:, q] - Q[:, q]) / Hinv[q, q]
+        W[:, q:] -= err[:, None] * Hinv[q, q:][None, :]
+        Hinv -= Hinv[:, q:q + 1] @ Hinv[q:q + 1, :] / Hinv[q, q]  # remove q: the inverse of H without it
+    return Q.float()
+
+
+def test_the_result_has_the_weights_shape_and_dtype():
+    w, _, H = layer_problem()
+    expect_tensor(gptq_quantize_layer(w, H, 4, 32), "ŵ", shape=tuple(w.shape), dtype=torch.float32)
+
+
+def test_with_uncorrelated_inputs_gptq_is_round_to_nearest():
+    # H = I: no column can compensate for another, so no error moves and GPTQ reduces to RTN.
+    w, _, _ = layer_problem()
+    expect_tensor_close(gptq_quantize_layer(w, torch.eye(128), 4, 32), rtn(w), "GPTQ with H = I", atol=1e-5)
+
+
+@pytest.mark.parametrize("act_order", [False, True])
+def test_the_output_error_on_calibration_inputs_is_below_rtn(act_order):
+    w, x, H = layer_problem()
+    ours, baseline = output_error(w, gptq_quantize_layer(w, H, 4, 32, act_order=act_order), x), output_error(
+        w, rtn(w), x)
+    assert ours < 0.7 * baseline, f"GPTQ {ours:.5f} vs RTN {baseline:.5f}: error feedback should cut it by > 30 %"
+
+
+def test_the_result_sits_on_a_4_bit_grid_per_contiguous_group():
+    w, _, H = layer_problem()
+    for act_order in (False, True):
+        got = distinct_per_group(gptq_quantize_layer(w, H, 4, 32, act_order=act_order), 32)
+        assert got <= 16, f"act_order={act_order}: a group holds {got} distinct values, a 4-bit grid has 16"
+
+
+@pytest.mark.parametrize("act_order", [False, True])
+def test_lazy_blocks_give_the_same_result_as_one_column_at_a_time(act_order):
+    w, _, H = layer_problem()
+    one = gptq_quantize_layer(w, H, 4, 32, block_size=1, act_order=act_order)
+    for block_size in (32, 48, 128):
+        got = gptq_quantize_layer(w, H, 4, 32, block_size=block_size, act_order=act_order)
+        expect_tensor_close(got, one, f"block_size={block_size} vs 1", atol=1e-4)
+
+
+def test_the_cholesky_path_equals_the_explicit_inverse():
+    w, _, H = layer_problem(out=16, dim=64)
+    expected = explicit_inverse_gptq(w, H, 4, 32)
+    expect_tensor_close(gptq_quantize_layer(w, H, 4, 32), expected, "GPTQ vs explicit-inverse OBS", atol=1e-4)
+
+
+def test_dead_inputs_get_zero_weights():
+    w, x, _ = layer_problem()
+    x[:, 7] = 0  # an input channel that never fires
+    got = gptq_quantize_layer(w, (2 / x.shape[0]) * x.T @ x, 4, 32)
+    expect_tensor_close(got[:, 7], torch.zeros(48), "column of a dead input", atol=1e-6)
+
+
+def test_a_hessian_of_the_wrong_shape_is_a_value_error():
+    with pytest.raises(ValueError, match="H"):
+        gptq_quantize_layer(torch.randn(8, 64), torch.eye(32), 4, 32)
+
+
+def test_a_group_size_that_does_not_divide_in_is_a_value_error():
+    with pytest.raises(ValueError, match="group_size"):
+        gptq_quantize_layer(torch.randn(8, 96), torch.eye(96), 4, 64)
+
+
+def test_the_model_flow_puts_every_linear_on_the_grid_and_keeps_the_head():
+    model = tiny_llama()
+    head = model.lm_head.weight.clone()
+    ids = torch.randint(0, 256, (4, 32), generator=torch.Generator().manual_seed(0))
+    info = gptq_quantize_model(model, ids, 4, 32)
+    assert info["seconds"] >= 0
+    for name, module in model.named_modules():
+        if name.endswith("_proj"):
+            assert distinct_per_group(module.weight, 32) <= 16, f"{name} is not on a 4-bit grid"
+    expect_equal(torch.equal(model.lm_head.weight, head), True, "lm_head untouched")
+
+
+@pytest.mark.slow
+def test_on_the_real_model_gptq_beats_rtn(smollm2, smollm2_reference):
+    from kata.evaluate import calibration_windows, evaluate
+
+    ids, baseline = smollm2_reference
+    rtn_model = copy.deepcopy(smollm2)
+    round_to_nearest(rtn_model, 4, 64)
+    gptq_quantize_model(smollm2, calibration_windows(8), 4, 64, act_order=True)
+    ours, theirs = evaluate(smollm2, ids, baseline)["kl"], evaluate(rtn_model, ids, baseline)["kl"]
+    assert ours < 0.75 * theirs, f"KL to the baseline: GPTQ {ours:.3f} vs RTN {theirs:.3f}"
