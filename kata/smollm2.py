@@ -136,3 +136,7 @@ def load_tokenizer(path: Path | None = None):
     control = [t for t, kind in zip(tokens, vocab["token_type"], strict=True) if int(kind) == 3]  # 3 = control token
     tokenizer.add_special_tokens([AddedToken(t, special=True) for t in control])
     return tokenizer
+
+
+if __name__ == "__main__":
+    print(f"SmolLM2-135M-Instruct GGUF: {gguf_path()}")
