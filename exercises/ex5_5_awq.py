@@ -25,6 +25,8 @@ and divide s back out of the input:
                       Scales fold into the norms and up_proj; o_proj is only clipped (GQA); every linear is then
                       rounded to its grid in place; the next block sees this block's quantized output.
                       搜索只看约 max_tokens 个 token（整段窗口，均匀选取）/ searches see about max_tokens tokens.
+                      round_weights=False：只折叠缩放、不截断不取整（浮点模型输出不变，可接着跑 GPTQ）/
+                      only fold the scales (the float model is unchanged; e.g. run GPTQ next).
                       返回 / returns {"seconds": ..., "mean_ratio": ...}.
 
 提示 / hints: python -m kata hint ex5_5
@@ -64,6 +66,6 @@ def fold_scales(previous: nn.Module, following: Sequence[nn.Linear], s: torch.Te
 
 def awq_quantize_model(model: Llama, calib_ids: torch.Tensor, num_bits: int = 4, group_size: int = 64, *,
                        symmetric: bool = False, grid: int = 20, clip: bool = True,
-                       max_tokens: int = 4096) -> dict[str, float]:
+                       max_tokens: int = 4096, round_weights: bool = True) -> dict[str, float]:
     """就地量化整个模型 / Quantize the model in place (see above)."""
     raise NotImplementedError("5.5: awq_quantize_model — 提示 / hint: python -m kata hint ex5_5")

@@ -125,6 +125,18 @@ def test_the_model_flow_puts_every_linear_on_the_grid():
             assert distinct_per_group(module.weight, 32) <= 16, f"{name} is not on a 4-bit grid"
 
 
+def test_scales_alone_leave_the_float_model_unchanged():
+    model = tiny_llama()
+    ids = torch.randint(0, 256, (4, 32), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        before = model(ids)
+        info = awq_quantize_model(model, ids, 4, 32, round_weights=False)
+        after = model(ids)
+    assert info["mean_ratio"] >= 0
+    expect_tensor_close(after, before, "logits after folding AWQ scales (no rounding)", atol=1e-4)
+    assert distinct_per_group(model.layers[0].mlp.up_proj.weight, 32) > 16, "round_weights=False must not round"
+
+
 @pytest.mark.slow
 def test_on_the_real_model_awq_beats_rtn(smollm2, smollm2_reference):
     from kata.evaluate import calibration_windows, evaluate

@@ -155,6 +155,8 @@ def table_quality() -> str:
         ("AWQ + clip search", lambda m, b: awq(m, calib, b, GROUP_SIZE)),
         ("GPTQ", lambda m, b: gptq(m, calib, b, GROUP_SIZE, act_order=False)),
         ("GPTQ + act-order", lambda m, b: gptq(m, calib, b, GROUP_SIZE, act_order=True)),
+        ("AWQ scales → GPTQ + act-order", lambda m, b: (awq(m, calib, b, GROUP_SIZE, round_weights=False),
+                                                          gptq(m, calib, b, GROUP_SIZE, act_order=True))),
     ]
     rows = [("baseline (dequantized Q4_1)", "—", round(base["ppl"], 2), 0.0, "—", "—", "—")]
     for bits in QUALITY_BITS:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -29,6 +30,12 @@ class Outcomes:
         return FAILING
 
 
+def pad(text: str, width: int) -> str:
+    """Left-justify by display width: CJK characters take two terminal columns."""
+    shown = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    return text + " " * max(0, width - shown)
+
+
 def exercise_statuses(outcomes: Mapping[str, Outcomes]) -> list[tuple[Exercise, Outcomes]]:
     """The exercises that ran, in curriculum order, with their outcomes."""
     return [(ex, outcomes[ex.module]) for ex in EXERCISES if ex.module in outcomes]
@@ -40,7 +47,7 @@ def render(rows: Iterable[tuple[Exercise, Outcomes]], target: str) -> list[str]:
     for ex, out in rows:
         total = out.passed + out.failed + out.not_started
         lines.append(
-            f"  {LABELS[out.status]:<22} {ex.id:<7} {ex.chapter:<13} {out.passed:>2}/{total:<3} {ex.title}"
+            f"  {pad(LABELS[out.status], 20)} {ex.id:<6} {pad(ex.chapter, 14)} {out.passed:>2}/{total:<3} {ex.title}"
         )
     done = sum(out.status == DONE for _, out in rows)
     lines.append(f"完成 / done: {done}/{len(rows)}")

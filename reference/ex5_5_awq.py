@@ -95,8 +95,9 @@ def fold_scales(previous: nn.Module, following: Sequence[nn.Linear], s: torch.Te
 @torch.no_grad()
 def awq_quantize_model(model: Llama, calib_ids: torch.Tensor, num_bits: int = 4, group_size: int = 64, *,
                        symmetric: bool = False, grid: int = 20, clip: bool = True,
-                       max_tokens: int = 4096) -> dict[str, float]:
+                       max_tokens: int = 4096, round_weights: bool = True) -> dict[str, float]:
     """AWQ every block in place, block by block, then round its linears to the grid (ŵ stays float).
+    With round_weights=False only the scales are folded in (the float model is unchanged), e.g. for GPTQ next.
 
     Scales fold into input_layernorm (q, k, v), post_attention_layernorm (gate, up) and up_proj (down).
     o_proj is left unscaled: with 9 query heads sharing 3 value heads its scale cannot fold into v_proj.
@@ -125,6 +126,8 @@ def awq_quantize_model(model: Llama, calib_ids: torch.Tensor, num_bits: int = 4,
                 fold_scales(previous, layers, s)
                 sample = sample / s  # what the scaled layers now receive
                 ratios.append(ratio)
+            if not round_weights:
+                continue
             for layer in layers:
                 c = search_clip(layer.weight, sample, num_bits, group_size, symmetric=symmetric) if clip else 1.0
                 layer.weight.copy_(_quantized(layer.weight, num_bits, group_size, symmetric, c))
