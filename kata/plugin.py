@@ -90,12 +90,33 @@ class _ProgressRecorder:
         else:
             outcomes.failed += 1
 
-    def pytest_terminal_summary(self, terminalreporter) -> None:
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        """A test file that cannot even be imported (say, a syntax error in the exercise) is failing."""
+        module = _exercise_module(report.nodeid)
+        if module is not None and report.failed:
+            self.outcomes.setdefault(module, progress.Outcomes()).failed += 1
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_terminal_summary(self, terminalreporter):
+        """Print the progress table last. Untouched stubs are summarised there instead of one failure section
+        each: they leave the "failed" list while the summaries print and rejoin it for the final count."""
+        failed = terminalreporter.stats.get("failed", [])
+        not_started = [r for r in failed if dict(r.user_properties).get("not_started")]
+        if not_started:
+            terminalreporter.stats["failed"] = [r for r in failed if r not in not_started]
+        try:
+            yield
+        finally:
+            if not_started:
+                terminalreporter.stats["failed"] = failed
         rows = progress.exercise_statuses(self.outcomes)
         if rows:
             terminalreporter.section("quant-kata", sep="=")
             for line in progress.render(rows, self.target):
                 terminalreporter.write_line(line)
+            if not_started:
+                terminalreporter.write_line(f"({len(not_started)} 个测试未开始，未逐条列出 / tests not started, "
+                                            "not listed one by one)")
 
 
 @pytest.fixture

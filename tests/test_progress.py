@@ -24,14 +24,29 @@ def test_the_table_counts_done_and_hints_the_first_unfinished():
     assert "done: 1/2" in text and "next: ex2_1" in text and BY_ID["ex2_1"].hints[0][1] in text
 
 
-def test_on_the_stubs_the_run_shows_zero_done_and_a_one_line_not_started_report():
+def test_on_the_stubs_the_run_shows_zero_done_and_no_failure_sections():
     proc = run_python("-m", "pytest", "exercises/test_ex1_1_weight_memory.py", "exercises/test_ex2_1_per_tensor.py")
     assert proc.returncode == 1
     out = proc.stdout
     assert "完成 / done: 0/2" in out and "未开始 not started" in out, out[-3000:]
     assert "下一步 / next: ex1_1" in out and "python -m kata hint ex1_1" in out
-    assert "未开始 / not started: TODO 2: quantize_per_tensor" in out
-    assert "raise NotImplementedError" not in out, "the stub's traceback should not be shown"
+    assert "(36 个测试未开始" in out and "36 failed" in out, "not-started tests are summarised, and still count"
+    assert "FAILURES" not in out and "raise NotImplementedError" not in out, "no section per untouched stub"
+
+
+def test_an_exercise_that_does_not_import_shows_as_failing(tmp_path):
+    import shutil
+
+    from kata.target import ROOT
+
+    for name in ("kata", "exercises"):
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("conftest.py", "pyproject.toml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    (tmp_path / "exercises/ex1_2_format_table.py").write_text("def build_format_table(:\n")
+    proc = run_python("-m", "pytest", "exercises/test_ex1_1_weight_memory.py", "exercises/test_ex1_2_format_table.py",
+                      cwd=tmp_path)
+    assert "✘ 未通过 failing" in proc.stdout and "ex1_2" in proc.stdout, proc.stdout[-3000:]
 
 
 def test_hint_command_prints_every_hint_in_both_languages(capsys):
