@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from pathlib import Path
 
 import torch
@@ -25,9 +26,13 @@ WINDOW = 512
 EVAL_WINDOWS = 16  # 16 × 511 = 8,176 predicted tokens
 
 
-@functools.cache
 def text_tokens(name: str) -> torch.Tensor:
     """The whole text file tokenized with the real model's tokenizer: (n_tokens,) int64."""
+    return _tokens(name, os.environ.get("KATA_MODEL", ""))
+
+
+@functools.cache
+def _tokens(name: str, model: str) -> torch.Tensor:  # cached per model: $KATA_MODEL may change the tokenizer
     from kata.smollm2 import load_tokenizer
 
     text = (DATA / name).read_text(encoding="utf-8")

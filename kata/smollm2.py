@@ -8,6 +8,8 @@
 - Its linear weights were shipped as Q4_1 (4 bits, blocks of 32, a float scale and minimum per block), so the
   dequantized "full precision" baseline already sits on a 4-bit grid. 基线本身就在 4 比特网格上。
 - llama.cpp stores q/k rows interleaved for its RoPE; `_unpermute` restores Hugging Face's row order.
+- Optional: $KATA_MODEL (or the lab's --model) may name a local Hugging Face Llama checkpoint folder instead;
+  that needs `transformers` (pip install -e ".[hf]") and is never needed by the tests. 可选：本地 HF 检查点。
 """
 
 from __future__ import annotations
@@ -109,8 +111,33 @@ def _read_gguf(path: Path) -> tuple[LlamaConfig, dict[str, torch.Tensor], dict]:
     return cfg, state, vocab
 
 
+def _hf_checkpoint() -> Path | None:
+    folder = os.environ.get("KATA_MODEL")
+    return Path(folder) if folder else None
+
+
+def _load_hf_model(folder: Path) -> Llama:
+    """A local Hugging Face Llama-architecture checkpoint, mapped onto kata.llama (names match one to one)."""
+    from transformers import AutoModelForCausalLM
+
+    hf = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, torch_dtype=torch.float32)
+    c = hf.config
+    cfg = LlamaConfig(vocab_size=c.vocab_size, hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
+                      num_layers=c.num_hidden_layers, num_heads=c.num_attention_heads,
+                      num_kv_heads=c.num_key_value_heads, rope_theta=float(getattr(c, "rope_theta", None) or
+                                                                            c.rope_parameters["rope_theta"]),
+                      rms_norm_eps=c.rms_norm_eps, tie_embeddings=bool(c.tie_word_embeddings))
+    model = Llama(cfg)
+    state = {k.removeprefix("model."): v for k, v in hf.state_dict().items()}
+    model.load_state_dict(state, strict=not cfg.tie_embeddings)
+    return model.eval()
+
+
 def load_model(path: Path | None = None) -> Llama:
-    """SmolLM2-135M-Instruct with its dequantized weights, float32, eval mode (a fresh copy each call)."""
+    """SmolLM2-135M-Instruct with its dequantized weights, float32, eval mode (a fresh copy each call);
+    or the Hugging Face checkpoint named by $KATA_MODEL."""
+    if path is None and _hf_checkpoint() is not None:
+        return _load_hf_model(_hf_checkpoint())
     try:
         cfg, state, _ = _read_gguf(path or gguf_path())
     except (OSError, ValueError, KeyError) as err:
@@ -125,6 +152,10 @@ def load_tokenizer(path: Path | None = None):
     """A byte-level BPE `tokenizers.Tokenizer` rebuilt from the vocabulary and merges in the GGUF."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 
+    if path is None and _hf_checkpoint() is not None:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(_hf_checkpoint(), local_files_only=True).backend_tokenizer
     _, _, vocab = _read_gguf(path or gguf_path())
     tokens = list(vocab["tokens"])
     merges = [tuple(m.split(" ", 1)) for m in vocab["merges"]]
