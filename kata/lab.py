@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=None,
                         help="本地 Hugging Face Llama 检查点（需要 transformers）/ a local HF Llama checkpoint folder")
     parser.add_argument("--quick", action="store_true",
-                        help="跳过 AWQ/GPTQ 质量对比（约 10 分钟）/ skip the quality comparison (about 10 minutes)")
+                        help="跳过 AWQ/GPTQ 质量对比（约 12 分钟）/ skip the quality comparison (about 12 minutes)")
     args = parser.parse_args(argv)
     if args.model is not None:
         os.environ["KATA_MODEL"] = str(args.model)  # read by kata.smollm2.load_model / load_tokenizer
