@@ -1,14 +1,12 @@
 """Tests for practice (b) — AWQ scale search, clip search, folding. 测试：AWQ。"""
 
-import copy
-
 import pytest
 import torch
 
 from exercises.ex5_5_awq import awq_quantize_model, awq_scales, fold_scales, search_awq_scale, search_clip
 from kata.check import expect_close, expect_tensor, expect_tensor_close
 from kata.llama import tiny_llama
-from kata.oracles import dequantize_groups, distinct_per_group, quantize_groups, round_to_nearest
+from kata.oracles import dequantize_groups, distinct_per_group, quantize_groups
 
 
 def rtn(w, num_bits=4, group_size=32):
@@ -139,11 +137,9 @@ def test_scales_alone_leave_the_float_model_unchanged():
 
 @pytest.mark.slow
 def test_on_the_real_model_awq_beats_rtn(smollm2, smollm2_reference):
-    from kata.evaluate import calibration_windows, evaluate
+    from kata.evaluate import calibration_windows, kl_against_rtn
 
     ids, baseline = smollm2_reference
-    rtn_model = copy.deepcopy(smollm2)
-    round_to_nearest(rtn_model, 4, 64)
-    awq_quantize_model(smollm2, calibration_windows(8), 4, 64)
-    ours, theirs = evaluate(smollm2, ids, baseline)["kl"], evaluate(rtn_model, ids, baseline)["kl"]
+    calib = calibration_windows(8)
+    ours, theirs = kl_against_rtn(smollm2, lambda m: awq_quantize_model(m, calib, 4, 64), ids, baseline)
     assert ours < 0.75 * theirs, f"KL to the baseline: AWQ {ours:.3f} vs RTN {theirs:.3f}"

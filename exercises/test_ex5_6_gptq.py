@@ -1,14 +1,12 @@
 """Tests for practice (b) — GPTQ for a layer and a model. 测试：GPTQ。"""
 
-import copy
-
 import pytest
 import torch
 
 from exercises.ex5_6_gptq import gptq_quantize_layer, gptq_quantize_model
 from kata.check import expect_equal, expect_tensor, expect_tensor_close
 from kata.llama import tiny_llama
-from kata.oracles import dequantize_groups, distinct_per_group, quantize_groups, round_to_nearest
+from kata.oracles import dequantize_groups, distinct_per_group, quantize_groups
 
 
 def correlated_inputs(n=2048, dim=128, seed=0) -> torch.Tensor:
@@ -123,11 +121,10 @@ def test_the_model_flow_puts_every_linear_on_the_grid_and_keeps_the_head():
 
 @pytest.mark.slow
 def test_on_the_real_model_gptq_beats_rtn(smollm2, smollm2_reference):
-    from kata.evaluate import calibration_windows, evaluate
+    from kata.evaluate import calibration_windows, kl_against_rtn
 
     ids, baseline = smollm2_reference
-    rtn_model = copy.deepcopy(smollm2)
-    round_to_nearest(rtn_model, 4, 64)
-    gptq_quantize_model(smollm2, calibration_windows(8), 4, 64, act_order=True)
-    ours, theirs = evaluate(smollm2, ids, baseline)["kl"], evaluate(rtn_model, ids, baseline)["kl"]
+    calib = calibration_windows(8)
+    ours, theirs = kl_against_rtn(smollm2, lambda m: gptq_quantize_model(m, calib, 4, 64, act_order=True), ids,
+                                  baseline)
     assert ours < 0.75 * theirs, f"KL to the baseline: GPTQ {ours:.3f} vs RTN {theirs:.3f}"

@@ -9,17 +9,13 @@ import pytest
 from kata.curriculum import BY_ID
 from kata.grade import CaseResult, ExerciseResult, results_json
 from kata.target import ROOT
-from tests.helpers import run_python
+from tests.helpers import copy_kata, run_python
 
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     """Grade a copy of the kata where ex1_1 is solved, ex2_1 has a syntax error and ex2_2 hangs on import."""
-    repo = tmp_path_factory.mktemp("fork")
-    for name in ("kata", "exercises", "reference"):
-        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("conftest.py", "pyproject.toml"):
-        shutil.copy(ROOT / name, repo / name)
+    repo = copy_kata(tmp_path_factory.mktemp("fork"))
     shutil.copy(ROOT / "reference/ex1_1_weight_memory.py", repo / "exercises/ex1_1_weight_memory.py")
     (repo / "exercises/ex2_1_per_tensor.py").write_text("def quantize_per_tensor(x, num_bits=8)\n    return x\n")
     (repo / "exercises/ex2_2_quant_error.py").write_text("import time\ntime.sleep(600)\n")

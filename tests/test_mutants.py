@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from kata.target import ROOT
-from tests.helpers import run_python
+from tests.helpers import copy_kata, run_python
 
 MUTANTS = [  # (module, text in the reference, wrong text, the mistake)
     ("ex2_1_per_tensor", "qmax = 2 ** (num_bits - 1) - 1", "qmax = 2 ** (num_bits - 1)", "off-by-one qmax"),
@@ -28,12 +28,7 @@ MUTANTS = [  # (module, text in the reference, wrong text, the mistake)
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory):
-    repo = tmp_path_factory.mktemp("mutants")
-    for name in ("kata", "exercises", "reference"):
-        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("conftest.py", "pyproject.toml"):
-        shutil.copy(ROOT / name, repo / name)
-    return repo
+    return copy_kata(tmp_path_factory.mktemp("mutants"))
 
 
 @pytest.mark.parametrize(("module", "right", "wrong", "mistake"), MUTANTS, ids=[m[3] for m in MUTANTS])

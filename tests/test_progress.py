@@ -5,7 +5,7 @@ import pytest
 from kata.__main__ import main as kata_cli
 from kata.curriculum import BY_ID
 from kata.progress import DONE, FAILING, NOT_STARTED, Outcomes, render
-from tests.helpers import run_python
+from tests.helpers import copy_kata, run_python
 
 
 @pytest.mark.parametrize(("outcomes", "status"), [
@@ -35,14 +35,7 @@ def test_on_the_stubs_the_run_shows_zero_done_and_no_failure_sections():
 
 
 def test_an_exercise_that_does_not_import_shows_as_failing(tmp_path):
-    import shutil
-
-    from kata.target import ROOT
-
-    for name in ("kata", "exercises"):
-        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("conftest.py", "pyproject.toml"):
-        shutil.copy(ROOT / name, tmp_path / name)
+    copy_kata(tmp_path)
     (tmp_path / "exercises/ex1_2_format_table.py").write_text("def build_format_table(:\n")
     proc = run_python("-m", "pytest", "exercises/test_ex1_1_weight_memory.py", "exercises/test_ex1_2_format_table.py",
                       cwd=tmp_path)
