@@ -41,7 +41,7 @@ def test_plan_precision_measures_each_weight():
 def test_plan_precision_measures_only_from_target_bits_up():
     seen = []
     plan_precision({"w": torch.ones(4)}, lambda w, bits: seen.append(bits) or 99.0, target_bits=6)
-    expect_equal((min(seen), max(seen)), (6, 6) if len(set(seen)) == 1 else (6, 8), "lowest and highest bits measured")
+    assert min(seen) == 6 and max(seen) <= 8, f"bits measured for target_bits=6: {sorted(seen)} (6..8 only)"
 
 
 def test_a_missing_target_width_is_a_value_error():

@@ -100,7 +100,7 @@ def mse_clip_ratio(w: torch.Tensor, num_bits: int = 4, *, symmetric: bool = True
     for ratio in torch.linspace(1.0, min_ratio, grid):
         w_hat = fake_quantize(w, num_bits, symmetric=symmetric, granularity=granularity, group_size=group_size,
                               clip_ratio=float(ratio))
-        err = (_as_groups(w_hat, best) - groups).pow(2).sum(dim=-1)
+        err = (_groups(w_hat, granularity, group_size) - groups).pow(2).sum(dim=-1)
         better = err < best_err
         best_err = torch.where(better, err, best_err)
         best = torch.where(better, ratio, best)
