@@ -54,10 +54,15 @@ def calibration_windows(count: int) -> torch.Tensor:
     return windows(text_tokens(CALIBRATION_TEXT), count)
 
 
+def _window_log_probs(model: nn.Module, row: torch.Tensor) -> torch.Tensor:
+    """Next-token log-probabilities at every predicted position of one window: (length - 1, vocab)."""
+    return F.log_softmax(model(row[None])[0, :-1].float(), dim=-1)
+
+
 @torch.no_grad()
 def log_probs(model: nn.Module, ids: torch.Tensor) -> list[torch.Tensor]:
     """Per window, log-probabilities of the next token at every predicted position: (length - 1, vocab)."""
-    return [F.log_softmax(model(row[None])[0, :-1].float(), dim=-1) for row in ids]
+    return [_window_log_probs(model, row) for row in ids]
 
 
 @torch.no_grad()
@@ -65,7 +70,7 @@ def evaluate(model: nn.Module, ids: torch.Tensor, baseline: list[torch.Tensor] |
     """Perplexity on `ids`, and the KL from `baseline` log-probabilities when given (one window at a time)."""
     nll, kl, count = 0.0, 0.0, 0
     for index, row in enumerate(ids):
-        logp = F.log_softmax(model(row[None])[0, :-1].float(), dim=-1)  # (T-1, vocab)
+        logp = _window_log_probs(model, row)  # (T-1, vocab)
         nll -= logp.gather(-1, row[1:, None]).sum().item()
         if baseline is not None:
             ref = baseline[index].float()
