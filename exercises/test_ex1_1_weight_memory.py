@@ -3,14 +3,13 @@
 import pytest
 
 from exercises.ex1_1_weight_memory import bits_per_weight, calculate_weight_memory
-from kata.check import expect_close
+from kata.check import expect_close, expect_equal
 
 
 def test_calculate_weight_memory():
     """The chapter's own check: 7B → 14.0 / 7.0 / 3.5 GB. 章节自带的测试。"""
-    assert calculate_weight_memory(7, "fp16") == 14.0
-    assert calculate_weight_memory(7, "int8") == 7.0
-    assert calculate_weight_memory(7, "int4") == 3.5
+    for dtype, gb in (("fp16", 14.0), ("int8", 7.0), ("int4", 3.5)):
+        expect_equal(calculate_weight_memory(7, dtype), gb, f"calculate_weight_memory(7, {dtype!r}) in GB")
 
 
 @pytest.mark.parametrize(("dtype", "gb"), [("fp32", 28.0), ("bf16", 14.0), ("fp8", 7.0)])

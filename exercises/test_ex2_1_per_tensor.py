@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from exercises.ex2_1_per_tensor import dequantize_per_tensor, quantize_per_tensor
-from kata.check import expect_close, expect_tensor, expect_tensor_close, expect_tensor_equal
+from kata.check import expect_at_most, expect_close, expect_tensor, expect_tensor_close, expect_tensor_equal
 
 
 def test_quantize_per_tensor():
@@ -13,9 +13,9 @@ def test_quantize_per_tensor():
     x = torch.randn(100)
     q, scale = quantize_per_tensor(x, num_bits=8)
     x_hat = dequantize_per_tensor(q, scale)
-    assert q.dtype == torch.int8
-    assert x_hat.shape == x.shape
-    assert (x - x_hat).abs().max() <= scale / 2 + 1e-6
+    expect_tensor(q, "q", dtype=torch.int8)
+    expect_tensor(x_hat, "x_hat", shape=tuple(x.shape))
+    expect_at_most((x - x_hat).abs().max(), scale.item() / 2 + 1e-6, "max |x - x̂| (≤ scale / 2)")
 
 
 def test_the_worked_example_gives_these_codes_and_scale():
@@ -49,7 +49,7 @@ def test_the_round_trip_error_is_at_most_half_a_step(num_bits):
     q, scale = quantize_per_tensor(x, num_bits)
     err = (dequantize_per_tensor(q, scale) - x).abs().max()
     # Rounding to the nearest grid point misses by at most scale / 2 (plus float32 rounding).
-    expect_close(min(err.item(), scale.item() / 2), err.item(), "max |x - x̂| ≤ scale / 2", rel=1e-5)
+    expect_at_most(err, scale.item() / 2 * (1 + 1e-5), "max |x - x̂| (≤ scale / 2)")
 
 
 def test_an_all_zero_tensor_gets_the_minimum_scale_and_zero_codes():

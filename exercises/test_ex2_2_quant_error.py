@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from exercises.ex2_2_quant_error import compare_bit_widths, quantization_error
-from kata.check import expect_close, expect_equal
+from kata.check import expect_at_least, expect_at_most, expect_close, expect_equal
 from kata.oracles import dequantize_symmetric as dequantize
 from kata.oracles import quantize_symmetric as quantize  # 2.2 stands without your 2.1
 
@@ -19,9 +19,10 @@ def test_quantization_practice():
     """The chapter's own check: 8-bit error is far smaller than 4-bit error. 章节自带的测试。"""
     x = gaussian()
     result = compare_bit_widths(x, quantize, dequantize, bit_widths=(8, 4))
-    assert result[8]["mse"] < result[4]["mse"]
-    assert result[8]["max_abs"] < result[4]["max_abs"]
-    assert result[8]["sqnr_db"] > result[4]["sqnr_db"]
+    for key in ("mse", "max_abs"):  # strictly smaller at 8 bits
+        expect_at_most(result[8][key], math.nextafter(result[4][key], -math.inf), f"8-bit {key} (< the 4-bit one)")
+    expect_at_least(result[8]["sqnr_db"], math.nextafter(result[4]["sqnr_db"], math.inf),
+                    "8-bit sqnr_db (> the 4-bit one)")
 
 
 def test_the_worked_example_gives_mse_max_and_sqnr():

@@ -14,6 +14,8 @@ from kata.oracles import measure_sqnr
     ({4: 16.0, 8: 41.0}, True, "qat-int4"),
     ({4: 5.0, 8: 12.0}, False, "fp16"),
     ({4: 5.0, 5: 18.0, 6: 24.0, 8: 36.0}, False, "int6"),
+    ({4: 23.0, 8: 47.0}, True, "int4"),  # rule 1 before rule 2: PTQ that meets the bar needs no QAT
+    ({4: 5.0, 8: 12.0}, True, "qat-int4"),  # rule 2 before rule 4: memory-bound means QAT, not FP16
 ])
 def test_the_rules_pick_the_scheme(sqnr, memory_bound, expected):
     got = recommend_scheme(sqnr, target_bits=4, memory_bound=memory_bound)

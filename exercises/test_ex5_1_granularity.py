@@ -11,8 +11,16 @@ from exercises.ex5_1_granularity import (
     percentile_clip_ratio,
     quantize,
 )
-from kata.check import expect_close, expect_equal, expect_tensor, expect_tensor_close, expect_tensor_equal
-from kata.oracles import sqnr_db
+from kata.check import (
+    expect_at_least,
+    expect_at_most,
+    expect_close,
+    expect_equal,
+    expect_tensor,
+    expect_tensor_close,
+    expect_tensor_equal,
+)
+from kata.oracles import rtn, sqnr_db
 
 
 def weight_with_outliers(seed: int = 0) -> torch.Tensor:
@@ -70,6 +78,23 @@ def test_asymmetric_codes_are_clamped_to_0_and_2_to_the_b_minus_1():
     expect_equal((q.min().item(), q.max().item()), (0, 7), "(min, max) code at 3 bits")
 
 
+@pytest.mark.parametrize(("row", "scale", "zero_point"), [
+    ([1.0, 3.0], 3 / 15, 0),  # all positive: lo = min(1, 0) = 0, so 0 sits at code 0
+    ([-3.0, -1.0], 3 / 15, 15),  # all negative: hi = max(-1, 0) = 0, so 0 sits at code 15
+])
+def test_the_asymmetric_range_always_holds_zero(row, scale, zero_point):
+    got_scale, got_zero = choose_qparams(torch.tensor([row]), 4, symmetric=False, granularity="tensor")
+    expect_close(got_scale, scale, f"scale of {row} (range [min(min, 0), max(max, 0)])")
+    expect_close(got_zero, zero_point, f"zero_point of {row}")
+
+
+def test_zero_is_exactly_representable_in_every_asymmetric_group():
+    w = torch.rand(8, 64, generator=torch.Generator().manual_seed(3)) + 0.25  # positive groups: 0 is outside
+    w[:, ::16] = 0.0
+    w_hat = fake_quantize(w, 3, symmetric=False, granularity="group", group_size=16)
+    expect_tensor_equal(w_hat[:, ::16], torch.zeros(8, 4), "ŵ where w = 0")
+
+
 @pytest.mark.parametrize("symmetric", [True, False])
 @pytest.mark.parametrize("num_bits", [2, 3, 4, 8])
 def test_round_trip_error_is_at_most_half_a_step(symmetric, num_bits):
@@ -117,8 +142,20 @@ def test_mse_clip_search_never_does_worse_than_min_max_and_here_does_better():
     plain, clipped = fake_quantize(w, 3), fake_quantize(w, 3, clip_ratio=ratio)
     per_row = ((clipped - w).pow(2).sum(1) <= (plain - w).pow(2).sum(1) + 1e-9)
     assert per_row.all(), "the search includes c = 1, so no row may get worse"
-    assert sqnr_db(w, clipped) > sqnr_db(w, plain) + 0.5, "clipping Gaussian tails should gain > 0.5 dB at 3 bits"
+    expect_at_least(sqnr_db(w, clipped) - sqnr_db(w, plain), 0.5, "dB gained by clipping Gaussian tails at 3 bits")
     assert ((ratio >= 0.5) & (ratio <= 1.0)).all(), "ratios come from linspace(1, 0.5)"
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_mse_clip_search_picks_the_best_candidate_of_each_row(symmetric):
+    w = torch.randn(32, 256, generator=torch.Generator().manual_seed(4))
+    ratio = mse_clip_ratio(w, 3, symmetric=symmetric, granularity="channel", grid=12)
+    candidates = torch.linspace(1.0, 0.5, 12)
+    errors = torch.stack([(rtn(w, 3, None, symmetric=symmetric, clip_ratio=float(c)) - w).pow(2).sum(1)
+                          for c in candidates])  # (candidates, rows)
+    chosen = (rtn(w, 3, None, symmetric=symmetric, clip_ratio=ratio) - w).pow(2).sum(1)
+    worst = (chosen / errors.min(0).values).max().item()
+    expect_at_most(worst, 1 + 1e-5, "the chosen c's squared error ÷ the best candidate's, worst row")
 
 
 def test_a_group_size_that_does_not_divide_the_row_is_a_value_error():

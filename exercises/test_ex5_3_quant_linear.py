@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from exercises.ex5_3_quant_linear import QuantLinear, quantize_model
-from kata.check import expect_equal, expect_tensor
+from kata.check import expect_at_most, expect_equal, expect_tensor, expect_tensor_close
 from kata.llama import tiny_llama, weight_bytes
-from kata.oracles import dequantize_groups, quantize_groups
+from kata.oracles import dequantize_groups, group_qparams, quantize_groups, quantize_to_grid
 
 
 def linear(in_features=256, out_features=96, bias=False, seed=0) -> nn.Linear:
@@ -51,7 +51,7 @@ def test_outputs_stay_close_to_the_float_layer(num_bits, group_size, bound):
     x = inputs()
     got = QuantLinear.from_linear(float_layer, num_bits, group_size)(x)
     err = relative_error(got, float_layer(x).detach())
-    assert err < bound, f"W{num_bits} g{group_size}: relative output error {err:.4f} ≥ {bound}"
+    expect_at_most(err, bound, f"W{num_bits} g{group_size}: relative output error")
 
 
 def test_w4_forward_is_dequantize_then_matmul_of_group_codes():
@@ -61,7 +61,18 @@ def test_w4_forward_is_dequantize_then_matmul_of_group_codes():
     expected = x @ dequantize_groups(q, scale, zero).T
     got = QuantLinear.from_linear(float_layer, 4, 64)(x)
     # The stored fp16 scale moves a rare code by one step; 1 % of the output norm allows for that only.
-    assert relative_error(got, expected) < 0.01, relative_error(got, expected)
+    expect_at_most(relative_error(got, expected), 0.01, "relative distance to dequantize-then-matmul")
+
+
+@pytest.mark.parametrize(("num_bits", "group_size", "symmetric"), [(8, None, True), (4, 64, False)])
+def test_codes_are_rounded_with_the_scale_as_stored_in_fp16(num_bits, group_size, symmetric):
+    w = linear().weight.detach()
+    scale, zero = group_qparams(w, num_bits, group_size, symmetric=symmetric)
+    scale = scale.half().float()  # what the fp16 buffer holds
+    expected = dequantize_groups(quantize_to_grid(w, scale, zero, num_bits, symmetric=symmetric), scale, zero)
+    # Codes taken with the float32 scale disagree with the stored one: some weights land one step away.
+    got = QuantLinear.from_linear(linear(), num_bits, group_size).dequantized_weight()
+    expect_tensor_close(got, expected, f"W{num_bits} ŵ from the stored codes and fp16 scales", atol=1e-7)
 
 
 def test_the_forward_keeps_the_input_dtype():
@@ -114,7 +125,7 @@ def test_the_quantized_tiny_model_keeps_its_logits_close(num_bits, bound):
         quantized = copy.deepcopy(model)
         quantize_model(quantized, num_bits, 32)
         err = relative_error(quantized(ids), expected)
-    assert err < bound, f"W{num_bits}: relative logit error {err:.4f} ≥ {bound}"
+    expect_at_most(err, bound, f"W{num_bits}: relative logit error")
 
 
 def test_num_bits_other_than_4_or_8_is_a_value_error():

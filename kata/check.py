@@ -1,6 +1,8 @@
 """Assertions for exercise tests whose failures read in the learner's terms, 中文 then English.
 
-测试断言：失败时说明 “期望 / expected” 与 “实际 / got”，而不是一长串框架内部的回溯。
+测试断言：失败时说明 “期望 / expected”（目标或界限）与 “实际 / got”（你的代码算出的值），而不是一长串
+框架内部的回溯。"got" is always the learner's value, "expected" the target or the bound. Every helper
+rejects NaN and ±inf in the learner's value unless `finite=False` is passed.
 """
 
 from __future__ import annotations
@@ -20,23 +22,60 @@ def _fmt(value: object) -> str:
     return repr(value)
 
 
-def expect_equal(actual: object, expected: object, what: str) -> None:
-    __tracebackhide__ = True
-    if actual != expected:
-        raise AssertionError(f"{what}: 期望 / expected {_fmt(expected)}, 实际 / got {_fmt(actual)}")
-
-
-def expect_close(actual: object, expected: float, what: str, *, rel: float = 1e-6, abs: float = 0.0) -> None:
-    """A number close to `expected`: |actual - expected| <= max(rel·|expected|, abs)."""
+def _number(actual: object, what: str, finite: bool) -> float:
+    """The learner's value as a float, or an AssertionError saying why it is not a usable number."""
     __tracebackhide__ = True
     if isinstance(actual, torch.Tensor) and actual.numel() == 1:
         actual = actual.item()
     if isinstance(actual, bool) or not isinstance(actual, (int, float)):
         raise AssertionError(f"{what}: 期望一个数 / expected a number, 实际 / got {_fmt(actual)}")
+    if math.isnan(actual) or (finite and math.isinf(actual)):
+        raise AssertionError(f"{what}: 期望有限的数 / expected a finite number, 实际 / got {actual}")
+    return float(actual)
+
+
+def _finite_tensor(actual: torch.Tensor, what: str) -> None:
+    __tracebackhide__ = True
+    if actual.is_floating_point() and not torch.isfinite(actual).all():
+        bad = (~torch.isfinite(actual)).nonzero()[0].tolist()
+        raise AssertionError(f"{what}: {int((~torch.isfinite(actual)).sum())} 个值是 NaN 或无穷大 / values are NaN "
+                             f"or infinite; 第一个在 / first at {tuple(bad)}: {actual[tuple(bad)].item()}")
+
+
+def expect_equal(actual: object, expected: object, what: str) -> None:
+    __tracebackhide__ = True
+    if isinstance(actual, float) and math.isnan(actual):
+        raise AssertionError(f"{what}: 期望 / expected {_fmt(expected)}, 实际 / got NaN")
+    if actual != expected:
+        raise AssertionError(f"{what}: 期望 / expected {_fmt(expected)}, 实际 / got {_fmt(actual)}")
+
+
+def expect_close(actual: object, expected: float, what: str, *, rel: float = 1e-6, abs: float = 0.0,
+                 finite: bool = True) -> None:
+    """A number close to `expected`: |actual - expected| <= max(rel·|expected|, abs). An infinite `expected`
+    (say, SQNR of an exact round trip) is met only by the same infinity."""
+    __tracebackhide__ = True
+    actual = _number(actual, what, finite=finite and math.isfinite(expected))
     close = actual == expected or math.isclose(actual, expected, rel_tol=rel, abs_tol=abs)
     if not close:
-        raise AssertionError(f"{what}: 期望 / expected {_fmt(float(expected))}, 实际 / got {_fmt(float(actual))}"
+        raise AssertionError(f"{what}: 期望 / expected {_fmt(float(expected))}, 实际 / got {_fmt(actual)}"
                              f" (允许误差 / tolerance rel={rel:g}, abs={abs:g})")
+
+
+def expect_at_most(actual: object, bound: float, what: str) -> None:
+    """The learner's number is at most `bound` (an error below a limit, a ratio under a target)."""
+    __tracebackhide__ = True
+    actual = _number(actual, what, finite=True)
+    if not actual <= bound:
+        raise AssertionError(f"{what}: 期望 ≤ / expected at most {_fmt(float(bound))}, 实际 / got {_fmt(actual)}")
+
+
+def expect_at_least(actual: object, bound: float, what: str) -> None:
+    """The learner's number is at least `bound` (a gain above a floor)."""
+    __tracebackhide__ = True
+    actual = _number(actual, what, finite=math.isfinite(bound))
+    if not actual >= bound:
+        raise AssertionError(f"{what}: 期望 ≥ / expected at least {_fmt(float(bound))}, 实际 / got {_fmt(actual)}")
 
 
 def expect_tensor(actual: object, what: str, *, shape: tuple[int, ...] | None = None,
@@ -51,27 +90,31 @@ def expect_tensor(actual: object, what: str, *, shape: tuple[int, ...] | None = 
         raise AssertionError(f"{what} dtype: 期望 / expected {dtype}, 实际 / got {actual.dtype}")
 
 
-def expect_tensor_equal(actual: object, expected: torch.Tensor, what: str) -> None:
+def expect_tensor_equal(actual: object, expected: torch.Tensor, what: str, *, finite: bool = True) -> None:
     """Exactly the same values (integer codes), reporting the first mismatch."""
     __tracebackhide__ = True
     expect_tensor(actual, what, shape=tuple(expected.shape))
-    if not torch.equal(actual.to(expected.dtype), expected):
-        diff = (actual.to(expected.dtype) != expected).nonzero()[0].tolist()
-        index = tuple(diff)
-        raise AssertionError(f"{what}: {int((actual.to(expected.dtype) != expected).sum())} 个值不同 / values "
-                             f"differ; 第一个在 / first at {index}: 期望 / expected {expected[index].item()}, "
-                             f"实际 / got {actual[index].item()}")
+    if finite:
+        _finite_tensor(actual, what)
+    same = actual.to(expected.dtype) == expected
+    if not same.all():
+        index = tuple((~same).nonzero()[0].tolist())
+        raise AssertionError(f"{what}: {int((~same).sum())} 个值不同 / values differ; 第一个在 / first at {index}: "
+                             f"期望 / expected {expected[index].item()}, 实际 / got {actual[index].item()}")
 
 
-def expect_tensor_close(actual: object, expected: torch.Tensor, what: str, *, atol: float, rtol: float = 0.0) -> None:
+def expect_tensor_close(actual: object, expected: torch.Tensor, what: str, *, atol: float, rtol: float = 0.0,
+                        finite: bool = True) -> None:
     """Elementwise |actual - expected| <= atol + rtol·|expected|, reporting the worst element."""
     __tracebackhide__ = True
     expect_tensor(actual, what, shape=tuple(expected.shape))
+    if finite:
+        _finite_tensor(actual, what)
     actual = actual.to(expected.dtype)
     excess = (actual - expected).abs() - (atol + rtol * expected.abs())
+    excess = torch.where(actual == expected, -1.0, excess.nan_to_num(nan=math.inf))  # equal infinities agree
     if expected.numel() and excess.max() > 0:
-        index = tuple(torch.unravel_index(excess.argmax(), expected.shape))
-        index = tuple(int(i) for i in index)
+        index = tuple(int(i) for i in torch.unravel_index(excess.argmax(), expected.shape))
         raise AssertionError(f"{what}: 最大偏差在 / worst element at {index}: 期望 / expected "
                              f"{expected[index].item():.6g}, 实际 / got {actual[index].item():.6g} "
                              f"(atol={atol:g}, rtol={rtol:g})")

@@ -81,15 +81,3 @@ def evaluate(model: nn.Module, ids: torch.Tensor, baseline: list[torch.Tensor] |
         result["kl"] = kl / count
     return result
 
-
-def kl_against_rtn(model: nn.Module, quantize, ids: torch.Tensor, baseline: list[torch.Tensor], num_bits: int = 4,
-                   group_size: int = 64) -> tuple[float, float]:
-    """KL to the baseline of `quantize(model)` (in place) and of plain RTN on a copy: (ours, rtn)."""
-    import copy
-
-    from kata.oracles import round_to_nearest
-
-    rtn_model = copy.deepcopy(model)
-    round_to_nearest(rtn_model, num_bits, group_size)
-    quantize(model)
-    return evaluate(model, ids, baseline)["kl"], evaluate(rtn_model, ids, baseline)["kl"]

@@ -1,18 +1,28 @@
-"""Slow, obviously correct oracles the exercise tests pass in or compare against (Tensor-Puzzles style).
+"""Plain, obviously correct oracles for the tests, and the building blocks later exercises may use.
 
-测试用的“慢而显然正确”的参照实现：逐元素、逐组地写，清楚胜过快。Later exercises receive these as their
-building blocks, so each exercise is graded on its own code alone.
+测试用的参照实现，也是后面练习可以直接调用的积木：5.3 / 5.5 / 5.6 可以用这里的 round-to-nearest（RTN），
+也可以用你自己的 5.1——每个练习只按它自己的代码评分。
+The tests compare against these; 5.3, 5.5 and 5.6 may call them instead of your own 5.1, so that each
+exercise is graded on its own code alone. This is the kata's one round-to-nearest quantizer.
+
+Grids (b bits, per (row, group); group_size=None means one group per row):
+    symmetric:   scale = c·max|w| / (2^(b-1) - 1),  zero = 0,  q ∈ [-2^(b-1), 2^(b-1) - 1]
+    asymmetric:  lo = min(c·min w, 0), hi = max(c·max w, 0), scale = (hi - lo) / (2^b - 1),
+                 zero = round(-lo / scale),  q ∈ [0, 2^b - 1]
+    q = clamp(round(w / scale) + zero, qmin, qmax),   ŵ = (q - zero)·scale
 """
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
+from torch import nn
 
 
 def quantize_symmetric(x: torch.Tensor, num_bits: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-tensor symmetric: scale = max|x| / (2^(b-1) - 1), codes clamped to the signed grid."""
+    """Per-tensor symmetric (2.1's rule): scale = max|x| / (2^(b-1) - 1), codes clamped to the signed grid."""
     qmax = 2 ** (num_bits - 1) - 1
     scale = torch.tensor(max(x.abs().max().item() / qmax, 1e-8))
     return torch.clamp(torch.round(x / scale), -qmax - 1, qmax), scale
@@ -33,52 +43,73 @@ def measure_sqnr(x: torch.Tensor, num_bits: int = 8) -> float:
     return sqnr_db(x, dequantize_symmetric(*quantize_symmetric(x, num_bits)))
 
 
-def quantize_groups(w: torch.Tensor, num_bits: int, group_size: int | None,
-                    symmetric: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Min/max quantization of each row's groups (group_size=None: one group per row), one group at a time.
-
-    Returns codes (int64, w's shape), scale (rows, groups) and zero_point (rows, groups). The asymmetric range
-    always holds 0, as in GPTQ: lo = min(min w, 0), hi = max(max w, 0).
-    """
-    rows, cols = w.shape
-    size = group_size or cols
-    q = torch.zeros(rows, cols, dtype=torch.int64)
-    scale = torch.zeros(rows, cols // size)
-    zero = torch.zeros(rows, cols // size, dtype=torch.int64)
-    for r in range(rows):
-        for g in range(cols // size):
-            block = w[r, g * size:(g + 1) * size].float()
-            if symmetric:
-                qmin, qmax = -(2 ** (num_bits - 1)), 2 ** (num_bits - 1) - 1
-                s, z = max(block.abs().max().item() / qmax, 1e-8), 0
-            else:
-                qmin, qmax = 0, 2**num_bits - 1
-                lo, hi = min(block.min().item(), 0.0), max(block.max().item(), 0.0)
-                s = max((hi - lo) / qmax, 1e-8)
-                z = min(max(round(-lo / s), 0), qmax)
-            scale[r, g], zero[r, g] = s, z
-            q[r, g * size:(g + 1) * size] = torch.clamp(torch.round(block / scale[r, g]) + z, qmin, qmax)
-    return q, scale, zero
+def code_range(num_bits: int, symmetric: bool) -> tuple[int, int]:
+    """(qmin, qmax): [-2^(b-1), 2^(b-1) - 1] if symmetric, [0, 2^b - 1] if not."""
+    return (-(2 ** (num_bits - 1)), 2 ** (num_bits - 1) - 1) if symmetric else (0, 2**num_bits - 1)
 
 
-def dequantize_groups(q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor) -> torch.Tensor:
-    size = q.shape[1] // scale.shape[1]
-    return (q - zero_point.repeat_interleave(size, dim=1)) * scale.repeat_interleave(size, dim=1)
+def _grouped(w: torch.Tensor, group_size: int | None) -> torch.Tensor:
+    """w (rows, cols) viewed as (rows, groups, group_size), float32."""
+    return w.detach().float().reshape(w.shape[0], -1, group_size or w.shape[1])
+
+
+def group_qparams(w: torch.Tensor, num_bits: int, group_size: int | None = None, *, symmetric: bool = False,
+                  clip_ratio: float | torch.Tensor = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Min/max scale (float32) and zero point (int64) per (row, group): both (rows, cols / group_size)."""
+    groups = _grouped(w, group_size)
+    if symmetric:
+        scale = (groups.abs().amax(-1) * clip_ratio / code_range(num_bits, True)[1]).clamp(min=1e-8)
+        return scale, torch.zeros_like(scale, dtype=torch.int64)
+    lo = (groups.amin(-1) * clip_ratio).clamp(max=0)  # the range always holds 0
+    hi = (groups.amax(-1) * clip_ratio).clamp(min=0)
+    scale = ((hi - lo) / (2**num_bits - 1)).clamp(min=1e-8)
+    return scale, torch.round(-lo / scale).clamp(0, 2**num_bits - 1).long()
+
+
+def quantize_to_grid(w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, num_bits: int, *,
+                     symmetric: bool = False) -> torch.Tensor:
+    """Integer codes (int64, w's shape) for the given scale and zero point (rows, groups)."""
+    qmin, qmax = code_range(num_bits, symmetric)
+    q = torch.round(_grouped(w, w.shape[1] // scale.shape[1]) / scale[..., None]) + zero[..., None]
+    return q.clamp(qmin, qmax).long().reshape(w.shape)
+
+
+def dequantize_groups(q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
+    """ŵ = (q - zero)·scale, float32, q's shape."""
+    codes = q.long().reshape(scale.shape[0], scale.shape[1], -1)
+    return ((codes - zero[..., None]) * scale[..., None]).reshape(q.shape).float()
+
+
+def quantize_groups(w: torch.Tensor, num_bits: int, group_size: int | None = None, *, symmetric: bool = False,
+                    clip_ratio: float | torch.Tensor = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(codes int64, scale, zero point) of min/max round-to-nearest per (row, group)."""
+    scale, zero = group_qparams(w, num_bits, group_size, symmetric=symmetric, clip_ratio=clip_ratio)
+    return quantize_to_grid(w, scale, zero, num_bits, symmetric=symmetric), scale, zero
+
+
+def rtn(w: torch.Tensor, num_bits: int, group_size: int | None = None, *, symmetric: bool = False,
+        clip_ratio: float | torch.Tensor = 1.0) -> torch.Tensor:
+    """Round-to-nearest fake quantization: ŵ on the grid, float32, w's shape."""
+    return dequantize_groups(*quantize_groups(w, num_bits, group_size, symmetric=symmetric, clip_ratio=clip_ratio))
 
 
 @torch.no_grad()
-def round_to_nearest(model, num_bits: int, group_size: int) -> None:
-    """RTN in place: every *_proj weight rounded per group with min/max (asymmetric), no calibration.
-    Vectorized (the real model has 210 layers); quantize_groups above is the same rule, one group at a time."""
-    qmax = 2**num_bits - 1
+def round_to_nearest(model: nn.Module, num_bits: int, group_size: int | None, *, symmetric: bool = False) -> None:
+    """RTN in place: every *_proj weight of the model, no calibration."""
     for name, module in model.named_modules():
         if name.endswith("_proj"):
-            w = module.weight.reshape(module.weight.shape[0], -1, group_size)
-            lo, hi = w.amin(-1, keepdim=True).clamp(max=0), w.amax(-1, keepdim=True).clamp(min=0)
-            scale = ((hi - lo) / qmax).clamp(min=1e-8)
-            zero = torch.round(-lo / scale).clamp(0, qmax)
-            q = torch.clamp(torch.round(w / scale) + zero, 0, qmax)
-            module.weight.copy_(((q - zero) * scale).reshape_as(module.weight))
+            module.weight.copy_(rtn(module.weight, num_bits, group_size, symmetric=symmetric))
+
+
+def kl_against_rtn(model: nn.Module, quantize, ids: torch.Tensor, baseline: list[torch.Tensor], num_bits: int = 4,
+                   group_size: int = 64) -> tuple[float, float]:
+    """KL to the baseline of `quantize(model)` (in place) and of plain RTN on a copy: (ours, rtn)."""
+    from kata.evaluate import evaluate
+
+    rtn_model = copy.deepcopy(model)
+    round_to_nearest(rtn_model, num_bits, group_size)
+    quantize(model)
+    return evaluate(model, ids, baseline)["kl"], evaluate(rtn_model, ids, baseline)["kl"]
 
 
 def distinct_per_group(w: torch.Tensor, group_size: int) -> int:

@@ -7,8 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kata.llama import weight_bytes
-from reference.ex5_1_granularity import choose_qparams, dequantize, quantize
-from reference.ex5_2_int4_packing import pack_int4, unpack_int4
+from kata.oracles import dequantize_groups, group_qparams, quantize_to_grid
 
 
 class QuantLinear(nn.Module):
@@ -42,14 +41,12 @@ class QuantLinear(nn.Module):
     @classmethod
     def from_linear(cls, linear: nn.Linear, num_bits: int = 4, group_size: int | None = 64) -> QuantLinear:
         layer = cls(linear.in_features, linear.out_features, num_bits, group_size, bias=linear.bias is not None)
-        w = linear.weight.detach().float()
-        symmetric = num_bits == 8
-        granularity = "channel" if layer.group_size is None else "group"
-        scale, zero_point = choose_qparams(w, num_bits, symmetric=symmetric, granularity=granularity,
-                                           group_size=layer.group_size)
+        w, symmetric = linear.weight.detach(), num_bits == 8
+        scale, zero_point = group_qparams(w, num_bits, layer.group_size, symmetric=symmetric)
         scale = scale.half().float()  # quantize with the scale exactly as it will be stored
-        q = quantize(w, scale, zero_point, num_bits, symmetric=symmetric)
-        layer.qweight.copy_(q if num_bits == 8 else pack_int4(q))
+        q = quantize_to_grid(w, scale, zero_point, num_bits, symmetric=symmetric)
+        # W4: two unsigned codes per byte, the even column in the low nibble (5.2's layout).
+        layer.qweight.copy_(q if num_bits == 8 else q[:, 0::2] | (q[:, 1::2] << 4))
         layer.scale.copy_(scale)
         if num_bits == 4:
             layer.zero_point.copy_(zero_point)
@@ -60,9 +57,9 @@ class QuantLinear(nn.Module):
     def dequantized_weight(self) -> torch.Tensor:
         """ŵ (out, in) in float32."""
         if self.num_bits == 8:
-            return dequantize(self.qweight, self.scale.float(), torch.zeros_like(self.scale, dtype=torch.int32))
-        codes = unpack_int4(self.qweight, signed=False)
-        return dequantize(codes, self.scale.float(), self.zero_point.to(torch.int32))
+            return dequantize_groups(self.qweight, self.scale.float(), torch.zeros_like(self.scale, dtype=torch.long))
+        codes = torch.stack((self.qweight & 0xF, self.qweight >> 4), dim=-1).flatten(-2)  # unpack: (out, in)
+        return dequantize_groups(codes, self.scale.float(), self.zero_point.long())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = None if self.bias is None else self.bias.to(x.dtype)

@@ -16,20 +16,14 @@ import torch
 from torch import nn
 
 from kata.llama import Llama, RMSNorm
+from kata.oracles import rtn
 from kata.sequential import block_linear_inputs, first_block_input, rope, run_block
-from reference.ex5_1_granularity import fake_quantize
 
 
 def awq_scales(act_mean_abs: torch.Tensor, ratio: float) -> torch.Tensor:
     """s = mean|x|^ratio, normalised so that max(s) · min(s) = 1."""
     s = act_mean_abs.float().clamp(min=1e-4).pow(ratio)
     return s / (s.max() * s.min()).sqrt()
-
-
-def _quantized(w: torch.Tensor, num_bits: int, group_size: int, symmetric: bool,
-               clip_ratio: float | torch.Tensor = 1.0) -> torch.Tensor:
-    return fake_quantize(w, num_bits, symmetric=symmetric, granularity="group", group_size=group_size,
-                         clip_ratio=clip_ratio)
 
 
 @torch.no_grad()
@@ -47,7 +41,7 @@ def search_awq_scale(weights: Sequence[torch.Tensor], x: torch.Tensor, num_bits:
         s = awq_scales(act, k / grid)
         loss = 0.0
         for w in weights:
-            D = _quantized(w.float() * s, num_bits, group_size, symmetric) / s - w.float()
+            D = rtn(w.float() * s, num_bits, group_size, symmetric=symmetric) / s - w.float()
             loss += ((D @ gram) * D).sum().item() / w.shape[0]
         if loss < best[0]:
             best = (loss, k / grid, s)
@@ -67,7 +61,8 @@ def search_clip(w: torch.Tensor, x: torch.Tensor, num_bits: int = 4, group_size:
     best = torch.ones(out_features, groups)
     for step in range(int(grid * max_shrink) + 1):
         c = 1 - step / grid
-        diff = (_quantized(w, num_bits, group_size, symmetric, c) - w.float()).reshape(out_features, groups, -1)
+        diff = (rtn(w, num_bits, group_size, symmetric=symmetric, clip_ratio=c) - w.float()).reshape(
+            out_features, groups, -1)
         diff = diff.transpose(0, 1)  # (G, out, g)
         err = (torch.bmm(diff, gram) * diff).sum(-1).T  # d·C·dᵀ per (out, G)
         better = err < best_err
@@ -130,6 +125,6 @@ def awq_quantize_model(model: Llama, calib_ids: torch.Tensor, num_bits: int = 4,
                 continue
             for layer in layers:
                 c = search_clip(layer.weight, sample, num_bits, group_size, symmetric=symmetric) if clip else 1.0
-                layer.weight.copy_(_quantized(layer.weight, num_bits, group_size, symmetric, c))
+                layer.weight.copy_(rtn(layer.weight, num_bits, group_size, symmetric=symmetric, clip_ratio=c))
         x = run_block(block, x, cos, sin)
     return {"seconds": time.perf_counter() - started, "mean_ratio": sum(ratios) / len(ratios)}

@@ -14,8 +14,8 @@ import time
 import torch
 
 from kata.llama import Llama
+from kata.oracles import code_range, group_qparams
 from kata.sequential import INPUT_GROUPS, block_linear_inputs, first_block_input, linears, rope, run_block
-from reference.ex5_1_granularity import choose_qparams
 
 
 def _to_grid(w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, qmin: int, qmax: int) -> torch.Tensor:
@@ -37,7 +37,7 @@ def gptq_quantize_layer(w: torch.Tensor, H: torch.Tensor, num_bits: int = 4, gro
     if group_size is not None and K % group_size:
         raise ValueError(f"group_size 必须整除 in / group_size must divide in={K}, got {group_size}")
     W, H = w.detach().clone().float(), H.detach().clone().double()
-    qmin, qmax = (-(2 ** (num_bits - 1)), 2 ** (num_bits - 1) - 1) if symmetric else (0, 2**num_bits - 1)
+    qmin, qmax = code_range(num_bits, symmetric)
 
     dead = H.diagonal() == 0  # inputs that were always zero: their weights cannot matter
     H[dead, dead] = 1
@@ -49,7 +49,7 @@ def gptq_quantize_layer(w: torch.Tensor, H: torch.Tensor, num_bits: int = 4, gro
     Hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True).float()
 
     def params(cols: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        scale, zero = choose_qparams(cols, num_bits, symmetric=symmetric, granularity="channel")
+        scale, zero = group_qparams(cols, num_bits, None, symmetric=symmetric)  # one (scale, zero) per row
         return scale[:, 0], zero[:, 0].float()
 
     group_params = {} if group_size else {None: params(W)}

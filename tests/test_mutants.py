@@ -14,15 +14,36 @@ MUTANTS = [  # (module, text in the reference, wrong text, the mistake)
     ("ex2_1_per_tensor", "qmax = 2 ** (num_bits - 1) - 1", "qmax = 2 ** (num_bits - 1)", "off-by-one qmax"),
     ("ex2_2_quant_error", "10 * math.log10(signal / noise)", "20 * math.log10(signal / noise)",
      "SQNR in amplitude dB"),
+    ("ex3_2_conservative", "if sqnr_db[target_bits] >= min_sqnr_db:\n        return f\"int{target_bits}\"\n"
+     "    if memory_bound:\n        return f\"qat-int{target_bits}\"",
+     "if memory_bound:\n        return f\"qat-int{target_bits}\"\n"
+     "    if sqnr_db[target_bits] >= min_sqnr_db:\n        return f\"int{target_bits}\"", "rules out of order"),
     ("ex5_1_granularity", "q = q.clamp(qmin, qmax).reshape(w.shape)", "q = q.reshape(w.shape)", "missing clamp"),
     ("ex5_1_granularity", "zero_point = torch.round(-lo / scale)", "zero_point = torch.round(lo / scale)",
      "wrong zero point sign"),
+    ("ex5_1_granularity", "lo = (groups.amin(dim=-1) * clip_ratio).clamp(max=0)",
+     "lo = groups.amin(dim=-1) * clip_ratio", "asymmetric range without 0 below"),
+    ("ex5_1_granularity", "lo = (groups.amin(dim=-1) * clip_ratio).clamp(max=0)\n"
+     "    hi = (groups.amax(dim=-1) * clip_ratio).clamp(min=0)",
+     "lo = groups.amin(dim=-1) * clip_ratio\n    hi = groups.amax(dim=-1) * clip_ratio",
+     "asymmetric range without 0 on either side"),
+    ("ex5_1_granularity", "best_err = torch.where(better, err, best_err)",
+     "best_err = torch.where(best_err.isinf(), err, best_err)", "clip search keeps the last c that beats c = 1"),
     ("ex5_2_int4_packing", "nibbles[..., 0::2] | (nibbles[..., 1::2] << 4)",
      "(nibbles[..., 0::2] << 4) | nibbles[..., 1::2]", "nibbles swapped"),
+    ("ex5_3_quant_linear", "scale = scale.half().float()", "scale = scale.float()",
+     "codes from the float32 scale, not the stored fp16 one"),
     ("ex5_4_calibration", "self.H *= self.count / (self.count + m)", "pass", "streaming without rescaling"),
-    ("ex5_5_awq", "D = _quantized(w.float() * s, num_bits, group_size, symmetric) / s - w.float()",
-     "D = _quantized(w.float() * s, num_bits, group_size, symmetric) - w.float()", "scale not divided back out"),
+    ("ex5_5_awq", "D = rtn(w.float() * s, num_bits, group_size, symmetric=symmetric) / s - w.float()",
+     "D = rtn(w.float() * s, num_bits, group_size, symmetric=symmetric) - w.float()", "scale not divided back out"),
+    ("ex5_5_awq", "for w in weights:", "for w in weights[:1]:", "scale search scores only the first linear"),
+    ("ex5_5_awq", "fold_scales(previous, layers, s)", "fold_scales(previous, layers, 1 / s)",
+     "model flow folds the inverse scales"),
     ("ex5_6_gptq", "W1[:, i:] -= err[:, None] * Hinv1[i, i:][None, :]", "pass", "no error feedback"),
+    ("ex5_6_gptq", "perm = torch.argsort(H.diagonal(), descending=True) if act_order else torch.arange(K)",
+     "perm = torch.arange(K)", "act_order ignored"),
+    ("ex5_6_gptq", "H = (2 / X.shape[0]) * (X.T @ X)", "H = torch.eye(X.shape[1])",
+     "model flow ignores the calibration inputs"),
 ]
 
 

@@ -1,0 +1,56 @@
+"""The check helpers: the learner's value is "got", the target "expected", and NaN or ±inf never passes."""
+
+import math
+
+import pytest
+import torch
+
+from kata.check import (
+    expect_at_least,
+    expect_at_most,
+    expect_close,
+    expect_equal,
+    expect_tensor_close,
+    expect_tensor_equal,
+)
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize("check", [
+    lambda: expect_tensor_close(torch.full((3,), NAN), torch.zeros(3), "t", atol=1.0),
+    lambda: expect_tensor_close(torch.tensor([0.0, math.inf]), torch.zeros(2), "t", atol=1e9),
+    lambda: expect_tensor_equal(torch.tensor([NAN]), torch.tensor([NAN]), "t"),
+    lambda: expect_close(NAN, 1.0, "x", abs=1e9),
+    lambda: expect_close(math.inf, 1.0, "x", abs=1e9),
+    lambda: expect_at_most(NAN, 1.0, "x"),
+    lambda: expect_at_most(-math.inf, 1.0, "x"),
+    lambda: expect_at_least(NAN, 1.0, "x"),
+    lambda: expect_equal(NAN, NAN, "x"),
+], ids=["tensor_close-nan", "tensor_close-inf", "tensor_equal-nan", "close-nan", "close-inf", "at_most-nan",
+        "at_most-inf", "at_least-nan", "equal-nan"])
+def test_every_helper_rejects_non_finite_values(check):
+    with pytest.raises(AssertionError):
+        check()
+
+
+def test_non_finite_values_pass_only_when_asked_for():
+    expect_tensor_close(torch.tensor([math.inf]), torch.tensor([math.inf]), "t", atol=0, finite=False)
+    expect_close(math.inf, math.inf, "SQNR of an exact round trip")  # an infinite target is met by infinity
+
+
+def test_a_bound_reads_expected_bound_and_got_the_learners_value():
+    with pytest.raises(AssertionError, match=r"expected at most 0\.241474, 实际 / got 0\.48262"):
+        expect_at_most(0.48262, 0.241474, "max |x - x̂|")
+    with pytest.raises(AssertionError, match=r"expected at least 3, 实际 / got 2"):
+        expect_at_least(2, 3, "gain")
+
+
+def test_a_close_miss_names_the_target_as_expected():
+    with pytest.raises(AssertionError, match=r"expected 14, 实际 / got 7"):
+        expect_close(7.0, 14.0, "GB")
+
+
+def test_the_worst_element_is_reported():
+    with pytest.raises(AssertionError, match=r"worst element at \(1,\).*expected 0, 实际 / got 5"):
+        expect_tensor_close(torch.tensor([0.5, 5.0]), torch.zeros(2), "t", atol=1.0)
