@@ -4,6 +4,8 @@ Sessions run in the interpreter nox runs under (venv_backend "none"): install on
 `pip install -e .` and no session reinstalls torch. 所有会话共用当前 Python 环境，不会重复安装 torch。
 """
 
+import importlib.util
+
 import nox
 
 nox.options.default_venv_backend = "none"
@@ -19,7 +21,7 @@ def check(session: nox.Session) -> None:
 @nox.session
 def reference(session: nox.Session) -> None:
     """讲师检查 / Instructor check: every exercise test against reference/, plus the kata's own tests/."""
-    session.run("python", "-m", "pytest", "exercises", "tests", "--target", "reference", *session.posargs)
+    session.run("python", "-m", "pytest", "exercises", "tests", "--target", "reference", "--slow", *session.posargs)
 
 
 @nox.session
@@ -37,6 +39,10 @@ def grade(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """GPU 速度基准 / GPU speed benchmarks (pytest-benchmark, JSON in bench-results/); skips without CUDA."""
+    import torch
+
+    if not torch.cuda.is_available():
+        session.skip("没有找到 CUDA 设备，GPU 基准需要一块 GPU / no CUDA device found: the GPU benchmarks need one")
     session.run("python", "-m", "pytest", "tests/benchmarks", "--target", "reference", "-m", "gpu",
                 "--benchmark-json=bench-results/benchmarks.json", "-p", "no:randomly", *session.posargs,
                 success_codes=[0, 5])
@@ -51,4 +57,6 @@ def lab(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff 检查 / ruff lint."""
+    if importlib.util.find_spec("ruff") is None:
+        session.error("没有安装 ruff / ruff is not installed: pip install -e \".[dev]\"")
     session.run("python", "-m", "ruff", "check", ".")

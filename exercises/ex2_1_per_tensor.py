@@ -8,7 +8,8 @@
 例 / e.g. x = [-1.2, 0.5, 2.0], num_bits=4 → scale = 2/7 ≈ 0.2857, q = [-4, 2, 7], x̂ ≈ [-1.143, 0.571, 2.0].
 
 空张量 → 形状相同的空 int8 张量，scale = 1.0 / an empty tensor gives an empty int8 q and scale 1.0.
-坏输入 / bad input: x 不是浮点张量 → TypeError; x 含 NaN/inf → ValueError; num_bits 不在 2..8 → ValueError.
+坏输入 / bad input: x 不是浮点张量 → TypeError; x 含 NaN/inf → ValueError（信息含 "NaN"）; num_bits 不在 2..8 →
+ValueError. 错误信息写明参数名 / every message names the argument.
 (kata.validate 里有现成的检查函数 / has ready-made checks.)
 
 提示 / hints: python -m kata hint ex2_1

@@ -10,7 +10,7 @@
 量化函数作为参数传入（形如 2.1 的 quantize_per_tensor / dequantize_per_tensor），所以本练习不依赖 2.1。
 The quantizer is passed in (shaped like 2.1's functions), so this exercise stands without your 2.1.
 
-坏输入 / bad input: x 为空、不是浮点、含 NaN/inf → ValueError/TypeError; x_hat 形状不同 → ValueError;
+坏输入 / bad input: x 为空、不是浮点、含 NaN/inf（信息含 "NaN"）→ ValueError/TypeError; x_hat 形状不同 → ValueError;
 bit_widths 里有 2..8 以外的值 → ValueError（信息里写 bit_widths）.
 
 提示 / hints: python -m kata hint ex2_2

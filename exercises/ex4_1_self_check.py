@@ -16,7 +16,8 @@
     slope = Σ(b - b̄)(s - s̄) / Σ(b - b̄)²;  返回 / returns {"db_per_bit": slope, "lowest_ptq_bits": b or None}
     例 / e.g. {4: 14.0, 6: 26.0, 8: 38.0}, 20 dB → {"db_per_bit": 6.0, "lowest_ptq_bits": 6}
 
-坏输入 / bad input: num_params_b ≤ 0 → ValueError; crest_factor 的 x 为空/非浮点/含 NaN → ValueError/TypeError;
+坏输入 / bad input: num_params_b ≤ 0 → ValueError; crest_factor 的 x 为空/非浮点/含 NaN（信息含 "NaN"）→
+ValueError/TypeError;
 ptq_floor 少于两个位宽 → ValueError（写明 sqnr_db）.
 
 提示 / hints: python -m kata hint ex4_1

@@ -22,7 +22,7 @@ group_size 不能整除 in → ValueError（写明 group_size 与行长）/ must
     mse_clip_ratio: 在 linspace(1, min_ratio, grid) 里为每个 (行, 组) 选出平方误差最小的 c /
                     per (row, group), the c in linspace(1, min_ratio, grid) with the least squared error
 
-坏输入 / bad input: w 非浮点 → TypeError; w 非二维、含 NaN/inf、为空 → ValueError; num_bits 不在 2..8 →
+坏输入 / bad input: w 非浮点 → TypeError; w 非二维、含 NaN/inf（信息含 "NaN"）、为空 → ValueError; num_bits 不在 2..8 →
 ValueError; 未知 granularity → ValueError（列出合法值）; percentile 不在 (0, 100] → ValueError.
 
 提示 / hints: python -m kata hint ex5_1

@@ -5,16 +5,22 @@ One INT4 value per int8 saves nothing. Pack along the last dim, even index in th
     byte[i] = (q[2i] & 0xF) | ((q[2i+1] & 0xF) << 4)
 例 / e.g. signed q = [1, -2] → nibbles 0x1, 0xE → byte 0xE1 = 225;   unpack: nibble ≥ 8 → nibble - 16.
 输入 q: int8 视为有符号 [-8, 7]，uint8 视为无符号 [0, 15] / int8 means signed, uint8 unsigned.
-最后一维为奇数、值越界 → ValueError；dtype 不对 → TypeError / odd last dim or out-of-range → ValueError.
+最后一维为奇数 → ValueError（信息含 "even"）；值越界 → ValueError（信息含 "range"）；dtype 不对 → TypeError（写明 q）/
+an odd last dim → ValueError saying "even"; values outside INT4 → ValueError saying "range"; a wrong dtype →
+TypeError naming q.
 
 measure_weight_bytes: 同一个权重三种存法的真实 nbytes / the real nbytes of one weight stored three ways:
     "fp16": w 存成 float16；"int8": 每通道 int8 码 + fp16 scale；
     "int4": 每组打包的 INT4 码 + fp16 scale + uint8 zero point
 quantize(w, num_bits, group_size) → (codes, scale, zero_point) 由调用者提供（group_size=None 表示每通道）/
-is given to you (group_size=None means per channel). 应与 1.1 的有效比特公式一致 / should match 1.1's formula.
+is given to you (group_size=None means per channel). 它返回的码可能是 int64：计字节前按上面的存法转成 int8 /
+打包的 uint8，scale 转 float16，zero point 转 uint8 / its codes may come back as int64: convert them to the
+storage above (int8, packed uint8, fp16 scales, uint8 zero points) before counting. 应与 1.1 的有效比特公式
+一致 / should match 1.1's formula.
 
 torch 的 CPU INT4 格式 / torch's CPU INT4 format (torch._weight_int4pack_mm_for_cpu):
-    packed = torch._convert_weight_to_int4pack_for_cpu(q.to(torch.int32), 1)     q 是 [0, 15] 的无符号码
+    packed = torch._convert_weight_to_int4pack_for_cpu(q.to(torch.int32), 1)     q: [0, 15] 的无符号码，任意整数
+                                                                              dtype / unsigned codes, any int dtype
     scales_and_zeros: 形状 (in / group_size, out, 2)，[..., 0] = scale，[..., 1] = zero，其中
     torch 反量化为 ŵ = (q - 8)·scale + zero / torch dequantizes as ŵ = (q - 8)·scale + zero.
     你的是 ŵ = (q - zero_point)·scale，所以 zero = ? / yours is (q - zero_point)·scale, so zero = ?

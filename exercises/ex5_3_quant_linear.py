@@ -11,7 +11,12 @@ weight to x's dtype and multiplies, activations stay in floating point.
     偏置（若有）/ bias if any: buffer "bias" float16 (out,); 没有则 None / else None.
     scale 与 zero_point 的算法同 5.1（非对称范围包含 0）/ computed as in 5.1 (the asymmetric range holds 0).
     先把 scale 转成 fp16 再量化，码才与存下的 scale 对应 / round the scale to fp16 before quantizing.
-你可以调用自己在 5.1 / 5.2 写的函数，也可以在这里直接写 / you may call your 5.1 / 5.2 functions or inline them.
+积木 / building blocks: kata.oracles 有 5.1 的 min/max 规则可直接用 / has 5.1's min/max rule ready:
+    scale, zero = group_qparams(w, num_bits, group_size, symmetric=...)     # (out, groups); group_size=None 每行
+    q = quantize_to_grid(w, scale, zero, num_bits, symmetric=...)           # int64 码 / codes
+    ŵ = dequantize_groups(q, scale, zero)
+也可以用你自己的 5.1 / 5.2（打包同 5.2：偶数列在低 4 位）。本练习只按这个文件评分 / or use your own 5.1 / 5.2
+(pack as in 5.2, even column in the low nibble); this exercise is graded on this file alone.
 
 quantize_model(model, num_bits, group_size, skip): 就地把名字不含 skip 中任何子串的 nn.Linear 换成
 QuantLinear（嵌入层不是 Linear，保持不变；lm_head 默认跳过）/ swaps in place every nn.Linear whose name

@@ -8,17 +8,22 @@ and divide s back out of the input:
                       例 / e.g. mean|x| = [1, 4], α = 1 → s = [0.5, 2.0];  α = 0 → s = 1（即 RTN / plain RTN）
     search_awq_scale: α ∈ {0, 1/grid, …, (grid−1)/grid}，选使共享输入 x (N, in) 的各层输出误差之和最小者 /
                       pick α minimising, summed over the linears sharing x, the output error
-                      mean_n ‖x_n·Wᵀ − (x_n/s)·Q(W·s)ᵀ‖²   (Q = 5.1 的非对称分组 fake_quantize /
-                      asymmetric per-group fake quantization as in 5.1). 返回 / returns (α, s).
+                      mean_n ‖x_n·Wᵀ − (x_n/s)·Q(W·s)ᵀ‖²（每层再除以输出维数 / per linear, divided
+                      by its output width）, Q = kata.oracles.rtn(W·s, num_bits, group_size, symmetric=...)
+                      （或你自己 5.1 的 fake_quantize / or your own 5.1 fake_quantize）. 返回 / returns (α, s).
                       ⚠ 常见错误：只放大了权重却没把 s 从输入除回去 / the classic bug: scaling W but not x.
     search_clip:      每个 (行, 组) 在 c ∈ {1, 1 − 1/grid, …, 1 − max_shrink} 中选出使该组输出误差
                       mean_n (x_{n,g}·(w_g − ŵ_g(c))ᵀ)² 最小的 c（ŵ 用 5.1 的 clip_ratio=c）/ per (row, group),
                       the c minimising that group's output error; returns c (out, in / group_size).
+                      ŵ(c) = kata.oracles.rtn(w, num_bits, group_size, symmetric=..., clip_ratio=c) 可直接用.
     fold_scales:      把 s 折进前一层 / fold s into the previous module so the float model is unchanged:
                       RMSNorm → weight /= s;  nn.Linear → 输出行 / output rows: weight /= s[:, None]
                       (有偏置则 bias /= s);  后面每个 Linear / each following Linear: weight *= s (列 / columns).
                       其他类型 → TypeError（写明 previous）/ anything else → TypeError naming `previous`.
-    awq_quantize_model: 逐块 / block by block (kata.sequential 提供管道 / provides the plumbing):
+    awq_quantize_model: 逐块 / block by block — kata/sequential.py 开头有完整的例子 / its docstring shows the loop:
+                      x = first_block_input(model, ids); for block in model.layers:
+                      inputs = block_linear_inputs(block, x, cos, sin)（默认 bf16 autocast / bf16 by default）;
+                      …; x = run_block(block, x, cos, sin).
                       q/k/v 的 s 折进 input_layernorm，gate/up 折进 post_attention_layernorm，down 折进 up_proj；
                       o_proj 不缩放（9 个 query 头共享 3 个 value 头，无法精确折进 v_proj），只做截断；
                       然后每层按截断比例量化到网格（权重仍是浮点）；下一块的输入用本块量化后的输出。

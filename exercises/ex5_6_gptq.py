@@ -10,18 +10,20 @@ the columns not yet quantized, so that X·Wᵀ moves as little as possible:
     2. act_order: 按 diag(H) 从大到小的顺序量化各列（最后把列顺序还原）/ quantize columns by decreasing
        diag(H), and undo the permutation at the end.
     3. 分组 / groups: 组是原始列顺序中连续的 group_size 列；在某组的第一列被量化时，用“此刻”（已被前面误差
-       更新过）的权重拟合该组的 scale / zero_point（5.1 的非对称 min/max，symmetric=True 时对称）。
-       group_size=None：开始前每行拟合一次。Groups are contiguous in the original column order; fit a group's
-       scale and zero point when its first column comes up, from the weights as error feedback left them.
+       更新过）的权重拟合该组的 scale / zero_point（min/max，同 5.1；kata.oracles.group_qparams(cols, num_bits,
+       None, symmetric=...) 给出每行一组，也可用你自己的 5.1）。group_size=None：开始前每行拟合一次。
+       Groups are contiguous in the original column order; fit a group's scale and zero point when its first
+       column comes up, from the weights as error feedback left them.
     4. lazy blocks: 每 block_size 列为一块，块内逐列更新，块外的列每块只更新一次：
        W[:, i2:] −= Err_block · U[i1:i2, i2:]。结果应与 block_size=1 相同。
        Update inside a block column by column, the rest once per block; the result equals block_size=1.
 返回量化网格上的 ŵ（float32，与 w 同形）/ returns ŵ on the grid, float32, w's shape.
 坏输入 / bad input: H 不是 (in, in) → ValueError（写明 H）; group_size 不整除 in → ValueError.
 
-gptq_quantize_model: 逐块 / block by block (kata.sequential 提供管道 / gives the plumbing): 用前面已量化的块的
-输出作为本块输入，捕获各线性层输入，算 H = (2/N)·XᵀX（同一输入的 q/k/v、gate/up 共用一个 H），量化这一块
-的 7 个线性层（就地写回权重），再算本块量化后的输出给下一块。lm_head 与嵌入层不动。
+gptq_quantize_model: 逐块 / block by block — kata/sequential.py 开头有这个循环的例子（INPUT_GROUPS 列出共用
+输入的层，linears(block, names) 取出它们，捕获默认在 bf16 autocast 下）/ its docstring shows the loop.
+用前面已量化的块的输出作为本块输入，捕获各线性层输入，算 H = (2/N)·XᵀX（同一输入的 q/k/v、gate/up
+共用一个 H），量化这一块的 7 个线性层（就地写回权重），再算本块量化后的输出给下一块。lm_head 与嵌入层不动。
 Feed each block the outputs of the blocks already quantized; H = (2/N)·XᵀX per shared input; quantize the
 block's 7 linears in place; pass its quantized output on. Returns {"seconds": ..., "layers": ...}.
 

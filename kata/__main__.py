@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from kata.curriculum import EXERCISES, find
+from kata.progress import pad
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "list":
         for ex in EXERCISES:
-            print(f"{ex.id:<7} {ex.chapter:<13} exercises/{ex.module}.py  {ex.title}")
+            print(f"{ex.id:<7} {pad(ex.chapter, 14)} {pad(f'exercises/{ex.module}.py', 37)} {ex.title}")
         return 0
     try:
         ex = find(args.exercise)

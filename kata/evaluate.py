@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from pathlib import Path
 
 import torch
@@ -26,17 +25,13 @@ WINDOW = 512
 EVAL_WINDOWS = 16  # 16 × 511 = 8,176 predicted tokens
 
 
-def text_tokens(name: str) -> torch.Tensor:
-    """The whole text file tokenized with the real model's tokenizer: (n_tokens,) int64."""
-    return _tokens(name, os.environ.get("KATA_MODEL", ""))
-
-
 @functools.cache
-def _tokens(name: str, model: str) -> torch.Tensor:  # cached per model: $KATA_MODEL may change the tokenizer
+def text_tokens(name: str, model_path: Path | None = None) -> torch.Tensor:
+    """The whole text file tokenized with the model's tokenizer (default: the real model's): (n_tokens,) int64."""
     from kata.smollm2 import load_tokenizer
 
     text = (DATA / name).read_text(encoding="utf-8")
-    return torch.tensor(load_tokenizer().encode(text).ids, dtype=torch.long)
+    return torch.tensor(load_tokenizer(model_path).encode(text).ids, dtype=torch.long)
 
 
 def windows(tokens: torch.Tensor, count: int, length: int = WINDOW) -> torch.Tensor:
@@ -46,12 +41,12 @@ def windows(tokens: torch.Tensor, count: int, length: int = WINDOW) -> torch.Ten
     return tokens[: count * length].view(count, length)
 
 
-def eval_windows(count: int = EVAL_WINDOWS) -> torch.Tensor:
-    return windows(text_tokens(EVAL_TEXT), count)
+def eval_windows(count: int = EVAL_WINDOWS, model_path: Path | None = None) -> torch.Tensor:
+    return windows(text_tokens(EVAL_TEXT, model_path), count)
 
 
-def calibration_windows(count: int) -> torch.Tensor:
-    return windows(text_tokens(CALIBRATION_TEXT), count)
+def calibration_windows(count: int, model_path: Path | None = None) -> torch.Tensor:
+    return windows(text_tokens(CALIBRATION_TEXT, model_path), count)
 
 
 def _window_log_probs(model: nn.Module, row: torch.Tensor) -> torch.Tensor:

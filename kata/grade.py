@@ -19,8 +19,9 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import xml.etree.ElementTree as ET
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,7 +87,7 @@ def _parse_junit(path: Path, sources: dict[str, str]) -> tuple[list[CaseResult],
 def run_exercise(ex: Exercise, target: str, workdir: Path, timeout_s: float, root: Path = ROOT) -> ExerciseResult:
     """Run one exercise's tests in a fresh interpreter; a crash or hang costs only this exercise."""
     xml = workdir / f"junit-{ex.id}.xml"
-    cmd = [sys.executable, "-m", "pytest", ex.test_file, f"--target={target}", "-q", "--no-header",
+    cmd = [sys.executable, "-m", "pytest", ex.test_file, f"--target={target}", "--slow", "-q", "--no-header",
            "-p", "no:cacheprovider", f"--junitxml={xml}", "-o", "junit_suite_name=" + ex.id]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     result = ExerciseResult(ex)
@@ -105,8 +106,16 @@ def run_exercise(ex: Exercise, target: str, workdir: Path, timeout_s: float, roo
 
 def run_all(exercises: list[Exercise], target: str, workdir: Path, timeout_s: float,
             root: Path = ROOT) -> list[ExerciseResult]:
+    """Every exercise in its own process, a line printed as each one finishes; results in curriculum order."""
+    started = time.perf_counter()
+    print(f"评分 {len(exercises)} 个练习 / grading {len(exercises)} exercises (target {target}) …", flush=True)
     with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
-        return list(pool.map(lambda ex: run_exercise(ex, target, workdir, timeout_s, root), exercises))
+        futures = {pool.submit(run_exercise, ex, target, workdir, timeout_s, root): ex for ex in exercises}
+        for future in as_completed(futures):
+            r = future.result()
+            print(f"  {r.exercise.id:<6} {r.passed:>3}/{len(r.tests):<3} {r.points:g}/{r.exercise.points} points  "
+                  f"({time.perf_counter() - started:.0f} s)", flush=True)
+        return [future.result() for future in futures]
 
 
 def results_json(results: list[ExerciseResult], target: str, error: str | None = None) -> dict:

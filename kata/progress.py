@@ -19,7 +19,8 @@ LABELS = {DONE: "✔ 已完成 done", FAILING: "✘ 未通过 failing", NOT_STAR
 class Outcomes:
     passed: int = 0
     failed: int = 0  # failed for a real reason: the learner's code ran and was wrong
-    not_started: int = 0  # failed with NotImplementedError: the stub is untouched
+    not_started: int = 0  # failed with the stub's own NotImplementedError: untouched
+    slow_skipped: int = 0  # real-model tests left out (run them with --slow)
 
     @property
     def status(self) -> str:
@@ -30,10 +31,14 @@ class Outcomes:
         return FAILING
 
 
+def display_width(text: str) -> int:
+    """Terminal columns `text` takes: CJK characters take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
 def pad(text: str, width: int) -> str:
-    """Left-justify by display width: CJK characters take two terminal columns."""
-    shown = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
-    return text + " " * max(0, width - shown)
+    """Left-justify by display width."""
+    return text + " " * max(0, width - display_width(text))
 
 
 def exercise_statuses(outcomes: Mapping[str, Outcomes]) -> list[tuple[Exercise, Outcomes]]:
@@ -46,15 +51,21 @@ def render(rows: Iterable[tuple[Exercise, Outcomes]], target: str) -> list[str]:
     lines = [f"quant-kata 进度 / progress — target: {target}"]
     for ex, out in rows:
         total = out.passed + out.failed + out.not_started
-        lines.append(
-            f"  {pad(LABELS[out.status], 20)} {ex.id:<6} {pad(ex.chapter, 14)} {out.passed:>2}/{total:<3} {ex.title}"
-        )
+        pending = f"  (+{out.slow_skipped} 真实模型未运行 / real-model not run)" if out.slow_skipped else ""
+        lines.append(f"  {pad(LABELS[out.status], 20)} {ex.id:<6} {pad(ex.chapter, 14)} {out.passed:>2}/{total:<3} "
+                     f"{ex.title}{pending}")
     done = sum(out.status == DONE for _, out in rows)
     lines.append(f"完成 / done: {done}/{len(rows)}")
+    slow = sum(out.slow_skipped for _, out in rows)
+    if slow:
+        lines.append(f"跳过了 {slow} 个真实模型测试 / {slow} real-model tests skipped — 运行它们 / run them: "
+                     "pytest exercises --slow")
     upcoming = next((ex for ex, out in rows if out.status != DONE), None)
-    if upcoming is None:
-        lines.append("全部通过，干得好！ / All passing — well done!")
-    else:
+    ran = {ex.id for ex, _ in rows}
+    last = max((EXERCISES.index(ex) for ex, _ in rows), default=-1)
+    after_last = [ex for ex in EXERCISES[last + 1:] + EXERCISES[:last + 1] if ex.id not in ran]
+    not_run = after_last[0] if after_last else None  # the next exercise after those run, wrapping around
+    if upcoming is not None:
         zh, en = upcoming.hints[0]
         lines += [
             f"下一步 / next: {upcoming.id} ({upcoming.module}.py) — {upcoming.title}",
@@ -62,4 +73,12 @@ def render(rows: Iterable[tuple[Exercise, Outcomes]], target: str) -> list[str]:
             f"               {en}",
             f"  更多提示 / more hints: python -m kata hint {upcoming.id}",
         ]
+    elif not_run is not None:
+        lines += [
+            "本次运行的练习都通过了 / every exercise in this run passes.",
+            f"下一个 / next: {not_run.id} ({not_run.module}.py) — {not_run.title}",
+            f"  pytest {not_run.test_file}",
+        ]
+    else:
+        lines.append("全部通过，干得好！ / All passing — well done!")
     return lines

@@ -1,10 +1,25 @@
 """Block-by-block plumbing for calibration flows on a kata.llama.Llama (GPTQ, AWQ): no quantization here.
 
 逐块运行的管道：取得第一块的输入、在一块内捕获各线性层的输入、把一块向前算一步。量化算法不在这里。
+Run the model one block at a time, so that each block is calibrated on the output of the blocks already
+quantized before it:
 
-Calibration forwards run under bfloat16 autocast by default (CALIBRATION_DTYPE): on CPUs with bf16 units
-that is about 2–5× faster, and its rounding (≈ 0.4 %) is far below 4-bit quantization noise. Pass
-dtype=None for float32. Captured inputs come back as float32 either way.
+    cos, sin = rope(model, calib_ids.shape[1])           # RoPE tables for the window length
+    x = first_block_input(model, calib_ids)              # (B, T, hidden): the embeddings, block 0's input
+    for block in model.layers:
+        inputs = block_linear_inputs(block, x, cos, sin) # {"self_attn.q_proj": (B·T, 576), ...}, one per group
+        for key, names in INPUT_GROUPS.items():          # "self_attn.q_proj" → q, k and v share that input
+            for layer in linears(block, names):          # the nn.Linear modules themselves
+                ...                                      # quantize layer.weight in place from inputs[key]
+        x = run_block(block, x, cos, sin)                # the quantized block's output feeds the next block
+
+Names inside a block (as in Hugging Face's Llama): input_layernorm, self_attn.{q,k,v,o}_proj,
+post_attention_layernorm, mlp.{gate,up,down}_proj; `print(model.layers[0])` shows them.
+
+block_linear_inputs and run_block compute under bfloat16 autocast by default (CALIBRATION_DTYPE): on CPUs with
+bf16 units that is about 2–5× faster, and its rounding (≈ 0.4 %) is far below 4-bit quantization noise. Pass
+dtype=None for float32. Captured inputs and outputs come back as float32 either way.
+默认在 bf16 autocast 下计算（更快，误差远小于 4 比特噪声）；dtype=None 则全用 float32；返回值都是 float32。
 """
 
 from __future__ import annotations

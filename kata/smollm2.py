@@ -8,13 +8,14 @@
 - Its linear weights were shipped as Q4_1 (4 bits, blocks of 32, a float scale and minimum per block), so the
   dequantized "full precision" baseline already sits on a 4-bit grid. 基线本身就在 4 比特网格上。
 - llama.cpp stores q/k rows interleaved for its RoPE; `_unpermute` restores Hugging Face's row order.
-- Optional: $KATA_MODEL (or the lab's --model) may name a local Hugging Face Llama checkpoint folder instead;
+- Optional: `load_model(folder)` (the lab's --model) loads a local Hugging Face Llama checkpoint folder instead;
   that needs `transformers` (pip install -e ".[hf]") and is never needed by the tests. 可选：本地 HF 检查点。
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import subprocess
 import sys
@@ -111,9 +112,19 @@ def _read_gguf(path: Path) -> tuple[LlamaConfig, dict[str, torch.Tensor], dict]:
     return cfg, state, vocab
 
 
-def _hf_checkpoint() -> Path | None:
-    folder = os.environ.get("KATA_MODEL")
-    return Path(folder) if folder else None
+def check_model_path(path: Path | None) -> None:
+    """Raise ModelUnavailable with a plain reason unless `path` is None (the default model), a GGUF file, or a
+    Hugging Face checkpoint folder with `transformers` installed."""
+    if path is None or Path(path).is_file():
+        return
+    if not Path(path).exists():
+        raise ModelUnavailable(f"模型路径不存在 / --model: no such file or folder: {path}")
+    if not (Path(path) / "config.json").is_file():
+        raise ModelUnavailable(f"--model 需要一个含 config.json 的 Hugging Face 检查点目录 / --model must be a Hugging "
+                               f"Face checkpoint folder with a config.json (or a .gguf file): {path}")
+    if importlib.util.find_spec("transformers") is None:
+        raise ModelUnavailable("读取 Hugging Face 检查点需要 transformers / a Hugging Face checkpoint needs "
+                               "transformers: pip install -e \".[hf]\"")
 
 
 def _load_hf_model(folder: Path) -> Llama:
@@ -135,9 +146,10 @@ def _load_hf_model(folder: Path) -> Llama:
 
 def load_model(path: Path | None = None) -> Llama:
     """SmolLM2-135M-Instruct with its dequantized weights, float32, eval mode (a fresh copy each call);
-    or the Hugging Face checkpoint named by $KATA_MODEL."""
-    if path is None and _hf_checkpoint() is not None:
-        return _load_hf_model(_hf_checkpoint())
+    `path` may name another GGUF file, or a local Hugging Face checkpoint folder."""
+    check_model_path(path)
+    if path is not None and Path(path).is_dir():
+        return _load_hf_model(Path(path))
     try:
         cfg, state, _ = _read_gguf(path or gguf_path())
     except (OSError, ValueError, KeyError) as err:
@@ -149,13 +161,15 @@ def load_model(path: Path | None = None) -> Llama:
 
 
 def load_tokenizer(path: Path | None = None):
-    """A byte-level BPE `tokenizers.Tokenizer` rebuilt from the vocabulary and merges in the GGUF."""
+    """A byte-level BPE `tokenizers.Tokenizer` rebuilt from the vocabulary and merges in the GGUF (or the
+    tokenizer of the Hugging Face checkpoint folder `path`)."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 
-    if path is None and _hf_checkpoint() is not None:
+    check_model_path(path)
+    if path is not None and Path(path).is_dir():
         from transformers import AutoTokenizer
 
-        return AutoTokenizer.from_pretrained(_hf_checkpoint(), local_files_only=True).backend_tokenizer
+        return AutoTokenizer.from_pretrained(path, local_files_only=True).backend_tokenizer
     _, _, vocab = _read_gguf(path or gguf_path())
     tokens = list(vocab["tokens"])
     merges = [tuple(m.split(" ", 1)) for m in vocab["merges"]]

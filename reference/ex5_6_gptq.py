@@ -91,9 +91,13 @@ def gptq_quantize_model(model: Llama, calib_ids: torch.Tensor, num_bits: int = 4
         for key, names in INPUT_GROUPS.items():
             X = inputs[key]
             H = (2 / X.shape[0]) * (X.T @ X)  # ex5_4's Hessian, in float32 for speed
-            for layer in linears(block, names):
-                layer.weight.copy_(gptq_quantize_layer(layer.weight, H, num_bits, group_size, symmetric=symmetric,
-                                                       damp=damp, block_size=block_size, act_order=act_order))
+            # GPTQ treats rows independently, so linears sharing an input share H, its Cholesky factor and the
+            # column order: quantize them stacked, as one matrix (q/k/v, gate/up), and split the rows back.
+            layers = linears(block, names)
+            Q = gptq_quantize_layer(torch.cat([layer.weight for layer in layers]), H, num_bits, group_size,
+                                    symmetric=symmetric, damp=damp, block_size=block_size, act_order=act_order)
+            for layer, rows in zip(layers, Q.split([layer.out_features for layer in layers]), strict=True):
+                layer.weight.copy_(rows)
         x = run_block(block, x, cos, sin)
     return {"seconds": time.perf_counter() - started, "layers": 7 * len(model.layers)}
 

@@ -22,6 +22,7 @@ def graded(tmp_path_factory):
     proc = run_python("-m", "kata.grade", "--only", "ex1_1,ex2_1,ex2_2", "--timeout", "15", "--out", "out",
                       "--edited", "exercises/test_ex1_1_weight_memory.py", cwd=repo)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (repo / "out" / "stdout.txt").write_text(proc.stdout, encoding="utf-8")
     return repo / "out"
 
 
@@ -64,6 +65,12 @@ def test_the_markdown_summary_has_a_table_a_total_and_the_edit_warning(graded):
     assert "| ✅ | ex1_1" in text and "| ❌ | ex2_2" in text
     assert f"total: {BY_ID['ex1_1'].points:g} / {3 * 10}" in text
     assert "exercises/test_ex1_1_weight_memory.py" in text and "restored from upstream" in text
+
+
+def test_each_exercise_is_printed_as_it_finishes(graded):
+    out = (graded / "stdout.txt").read_text(encoding="utf-8")
+    assert "grading 3 exercises" in out
+    assert all(f"  {ex} " in out for ex in ("ex1_1", "ex2_1", "ex2_2")), out
 
 
 def test_a_grader_failure_is_still_a_v3_document():

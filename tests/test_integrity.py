@@ -2,12 +2,13 @@
 
 import ast
 import inspect
+import shutil
 
 import pytest
 
 from kata.curriculum import EXERCISES
 from kata.target import ROOT
-from tests.helpers import load_file
+from tests.helpers import copy_kata, load_file, run_python
 
 IDS = [ex.id for ex in EXERCISES]
 
@@ -68,3 +69,41 @@ def test_every_exercise_has_bilingual_hints_and_a_docstring(ex):
     assert ex.hints and all(zh and en for zh, en in ex.hints), ex.id
     doc = ast.get_docstring(ast.parse((ROOT / "exercises" / f"{ex.module}.py").read_text(encoding="utf-8")))
     assert doc and ex.chapter.split(" ")[0] in doc, f"{ex.module}: docstring should name chapter {ex.chapter}"
+
+
+def raises_matches(test_path) -> list[str]:
+    """The `match=` strings of every pytest.raises(...) in a test module."""
+    found = []
+    for node in ast.walk(ast.parse(test_path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == "pytest.raises":
+            found += [k.value.value for k in node.keywords if k.arg == "match" and isinstance(k.value, ast.Constant)]
+    return found
+
+
+@pytest.mark.parametrize("ex", EXERCISES, ids=IDS)
+def test_what_a_test_matches_in_an_error_message_the_stub_states(ex):
+    # A matched word is either an argument of the stub (the rule: messages name the argument) or quoted in it.
+    text = (ROOT / "exercises" / f"{ex.module}.py").read_text(encoding="utf-8")
+    arguments = {a.arg for node in ast.walk(ast.parse(text)) if isinstance(node, ast.FunctionDef)
+                 for a in node.args.args + node.args.kwonlyargs}
+    unstated = [w for w in raises_matches(ROOT / ex.test_file) if w not in arguments and f'"{w}"' not in text]
+    assert not unstated, f"{ex.test_file} matches {unstated} in error messages; exercises/{ex.module}.py never says so"
+
+
+@pytest.mark.parametrize("ex", EXERCISES, ids=IDS)
+def test_a_reference_uses_no_other_exercises_code(ex):
+    tree = ast.parse((ROOT / "reference" / f"{ex.module}.py").read_text(encoding="utf-8"))
+    imported = [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module]
+    imported += [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+    foreign = [name for name in imported if name.split(".")[0] in ("reference", "exercises")]
+    assert not foreign, f"reference/{ex.module}.py imports {foreign}: each exercise must stand on its own code"
+
+
+@pytest.mark.parametrize("module", ["ex5_3_quant_linear", "ex5_5_awq", "ex5_6_gptq"])
+def test_a_later_exercise_passes_with_every_other_exercise_unsolved(tmp_path, module):
+    # The learner solved only this exercise; 5.1 and 5.2 are untouched stubs and reference/ is gone.
+    copy_kata(tmp_path)
+    shutil.rmtree(tmp_path / "reference")
+    shutil.copy(ROOT / "reference" / f"{module}.py", tmp_path / "exercises" / f"{module}.py")
+    proc = run_python("-m", "pytest", f"exercises/test_{module}.py", "-m", "not slow", "-q", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:]

@@ -1,17 +1,84 @@
-"""The lab prints the chapter's tables from measurement on the real model."""
+"""The lab: the chapter's tables from measurement, written as each finishes, clear errors for bad options."""
 
 import pytest
 
-from kata.lab import build_report
+from kata import lab
+from kata.smollm2 import ModelUnavailable, check_model_path
+from tests.helpers import run_python
 
 
 @pytest.mark.slow
 def test_the_reference_lab_has_the_chapter_tables_and_measured_memory():
-    report = build_report("reference", quality=False)
+    report = "\n".join(lab.Lab("reference").sections(quality=False))
     assert "| int4 | 3.50 | 0.25× |" in report  # 1.1/1.2: 7B memory by format
     assert "| int4-g128 | 3.61 | 0.26× |" in report  # 4.125 bits per weight
     assert "| fp16 | 16 | 0% |" in report  # 3.1: saving next to error
-    assert "| layers.10.mlp.down_proj |" in report  # 4.1 Q2 on real activations
+    assert "| layers.10.mlp.down_proj |" in report and "| 是 yes |" in report  # 4.1 Q2 on real activations
     # 5.3: packed W4 g64 with an fp16 scale and a uint8 zero point per group is 4 + 24/64 bits, exactly.
-    assert "| int4 g64 asym (W4A16) | 4.375 | 58060800 | 58060800 | 4.375 |" in report
-    assert "not implemented" not in report
+    assert "| int4 g64 asym (W4A16) | 4.375 | 58,060,800 | 58,060,800 | 4.375 |" in report
+    assert "not implemented" not in report and "True" not in report
+
+
+@pytest.mark.slow
+def test_the_lab_on_the_stubs_marks_each_section_not_implemented(tmp_path):
+    # In its own process: this one has pytest's target switch installed.
+    proc = run_python("-m", "kata.lab", "--quick", "--target", "exercises", "--out", str(tmp_path / "report.md"))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    report = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert report.count("not implemented yet") == 5, report
+    assert "[lab] loading the model" in proc.stdout and "[lab] 5. " in proc.stdout, "each phase is announced"
+
+
+def test_each_finished_section_is_written_before_the_next_starts(tmp_path, monkeypatch):
+    def two_sections_then_interrupted(self, quality=True):
+        yield "# report\n"
+        yield "## 1. first\n\nbody\n"
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lab.Lab, "sections", two_sections_then_interrupted)
+    out = tmp_path / "report.md"
+    with pytest.raises(KeyboardInterrupt):
+        lab.main(["--out", str(out), "--threads", "1"])
+    assert out.read_text(encoding="utf-8") == "# report\n\n## 1. first\n\nbody\n\n"
+
+
+def test_a_model_path_that_does_not_exist_is_a_plain_usage_error(capsys):
+    with pytest.raises(SystemExit) as stop:
+        lab.main(["--model", "/nonexistent/checkpoint"])
+    assert stop.value.code == 2
+    assert "no such file or folder: /nonexistent/checkpoint" in capsys.readouterr().err
+
+
+def test_a_folder_that_is_not_a_checkpoint_is_refused(tmp_path):
+    with pytest.raises(ModelUnavailable, match=r"config\.json"):
+        check_model_path(tmp_path)
+
+
+def test_a_hugging_face_checkpoint_without_transformers_says_which_extra_to_install(tmp_path, monkeypatch):
+    (tmp_path / "config.json").write_text("{}")
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    with pytest.raises(ModelUnavailable, match=r'pip install -e "\.\[hf\]"'):
+        check_model_path(tmp_path)
+
+
+def test_block_progress_reports_every_fifth_block_and_the_last(capsys):
+    from kata.llama import Llama, LlamaConfig
+
+    model = Llama(LlamaConfig(vocab_size=16, hidden_size=8, intermediate_size=8, num_layers=7, num_heads=2,
+                              num_kv_heads=1))
+    with lab.block_progress(model, "W4 test"):
+        model.hidden_states(lab.torch.zeros(1, 3, dtype=lab.torch.long))
+    out = capsys.readouterr().out
+    assert "W4 test: block 5/7" in out and "W4 test: block 7/7" in out and "block 1/7" not in out
+    assert not model.layers[0]._forward_pre_hooks, "the progress hooks must come off"
+
+
+def test_the_readme_block_is_replaced_between_its_markers():
+    readme = f"intro\n{lab.README_START}\nold\n{lab.README_END}\noutro\n"
+    got = lab.splice_readme(readme, "# report\n\n## 1. table\n\n| a |\n")
+    assert got == f"intro\n{lab.README_START}\n## report\n\n### 1. table\n\n| a |\n{lab.README_END}\noutro\n"
+
+
+def test_a_readme_without_markers_is_refused():
+    with pytest.raises(ValueError, match="lab-report:start"):
+        lab.splice_readme("no markers here", "# report")

@@ -5,6 +5,7 @@ import pytest
 from kata.__main__ import main as kata_cli
 from kata.curriculum import BY_ID
 from kata.progress import DONE, FAILING, NOT_STARTED, Outcomes, render
+from kata.target import ROOT
 from tests.helpers import copy_kata, run_python
 
 
@@ -51,3 +52,54 @@ def test_hint_command_prints_every_hint_in_both_languages(capsys):
 def test_hint_command_rejects_an_unknown_exercise(capsys):
     assert kata_cli(["hint", "ex99"]) == 2
     assert "ex99" in capsys.readouterr().err
+
+
+def test_a_single_exercise_that_passes_points_to_the_next_one():
+    proc = run_python("-m", "pytest", "exercises/test_ex1_1_weight_memory.py", "--target", "reference")
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert "next: ex1_2" in proc.stdout and "well done" not in proc.stdout, proc.stdout[-1500:]
+
+
+def test_real_model_tests_are_skipped_by_default_and_the_table_says_how_to_run_them():
+    proc = run_python("-m", "pytest", "exercises/test_ex5_5_awq.py", "--target", "reference")
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert "(+1 真实模型未运行 / real-model not run)" in proc.stdout
+    assert "1 real-model tests skipped" in proc.stdout and "pytest exercises --slow" in proc.stdout
+
+
+def test_what_a_real_model_test_measured_is_printed_even_when_it_fails(tmp_path):
+    (tmp_path / "test_measure.py").write_text(
+        "def test_kl(record_property):\n"
+        "    record_property('measured', 'KL 0.4321 vs RTN 0.3000')\n"
+        "    assert False\n")
+    proc = run_python("-m", "pytest", str(tmp_path / "test_measure.py"), "-p", "kata.plugin", cwd=tmp_path,
+                      env={"PYTHONPATH": str(ROOT)})
+    assert "实测 / measured" in proc.stdout and "KL 0.4321 vs RTN 0.3000 — failed" in proc.stdout, proc.stdout[-1500:]
+
+
+def test_a_not_implemented_error_from_torch_is_a_failure_not_an_untouched_stub(tmp_path):
+    copy_kata(tmp_path)
+    (tmp_path / "exercises/ex1_1_weight_memory.py").write_text(
+        "def bits_per_weight(dtype, group_size=None, scale_bits=16, zero_point_bits=0):\n"
+        "    raise NotImplementedError(\"Could not run 'aten::_weight_int4pack_mm' with arguments from the 'CPU' \"\n"
+        "                              'backend')\n\n\n"
+        "def calculate_weight_memory(num_params_b, dtype, group_size=None):\n"
+        "    return num_params_b * bits_per_weight(dtype, group_size) / 8\n")
+    proc = run_python("-m", "pytest", "exercises/test_ex1_1_weight_memory.py", cwd=tmp_path)
+    assert "✘ 未通过 failing" in proc.stdout and "FAILURES" in proc.stdout, proc.stdout[-3000:]
+    assert "aten::_weight_int4pack_mm" in proc.stdout and "未开始 not started" not in proc.stdout
+
+
+def test_an_unknown_target_is_a_plain_usage_error():
+    proc = run_python("-m", "pytest", "exercises/test_ex1_1_weight_memory.py", env={"KATA_TARGET": "bad"})
+    assert proc.returncode == 4, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "INTERNALERROR" not in proc.stdout + proc.stderr
+    assert "must be one of" in proc.stderr
+
+
+def test_the_curriculum_list_lines_up_its_columns_with_chinese_chapter_names(capsys):
+    from kata.progress import display_width
+
+    assert kata_cli(["list"]) == 0
+    starts = {display_width(line[:line.index("exercises/")]) for line in capsys.readouterr().out.splitlines()}
+    assert len(starts) == 1, f"the exercises/ column starts at different display columns: {starts}"

@@ -29,14 +29,14 @@ def test_greedy_continuation_is_coherent(smollm2):
 
 @pytest.mark.slow
 def test_perplexity_matches_the_scouting_figure(smollm2):
-    # DESIGN.md: 39.3 on the first 4 windows of Persuasion. A wrong RoPE pairing or norm gives hundreds or more;
+    # Scouting measured 39.3 on the first 4 windows of Persuasion. A wrong RoPE pairing or norm gives hundreds;
     # ±0.2 allows for float summation order across CPUs and torch versions.
     from kata.evaluate import eval_windows, evaluate
 
     assert abs(evaluate(smollm2, eval_windows(4))["ppl"] - 39.3) < 0.2
 
 
-def test_a_local_hugging_face_checkpoint_loads_with_the_same_logits(tmp_path, monkeypatch):
+def test_a_local_hugging_face_checkpoint_loads_with_the_same_logits(tmp_path):
     transformers = pytest.importorskip("transformers")
     from kata.smollm2 import load_model
 
@@ -46,8 +46,7 @@ def test_a_local_hugging_face_checkpoint_loads_with_the_same_logits(tmp_path, mo
     torch.manual_seed(0)
     hf = transformers.LlamaForCausalLM(config).eval()
     hf.save_pretrained(tmp_path)
-    monkeypatch.setenv("KATA_MODEL", str(tmp_path))
-    ours = load_model()
+    ours = load_model(tmp_path)
     ids = torch.randint(0, 128, (2, 10))
     assert isinstance(ours, Llama)
     with torch.no_grad():

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from kata.bench import copy_bandwidth, datasheet_bandwidth, device_time_us
+from kata.oracles import quantize_groups
 from kata.report import markdown_table
 
 pytestmark = pytest.mark.gpu
@@ -29,17 +30,14 @@ def formats(m: int) -> dict:
     w = torch.randn(N, K, device="cuda", dtype=torch.bfloat16, generator=g) * 0.02
     w16 = w.half()
     x16 = x.half()
-    # W8A16: int8 codes, one scale per output channel.
-    scale8 = w.float().abs().amax(1) / 127
-    q8 = torch.round(w.float() / scale8[:, None]).to(torch.int8)
+    # W8A16: int8 codes, one scale per output channel (the kata's RTN, symmetric).
+    q8, scale8, _ = quantize_groups(w, 8, None, symmetric=True)
+    q8, scale8 = q8.to(torch.int8), scale8[:, 0]
     # W4A16 tinygemm: unsigned codes, bf16 scale and zero per group of 128, torch's packed layout.
-    wg = w.float().reshape(N, K // GROUP, GROUP)
-    lo, hi = wg.amin(-1), wg.amax(-1)
-    scale4 = ((hi - lo) / 15).clamp(min=1e-8)
-    q4 = torch.clamp(torch.round((wg - lo[..., None]) / scale4[..., None]), 0, 15).to(torch.int32).reshape(N, K)
-    zeros = lo + 8 * scale4  # tinygemm: ŵ = (q − 8)·scale + zero
+    q4, scale4, zero4 = quantize_groups(w, 4, GROUP)
+    zeros = (8 - zero4) * scale4  # tinygemm: ŵ = (q − 8)·scale + zero, so zero = (8 − zero_point)·scale (5.2)
     scales_and_zeros = torch.stack((scale4, zeros), -1).transpose(0, 1).contiguous().to(torch.bfloat16)
-    packed = torch._convert_weight_to_int4pack(_pack_for_tinygemm(q4), 8)
+    packed = torch._convert_weight_to_int4pack(_pack_for_tinygemm(q4.to(torch.int32)), 8)
     return {
         "fp16 F.linear": (lambda: F.linear(x16, w16), N * K * 2),
         "int8 dequantize + matmul": (lambda: F.linear(x16, (q8.half() * scale8[:, None].half())), N * K + N * 4),
