@@ -132,6 +132,8 @@ EXERCISES: tuple[Exercise, ...] = (
              "forward: dequantize ŵ, cast to x.dtype, then F.linear(x, ŵ, bias)."),
             ("替换子模块：名字 'layers.0.mlp.up_proj' 拆成父模块 'layers.0.mlp' 与属性 'up_proj'，用 setattr。",
              "Swap a submodule: split 'layers.0.mlp.up_proj' into parent 'layers.0.mlp' and 'up_proj'; setattr."),
+            ("码与 scale 可直接用 kata.oracles.group_qparams / quantize_to_grid，不必先做完 5.1 与 5.2。",
+             "kata.oracles.group_qparams / quantize_to_grid give codes and scales without your 5.1 and 5.2."),
         ),
     ),
     Exercise(
@@ -156,6 +158,8 @@ EXERCISES: tuple[Exercise, ...] = (
              "The mean square output error is trace(D·C·Dᵀ) with C = XᵀX/N: compute C once, candidates are cheap."),
             ("折叠：RMSNorm 的 weight 除以 s，后面 Linear 的 weight（列）乘以 s：浮点输出完全不变。",
              "Folding: divide the RMSNorm weight by s, multiply the next Linear's columns by s: same float output."),
+            ("整模型：照 kata/sequential.py 开头的循环写；Q(·) 可直接用 kata.oracles.rtn，不必先做完 5.1。",
+             "The model flow follows the loop in kata/sequential.py's docstring; Q(·) can be kata.oracles.rtn."),
         ),
     ),
     Exercise(
@@ -169,6 +173,8 @@ EXERCISES: tuple[Exercise, ...] = (
              "act_order: perm = argsort(diag H, descending); permute W and H, finish with ŵ[:, argsort(perm)]."),
             ("分块后，块外的列还欠着本块的更新：拟合组参数时要把 Err[:, :i] @ U[i1:i1+i, cols] 减掉。",
              "With blocks, later columns still owe this block's update: subtract Err[:, :i] @ U[i1:i1+i, cols]."),
+            ("整模型：照 kata/sequential.py 开头的循环写；组参数可用 kata.oracles.group_qparams，不必先做完 5.1。",
+             "The model flow follows kata/sequential.py's loop; kata.oracles.group_qparams fits the group grid."),
         ),
     ),
 )

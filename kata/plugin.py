@@ -77,20 +77,27 @@ def _exercise_module(nodeid: str) -> str | None:
     return None
 
 
-def _raised_by_a_stub(excinfo: pytest.ExceptionInfo) -> bool:
-    """The stub's own `raise NotImplementedError("... kata hint ...")` in an exercise module — not, say, torch's
-    NotImplementedError for a kernel this device lacks, which is a real failure with its traceback."""
+def _stub_that_raised(excinfo: pytest.ExceptionInfo) -> str | None:
+    """The exercise module whose stub raised `NotImplementedError("... kata hint ...")`, or None — say, for torch's
+    NotImplementedError about a kernel this device lacks, which is a real failure with its traceback."""
     where = Path(str(excinfo.traceback[-1].path))
-    return (excinfo.errisinstance(NotImplementedError) and "kata hint" in str(excinfo.value)
-            and where.parent.name in target.TARGETS and where.name.startswith("ex"))
+    if (excinfo.errisinstance(NotImplementedError) and "kata hint" in str(excinfo.value)
+            and where.parent.name in target.TARGETS and where.name.startswith("ex")):
+        return where.stem
+    return None
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
-    if call.excinfo is not None and _raised_by_a_stub(call.excinfo):
+    stub = None if call.excinfo is None else _stub_that_raised(call.excinfo)
+    if stub is not None and stub == _exercise_module(item.nodeid):
         report.longrepr = f"未开始 / not started: {call.excinfo.value}"
         report.user_properties.append(("not_started", True))
+    elif stub is not None:  # this exercise's code called another exercise that is still a stub
+        report.longrepr = (f"这个练习调用了还没完成的 {stub}：先完成它，或改用 kata.oracles 的积木 / this exercise "
+                           f"calls {stub}, which is still a stub: solve it first, or use the building blocks in "
+                           f"kata.oracles ({call.excinfo.value})")
     return report
 
 

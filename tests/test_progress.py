@@ -103,3 +103,17 @@ def test_the_curriculum_list_lines_up_its_columns_with_chinese_chapter_names(cap
     assert kata_cli(["list"]) == 0
     starts = {display_width(line[:line.index("exercises/")]) for line in capsys.readouterr().out.splitlines()}
     assert len(starts) == 1, f"the exercises/ column starts at different display columns: {starts}"
+
+
+def test_an_exercise_that_calls_another_unsolved_stub_is_failing_and_says_which(tmp_path):
+    copy_kata(tmp_path)
+    # A learner's 2.2 that reuses their own 2.1, still a stub.
+    (tmp_path / "exercises/ex2_2_quant_error.py").write_text(
+        (ROOT / "reference/ex2_2_quant_error.py").read_text(encoding="utf-8").replace(
+            "def quantization_error(x: torch.Tensor, x_hat: torch.Tensor) -> dict[str, float]:\n",
+            "def quantization_error(x: torch.Tensor, x_hat: torch.Tensor) -> dict[str, float]:\n"
+            "    from exercises.ex2_1_per_tensor import quantize_per_tensor\n"
+            "    quantize_per_tensor(x)\n"), encoding="utf-8")
+    proc = run_python("-m", "pytest", "exercises/test_ex2_2_quant_error.py", cwd=tmp_path)
+    assert "✘ 未通过 failing" in proc.stdout and "calls ex2_1_per_tensor, which is still a stub" in proc.stdout, \
+        proc.stdout[-3000:]

@@ -1,0 +1,51 @@
+"""README's measured results are the lab's own output, and they still agree with what the lab computes."""
+
+import pytest
+
+from kata import lab
+from kata.target import ROOT
+
+
+def readme_block() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert text.count(lab.README_START) == 1 and text.count(lab.README_END) == 1, "README needs one marker pair"
+    return text.split(lab.README_START)[1].split(lab.README_END)[0]
+
+
+def test_the_readme_block_is_a_whole_lab_report_of_the_reference():
+    block = readme_block()
+    assert block.lstrip().startswith("## quant-kata lab report — target `reference`"), block[:200]
+    for number in range(1, 7):
+        assert f"\n### {number}. " in block, f"section {number} is missing from README's lab block"
+    assert "_用时 / took" in block and "not implemented" not in block
+
+
+@pytest.mark.slow
+def test_sections_1_to_5_match_a_fresh_lab_run():
+    block = readme_block()
+    for part in list(lab.Lab("reference").sections(quality=False))[1:]:
+        demoted = lab.splice_readme(f"{lab.README_START}{lab.README_END}", part).split(lab.README_START)[1]
+        body = demoted.split(lab.README_END)[0].strip()
+        assert body in block, f"README differs from the lab for:\n{body[:300]}"
+
+
+@pytest.mark.slow
+def test_the_baseline_and_rtn_rows_match_a_fresh_evaluation():
+    import torch
+
+    from kata.evaluate import eval_windows, evaluate, log_probs
+    from kata.oracles import round_to_nearest
+    from kata.smollm2 import load_model
+
+    torch.set_num_threads(lab.THREADS)
+    ids = eval_windows()
+    baseline_model = load_model()
+    baseline = log_probs(baseline_model, ids)
+    block = readme_block()
+    assert f"| baseline (dequantized Q4_1) | — | {evaluate(baseline_model, ids)['ppl']:.2f} |" in block
+    for bits in lab.QUALITY_BITS:
+        model = load_model()
+        round_to_nearest(model, bits, lab.GROUP_SIZE)
+        got = evaluate(model, ids, baseline)
+        row = f"| RTN | W{bits} g{lab.GROUP_SIZE} asym | {got['ppl']:.2f} | {got['kl']:.4f} |"
+        assert row in block, f"README's RTN row at W{bits} should read {row}"
