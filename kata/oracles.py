@@ -101,15 +101,30 @@ def round_to_nearest(model: nn.Module, num_bits: int, group_size: int | None, *,
             module.weight.copy_(rtn(module.weight, num_bits, group_size, symmetric=symmetric))
 
 
-def kl_against_rtn(model: nn.Module, quantize, ids: torch.Tensor, baseline: list[torch.Tensor], num_bits: int = 4,
-                   group_size: int = 64) -> tuple[float, float]:
-    """KL to the baseline of `quantize(model)` (in place) and of plain RTN on a copy: (ours, rtn)."""
-    from kata.evaluate import evaluate
-
+@torch.no_grad()
+def _against_rtn(model: nn.Module, quantize, score, num_bits: int, group_size: int) -> tuple[float, float]:
+    """score(·) of `quantize(model)` (in place) and of plain RTN on a copy: (ours, rtn)."""
     rtn_model = copy.deepcopy(model)
     round_to_nearest(rtn_model, num_bits, group_size)
     quantize(model)
-    return evaluate(model, ids, baseline)["kl"], evaluate(rtn_model, ids, baseline)["kl"]
+    return score(model), score(rtn_model)
+
+
+def kl_against_rtn(model: nn.Module, quantize, ids: torch.Tensor, baseline: list[torch.Tensor], num_bits: int = 4,
+                   group_size: int = 64) -> tuple[float, float]:
+    """KL to the baseline log-probabilities on `ids`, after `quantize(model)` and after plain RTN: (ours, rtn)."""
+    from kata.evaluate import evaluate
+
+    return _against_rtn(model, quantize, lambda m: evaluate(m, ids, baseline)["kl"], num_bits, group_size)
+
+
+def logit_error_against_rtn(model: nn.Module, quantize, ids: torch.Tensor, num_bits: int,
+                            group_size: int) -> tuple[float, float]:
+    """Relative logit error ‖f̂(ids) − f(ids)‖ / ‖f(ids)‖ after `quantize(model)` and after plain RTN: (ours, rtn)."""
+    with torch.no_grad():
+        expected = model(ids)
+    return _against_rtn(model, quantize, lambda m: ((m(ids) - expected).norm() / expected.norm()).item(), num_bits,
+                        group_size)
 
 
 def distinct_per_group(w: torch.Tensor, group_size: int) -> int:
