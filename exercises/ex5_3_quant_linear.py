@@ -23,6 +23,16 @@ QuantLinear（嵌入层不是 Linear，保持不变；lm_head 默认跳过）/ s
 contains none of `skip`. 返回 / returns {"bytes_before", "bytes_after", "layers"}, 字节数用
 kata.llama.weight_bytes(model) 实测 / bytes measured with kata.llama.weight_bytes.
 
+CPU 快速路径 / the fast CPU path (x 在 CPU 上且是 bf16 / x on the CPU in bf16): forward 调用 fused_forward，
+不再构造 ŵ，而由 torch 的融合核直接读整数码 / forward calls fused_forward, which never builds ŵ:
+    W8: torch._weight_int8pack_mm(x2d, qweight, scale[:, 0].bfloat16())
+    W4: torch._weight_int4pack_mm_for_cpu(x2d, packed, group_size, scales_and_zeros)  # 仅 g ∈ FUSED_GROUP_SIZES
+        packed = torch._convert_weight_to_int4pack_for_cpu(codes.int(), 1)      # codes (out, in)，0..15
+        scales_and_zeros: (in/g, out, 2) bf16 且连续 / contiguous，[..., 0] = scale，[..., 1] = (8 − zero_point)·scale（同 5.2）
+    cpu_operands() 只在第一次调用时打包并缓存，之后直接复用 / packs once, on first use, then reuses them;
+    from_linear 之后要重新打包 / repack after from_linear. 其余情况（fp32、GPU）仍走反量化路径 / otherwise dequantize.
+    x 可以有任意前导维 / x may have any leading dims: reshape(-1, in) → 核 → reshape 回去 / and back.
+
 坏输入 / bad input: num_bits 不是 4 或 8 → ValueError; 4 比特时 group_size 不整除 in_features → ValueError.
 
 提示 / hints: python -m kata hint ex5_3
@@ -32,6 +42,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+FUSED_GROUP_SIZES = (32, 64, 128, 256)  # torch 的 CPU INT4 核接受的组大小 / group sizes torch's CPU INT4 kernel takes
 
 
 class QuantLinear(nn.Module):
@@ -50,8 +62,16 @@ class QuantLinear(nn.Module):
         """ŵ (out, in)，float32."""
         raise NotImplementedError("5.3: QuantLinear.dequantized_weight — 提示 / hint: python -m kata hint ex5_3")
 
+    def cpu_operands(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """融合核的 (权重, scales) 操作数，首次调用时构造并缓存 / the fused kernel's operands, built once."""
+        raise NotImplementedError("5.3: QuantLinear.cpu_operands — 提示 / hint: python -m kata hint ex5_3")
+
+    def fused_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """用 torch 的 CPU 融合核算 y = x · ŵᵀ + b / y through torch's fused CPU kernel (x bf16)."""
+        raise NotImplementedError("5.3: QuantLinear.fused_forward — 提示 / hint: python -m kata hint ex5_3")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """y = x · ŵᵀ + b，dtype 同 x / in x's dtype."""
+        """y = x · ŵᵀ + b，dtype 同 x；CPU + bf16 走 fused_forward / in x's dtype; CPU bf16 → fused_forward."""
         raise NotImplementedError("5.3: QuantLinear.forward — 提示 / hint: python -m kata hint ex5_3")
 
 

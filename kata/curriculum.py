@@ -134,6 +134,8 @@ EXERCISES: tuple[Exercise, ...] = (
              "Swap a submodule: split 'layers.0.mlp.up_proj' into parent 'layers.0.mlp' and 'up_proj'; setattr."),
             ("码与 scale 可直接用 kata.oracles.group_qparams / quantize_to_grid，不必先做完 5.1 与 5.2。",
              "kata.oracles.group_qparams / quantize_to_grid give codes and scales without your 5.1 and 5.2."),
+            ("快速路径：把操作数存在 self._cpu_operands（__init__ 里设为 None），第一次用时才打包。",
+             "Fast path: keep the operands in self._cpu_operands (None in __init__), packed on first use."),
         ),
     ),
     Exercise(
@@ -175,6 +177,21 @@ EXERCISES: tuple[Exercise, ...] = (
              "With blocks, later columns still owe this block's update: subtract Err[:, :i] @ U[i1:i1+i, cols]."),
             ("整模型：照 kata/sequential.py 开头的循环写；组参数可用 kata.oracles.group_qparams，不必先做完 5.1。",
              "The model flow follows kata/sequential.py's loop; kata.oracles.group_qparams fits the group grid."),
+        ),
+    ),
+    Exercise(
+        "ex5_7", "ex5_7_smoothquant", "实践 (c) · 4.1 Q2", "W8A8 与 SmoothQuant", "W8A8 and SmoothQuant",
+        (
+            ("逐 token：scale = x.abs().amax(-1, keepdim=True) / 127；逐张量：x.abs().amax() / 127。",
+             "Per token: scale = x.abs().amax(-1, keepdim=True) / 127; per tensor: x.abs().amax() / 127."),
+            ("torch._int_mm(a, b.T) 返回 int32；模拟：(a.double() @ b.double().T).to(torch.int32)，逐位相同。",
+             "torch._int_mm(a, b.T) gives int32; emulate with (a.double() @ b.double().T).to(torch.int32)."),
+            ("W8A8 前向：y = int8_matmul(q_x, qweight).float() * scale_x * weight_scale，最后才回到浮点。",
+             "W8A8 forward: y = int8_matmul(q_x, qweight).float() * scale_x * weight_scale: float only at the end."),
+            ("α 搜索：共享输入的权重按行拼起来，max|W_j| 取所有行；先算一次 x @ Wᵀ 作为参照。",
+             "α search: stack the weights sharing x; max|W_j| over all their rows; compute x @ Wᵀ once."),
+            ("整模型：照 kata/sequential.py 的循环；平滑不改变浮点模型，最后再 swap_linears(model.layers)。",
+             "Model flow: kata/sequential.py's loop; smoothing keeps the float model, swap_linears at the end."),
         ),
     ),
 )

@@ -54,6 +54,27 @@ def rope_tables(head_dim: int, seq_len: int, theta: float) -> tuple[torch.Tensor
     return angles.cos(), angles.sin()
 
 
+class KVCache:
+    """Keys and values of the tokens seen so far, per layer, so that decoding one more token costs one token's
+    work: (layers, B, kv_heads, max_len, head_dim) each, filled left to right.
+
+    增量解码的 K/V 缓存：已处理的 token 的键和值，新 token 只算自己那一份。"""
+
+    def __init__(self, cfg: LlamaConfig, batch: int, max_len: int, dtype: torch.dtype = torch.float32) -> None:
+        shape = (cfg.num_layers, batch, cfg.num_kv_heads, max_len, cfg.head_dim)
+        self.keys, self.values = torch.zeros(shape, dtype=dtype), torch.zeros(shape, dtype=dtype)
+        self.length = 0  # tokens already cached (the position of the next one)
+
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store k, v (B, kv_heads, T, head_dim) after the cached ones; return all of them so far."""
+        end = self.length + k.shape[2]
+        if end > self.keys.shape[3]:
+            raise ValueError(f"KV 缓存已满 / KV cache full: {end} tokens > max_len {self.keys.shape[3]}")
+        self.keys[layer, :, :, self.length:end] = k
+        self.values[layer, :, :, self.length:end] = v
+        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+
+
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
@@ -61,25 +82,34 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 class Attention(nn.Module):
-    def __init__(self, cfg: LlamaConfig) -> None:
+    def __init__(self, cfg: LlamaConfig, layer: int = 0) -> None:
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.layer = cfg, layer
         hd = cfg.head_dim
         self.q_proj = nn.Linear(cfg.hidden_size, cfg.num_heads * hd, bias=False)
         self.k_proj = nn.Linear(cfg.hidden_size, cfg.num_kv_heads * hd, bias=False)
         self.v_proj = nn.Linear(cfg.hidden_size, cfg.num_kv_heads * hd, bias=False)
         self.o_proj = nn.Linear(cfg.num_heads * hd, cfg.hidden_size, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                cache: KVCache | None = None) -> torch.Tensor:
+        """x (B, T, hidden) at positions cache.length … + T - 1 (0 … T - 1 without a cache)."""
         B, T, _ = x.shape
         cfg, hd = self.cfg, self.cfg.head_dim
         q = self.q_proj(x).view(B, T, cfg.num_heads, hd).transpose(1, 2)  # (B, nh, T, hd)
         k = self.k_proj(x).view(B, T, cfg.num_kv_heads, hd).transpose(1, 2)  # (B, nkv, T, hd)
         v = self.v_proj(x).view(B, T, cfg.num_kv_heads, hd).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        past = 0 if cache is None else cache.length
+        if cache is not None:
+            k, v = cache.append(self.layer, k.to(cache.keys.dtype), v.to(cache.values.dtype))  # (B, nkv, S, hd)
         repeat = cfg.num_heads // cfg.num_kv_heads  # grouped-query attention: share each K/V head
-        k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)  # (B, nh, T, hd)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        k, v = k.repeat_interleave(repeat, dim=1).to(q.dtype), v.repeat_interleave(repeat, dim=1).to(q.dtype)
+        if past == 0 or T == 1:  # no earlier tokens, or one new token that may see every key
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=past == 0 and T > 1)
+        else:  # new token i (absolute position past + i) sees keys 0 … past + i
+            mask = torch.ones(T, past + T, dtype=torch.bool).tril(past)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, cfg.num_heads * hd))
 
 
@@ -95,15 +125,16 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: LlamaConfig) -> None:
+    def __init__(self, cfg: LlamaConfig, layer: int = 0) -> None:
         super().__init__()
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-        self.self_attn = Attention(cfg)
+        self.self_attn = Attention(cfg, layer)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin)
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                cache: KVCache | None = None) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -112,23 +143,30 @@ class Llama(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
-        self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
+        self.layers = nn.ModuleList(Block(cfg, layer) for layer in range(cfg.num_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.embed_tokens.weight
 
-    def hidden_states(self, ids: torch.Tensor, upto: int | None = None) -> torch.Tensor:
-        """The residual stream after `upto` blocks (all of them by default): (B, T, hidden)."""
-        cos, sin = rope_tables(self.cfg.head_dim, ids.shape[1], self.cfg.rope_theta)
+    def hidden_states(self, ids: torch.Tensor, upto: int | None = None,
+                      cache: KVCache | None = None) -> torch.Tensor:
+        """The residual stream after `upto` blocks (all of them by default): (B, T, hidden).
+        With a cache, ids are the tokens after the cached ones; their keys and values are added to it."""
+        past = 0 if cache is None else cache.length
+        cos, sin = rope_tables(self.cfg.head_dim, past + ids.shape[1], self.cfg.rope_theta)
         x = self.embed_tokens(ids)
+        cos, sin = cos[past:].to(x.dtype), sin[past:].to(x.dtype)
         for block in self.layers[:upto]:
-            x = block(x, cos.to(x.dtype), sin.to(x.dtype))
+            x = block(x, cos, sin, cache)
+        if cache is not None:
+            cache.length += ids.shape[1]
         return x
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        """Token ids (B, T) → next-token logits (B, T, vocab)."""
-        return self.lm_head(self.norm(self.hidden_states(ids)))
+    def forward(self, ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """Token ids (B, T) → next-token logits (B, T, vocab). With a KVCache: prefill with the prompt, then
+        call again with each new token; the logits equal those of the full forward over all tokens so far."""
+        return self.lm_head(self.norm(self.hidden_states(ids, cache=cache)))
 
 
 def tiny_llama(seed: int = 0) -> Llama:

@@ -9,12 +9,16 @@ from torch import nn
 from kata.llama import weight_bytes
 from kata.oracles import dequantize_groups, group_qparams, quantize_to_grid
 
+FUSED_GROUP_SIZES = (32, 64, 128, 256)  # the group sizes torch's CPU INT4 kernel accepts
+
 
 class QuantLinear(nn.Module):
     """y = x · ŵᵀ + b with ŵ rebuilt from integer codes on the fly; activations stay in floating point.
 
     W8A16: int8 codes, one fp16 scale per output channel (symmetric).
     W4A16: two codes per uint8, one fp16 scale and one uint8 zero point per group (asymmetric).
+    On CPU with bf16 activations, forward runs torch's fused kernels instead (W4: _weight_int4pack_mm_for_cpu,
+    W8: _weight_int8pack_mm), which read the codes directly and never build ŵ in memory.
     """
 
     def __init__(self, in_features: int, out_features: int, num_bits: int = 4, group_size: int | None = 64,
@@ -37,6 +41,7 @@ class QuantLinear(nn.Module):
             self.register_buffer("zero_point", torch.zeros(out_features, groups, dtype=torch.uint8))
         self.register_buffer("scale", torch.ones(out_features, groups, dtype=torch.float16))
         self.register_buffer("bias", torch.zeros(out_features, dtype=torch.float16) if bias else None)
+        self._cpu_operands: tuple[torch.Tensor, torch.Tensor] | None = None  # packed on first fused call
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, num_bits: int = 4, group_size: int | None = 64) -> QuantLinear:
@@ -52,6 +57,7 @@ class QuantLinear(nn.Module):
             layer.zero_point.copy_(zero_point)
         if linear.bias is not None:
             layer.bias.copy_(linear.bias.detach())
+        layer._cpu_operands = None  # new codes: pack again on the next fused call
         return layer
 
     def dequantized_weight(self) -> torch.Tensor:
@@ -61,7 +67,37 @@ class QuantLinear(nn.Module):
         codes = torch.stack((self.qweight & 0xF, self.qweight >> 4), dim=-1).flatten(-2)  # unpack: (out, in)
         return dequantize_groups(codes, self.scale.float(), self.zero_point.long())
 
+    def cpu_operands(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fused kernels' operands, built once and kept: W8 (int8 codes, per-channel scales as a bf16
+        vector); W4 (torch's packed int4 tiles, scales_and_zeros (groups, out, 2) in bf16)."""
+        if self._cpu_operands is None:
+            if self.num_bits == 8:
+                self._cpu_operands = (self.qweight, self.scale[:, 0].bfloat16())
+            else:  # torch's INT4 kernel computes (q − 8)·scale + zero, so zero = (8 − zero_point)·scale (5.2)
+                codes = torch.stack((self.qweight & 0xF, self.qweight >> 4), dim=-1).flatten(-2).int()
+                scale = self.scale.float()
+                zero = (8 - self.zero_point.float()) * scale
+                packed = torch._convert_weight_to_int4pack_for_cpu(codes, 1)
+                scales_and_zeros = torch.stack((scale, zero), dim=-1).transpose(0, 1).contiguous()  # kernel needs it
+                self._cpu_operands = (packed, scales_and_zeros.bfloat16())
+        return self._cpu_operands
+
+    def fused_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """y = x · ŵᵀ + b through torch's CPU kernel, x bf16 (..., in) of any leading shape."""
+        rows = x.reshape(-1, self.in_features)
+        weight, scales = self.cpu_operands()
+        if self.num_bits == 8:
+            y = torch._weight_int8pack_mm(rows, weight, scales)
+        else:
+            y = torch._weight_int4pack_mm_for_cpu(rows, weight, self.group_size, scales)
+        if self.bias is not None:
+            y = y + self.bias.to(y.dtype)
+        return y.reshape(*x.shape[:-1], self.out_features)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fused = self.num_bits == 8 or self.group_size in FUSED_GROUP_SIZES
+        if fused and x.device.type == "cpu" and x.dtype == torch.bfloat16:  # the kernels are fast only in bf16
+            return self.fused_forward(x)
         bias = None if self.bias is None else self.bias.to(x.dtype)
         return F.linear(x, self.dequantized_weight().to(x.dtype), bias)
 

@@ -1,0 +1,249 @@
+"""Tests for practice (c) — W8A8 with integer matmuls, and SmoothQuant. 测试：W8A8 与 SmoothQuant。"""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from exercises.ex5_7_smoothquant import (
+    W8A8Linear,
+    fold_smoothing,
+    int8_matmul,
+    int8_matmul_exact,
+    quantize_activations,
+    search_alpha,
+    smoothing_scales,
+    smoothquant_model,
+    swap_linears,
+)
+from kata.check import expect_at_most, expect_equal, expect_tensor, expect_tensor_close, expect_tensor_equal
+from kata.llama import tiny_llama
+
+
+def activations_with_outliers(seed=0, tokens=512, channels=128) -> torch.Tensor:
+    """Activations whose channels 5 and 50 are 30× louder than the rest, as in an LLM's (4.1 Q2)."""
+    x = torch.randn(tokens, channels, generator=torch.Generator().manual_seed(seed))
+    x[:, [5, 50]] *= 30
+    return x
+
+
+def weight(seed=1, out_features=96, in_features=128) -> torch.Tensor:
+    return torch.randn(out_features, in_features, generator=torch.Generator().manual_seed(seed)) * 0.02
+
+
+def int8(shape, seed) -> torch.Tensor:
+    return torch.randint(-127, 128, shape, generator=torch.Generator().manual_seed(seed), dtype=torch.int8)
+
+
+def w8a8_output(x, w, granularity) -> torch.Tensor:
+    """The oracle: symmetric int8 weights per row and activations per token / tensor, an exact integer product."""
+    sw = w.abs().amax(1, keepdim=True) / 127
+    sx = x.abs().amax(-1, keepdim=True) / 127 if granularity == "token" else x.abs().amax() / 127
+    qw, qx = torch.round(w / sw), torch.round(x / sx)
+    return (qx.double() @ qw.double().T).float() * sx * sw.T
+
+
+def relative_error(got, expected) -> float:
+    return ((got - expected).norm() / expected.norm()).item()
+
+
+def test_per_token_scales_are_each_rows_max_over_127():
+    x = activations_with_outliers()
+    q, scale = quantize_activations(x, "token")
+    expect_tensor(q, "q", shape=(512, 128), dtype=torch.int8)
+    expect_tensor(scale, "scale", shape=(512, 1), dtype=torch.float32)
+    expect_tensor_close(scale, x.abs().amax(-1, keepdim=True) / 127, "per-token scale", atol=0, rtol=1e-6)
+    expect_tensor_equal(q.float(), torch.round(x / scale), "codes round(x / scale)")
+
+
+def test_per_tensor_scale_is_one_number_for_the_whole_tensor():
+    x = activations_with_outliers()
+    q, scale = quantize_activations(x, "tensor")
+    expect_tensor(scale, "scale", shape=(), dtype=torch.float32)
+    expect_tensor_close(scale, x.abs().amax() / 127, "per-tensor scale", atol=0, rtol=1e-6)
+    expect_equal(int(q.abs().max()), 127, "largest |code|")
+
+
+def test_codes_stay_within_plus_minus_127():
+    q, _ = quantize_activations(torch.tensor([[-1.0, 1.0, 0.5]]), "token")
+    expect_tensor_equal(q, torch.tensor([[-127, 127, 64]], dtype=torch.int8), "codes")
+
+
+def test_an_unknown_granularity_is_a_value_error():
+    with pytest.raises(ValueError, match="granularity"):
+        quantize_activations(torch.ones(2, 4), "channel")
+
+
+def test_nan_activations_are_a_value_error():
+    with pytest.raises(ValueError, match="NaN"):
+        quantize_activations(torch.tensor([[1.0, float("nan")]]))
+
+
+def test_the_int8_product_is_exact_in_int32():
+    a, b = int8((7, 300), 0), int8((33, 300), 1)
+    truth = (a.long() @ b.long().T).to(torch.int32)  # int64 arithmetic: the integer answer
+    expect_tensor_equal(int8_matmul_exact(a, b), truth, "emulated a · bᵀ")
+    expect_tensor(int8_matmul_exact(a, b), "emulated a · bᵀ", dtype=torch.int32)
+
+
+@pytest.mark.parametrize("rows", [1, 17, 64])
+def test_the_fast_int8_matmul_equals_the_emulation_bit_for_bit(rows):
+    a, b = int8((rows, 256), 2), int8((48, 256), 3)
+    a[0, :] = -127  # extremes: the largest sums
+    b[0, :] = -127
+    got = int8_matmul(a, b)
+    expect_tensor(got, "int8_matmul", shape=(rows, 48), dtype=torch.int32)
+    expect_tensor_equal(got, int8_matmul_exact(a, b), "int8_matmul against the exact emulation")
+
+
+def test_the_int8_matmul_takes_int8_only():
+    with pytest.raises(TypeError, match="int8"):
+        int8_matmul(torch.ones(2, 4), torch.ones(3, 4))
+
+
+def test_the_w8a8_state_is_int8_weights_and_float32_channel_scales():
+    linear = nn.Linear(128, 96, bias=True)
+    state = W8A8Linear.from_linear(linear).state_dict()
+    expect_equal(sorted(state), ["bias", "qweight", "weight_scale"], "state_dict keys")
+    expect_tensor(state["qweight"], "qweight", shape=(96, 128), dtype=torch.int8)
+    expect_tensor(state["weight_scale"], "weight_scale", shape=(96,), dtype=torch.float32)
+
+
+@pytest.mark.parametrize("granularity", ["token", "tensor"])
+def test_the_w8a8_forward_is_the_integer_product_rescaled(granularity):
+    w, x = weight(), activations_with_outliers()[:40].reshape(4, 10, 128)  # leading dims kept
+    got = W8A8Linear.from_weight(w, granularity=granularity)(x)
+    expect_tensor(got, "output", shape=(4, 10, 96), dtype=torch.float32)
+    # Same integers, same scales: only float32 rounding of the final rescale differs.
+    expect_tensor_close(got, w8a8_output(x.reshape(40, 128), w, granularity).reshape(4, 10, 96),
+                        f"{granularity} W8A8 output", rtol=1e-5, atol=1e-6)
+
+
+def test_the_output_comes_back_in_the_inputs_dtype():
+    got = W8A8Linear.from_weight(weight())(activations_with_outliers()[:8].bfloat16())
+    expect_tensor(got, "output", dtype=torch.bfloat16)
+
+
+def test_smoothing_scales_follow_the_formula():
+    act, wmax = torch.tensor([1.0, 16.0, 4.0]), torch.tensor([0.25, 1.0, 4.0])
+    expect_tensor_close(smoothing_scales(act, wmax, 0.5), torch.tensor([2.0, 4.0, 1.0]), "s at α = 0.5", atol=0, rtol=1e-6)
+    expect_tensor_close(smoothing_scales(act, wmax, 0.0), 1 / wmax, "s at α = 0 (1 / max|W_j|)", atol=0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("alpha", [-0.1, 1.5])
+def test_alpha_outside_zero_one_is_a_value_error(alpha):
+    with pytest.raises(ValueError, match="alpha"):
+        smoothing_scales(torch.ones(3), torch.ones(3), alpha)
+
+
+def test_smoothing_maxima_of_different_shapes_are_a_value_error():
+    with pytest.raises(ValueError, match="act_absmax"):
+        smoothing_scales(torch.ones(3), torch.ones(4), 0.5)
+
+
+def test_folding_leaves_the_float_model_unchanged():
+    model = tiny_llama()
+    ids = torch.randint(0, 256, (2, 16), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = model(ids)
+        block = model.layers[0]
+        s = torch.rand(64, generator=torch.Generator().manual_seed(1)) * 4 + 0.25
+        fold_smoothing(block.input_layernorm, [block.self_attn.q_proj, block.self_attn.k_proj,
+                                               block.self_attn.v_proj], s)
+        fold_smoothing(block.mlp.up_proj, [block.mlp.down_proj], torch.rand(128) + 0.5)
+        expect_tensor_close(model(ids), expected, "logits after folding", atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(block.input_layernorm.weight, torch.ones(64)), "the norm's weight should change"
+
+
+def test_folding_into_anything_but_a_norm_or_linear_is_a_type_error():
+    with pytest.raises(TypeError, match="previous"):
+        fold_smoothing(nn.ReLU(), [nn.Linear(4, 4)], torch.ones(4))
+
+
+def test_the_search_picks_the_alpha_with_the_least_w8a8_error():
+    x, w = activations_with_outliers(), weight()
+    errors = {}
+    for alpha in (0.0, 0.25, 0.5, 0.75, 1.0):
+        s = smoothing_scales(x.abs().amax(0), w.abs().amax(0), alpha)
+        errors[alpha] = (w8a8_output(x / s, w * s, "tensor") - x @ w.T).pow(2).sum().item()
+    alpha, s = search_alpha([w], x, "tensor", alphas=(0.0, 0.25, 0.5, 0.75, 1.0))
+    expect_equal(alpha, min(errors, key=errors.get), f"chosen α (errors per α: {errors})")
+    expect_tensor(s, "s", shape=(128,))
+
+
+def test_smoothing_beats_naive_w8a8_on_outlier_activations():
+    x, w = activations_with_outliers(), weight()
+    _, s = search_alpha([w], x, "tensor")
+    smooth = relative_error(w8a8_output(x / s, w * s, "tensor"), x @ w.T)
+    naive = relative_error(w8a8_output(x, w, "tensor"), x @ w.T)
+    # Measured: 0.012 smoothed against 0.063 naive; half leaves a wide margin.
+    expect_at_most(smooth, 0.5 * naive, f"relative error with the searched s (naive W8A8: {naive:.4f})")
+
+
+def test_the_search_sums_the_error_over_every_linear_sharing_the_input():
+    x, small, loud = activations_with_outliers(), weight(), weight(seed=2)
+    loud[:, :64] *= 20  # a layer whose own weight columns also have outliers: it pulls α down
+    together, _ = search_alpha([small, loud], x, "tensor")
+    alone, _ = search_alpha([small], x, "tensor")
+    assert together != alone, f"α for both layers ({together}) should differ from α for the first alone ({alone})"
+
+
+def test_swap_linears_replaces_every_block_linear():
+    model = tiny_llama()
+    expect_equal(swap_linears(model.layers, "token"), 14, "layers swapped (2 blocks × 7 linears)")
+    kinds = {type(m).__name__ for n, m in model.named_modules() if n.endswith("_proj")}
+    expect_equal(kinds, {"W8A8Linear"}, "types of the *_proj layers")
+    assert type(model.lm_head) is nn.Linear
+
+
+def loud_tiny_llama() -> nn.Module:
+    model = tiny_llama()
+    with torch.no_grad():
+        for block in model.layers:  # three loud channels in what the norms hand the linears, as in LLMs
+            block.input_layernorm.weight[[3, 17, 40]] *= 30
+            block.post_attention_layernorm.weight[[3, 17, 40]] *= 30
+    return model
+
+
+def test_smoothquant_keeps_the_tiny_models_logits_closer_than_naive_w8a8():
+    model = loud_tiny_llama()
+    ids = torch.randint(0, 256, (4, 32), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = model(ids)
+        naive = copy.deepcopy(model)
+        swap_linears(naive.layers, "tensor")
+        smooth = copy.deepcopy(model)
+        info = smoothquant_model(smooth, ids, "tensor")
+        naive_error, smooth_error = relative_error(naive(ids), expected), relative_error(smooth(ids), expected)
+    expect_equal(len(info["alphas"]), 6, "α chosen (2 blocks × 3 places)")
+    assert isinstance(smooth.layers[1].mlp.down_proj, W8A8Linear)
+    # Measured: 0.060 smoothed against 0.124 naive.
+    expect_at_most(smooth_error, 0.5 * naive_error, f"relative logit error (naive W8A8: {naive_error:.4f})")
+
+
+def test_a_model_without_rms_norms_is_a_type_error():
+    model = tiny_llama()
+    model.layers[1].input_layernorm = nn.LayerNorm(64)
+    with pytest.raises(TypeError, match="RMSNorm"):
+        smoothquant_model(model, torch.zeros(1, 8, dtype=torch.long))
+
+
+def test_smoothquant_takes_only_known_granularities():
+    with pytest.raises(ValueError, match="granularity"):
+        smoothquant_model(tiny_llama(), torch.zeros(1, 8, dtype=torch.long), "channel")
+
+
+@pytest.mark.slow
+def test_on_the_real_model_smoothquant_halves_naive_w8a8s_kl(smollm2, smollm2_reference, record_property):
+    from kata.evaluate import calibration_windows, evaluate
+
+    ids, baseline = smollm2_reference
+    naive = copy.deepcopy(smollm2)
+    swap_linears(naive.layers, "token")
+    naive_result = evaluate(naive, ids, baseline)
+    smoothquant_model(smollm2, calibration_windows(32)[::8], "token")
+    ours = evaluate(smollm2, ids, baseline)
+    record_property("measured", f"5.7 W8A8 per-token KL: SmoothQuant {ours['kl']:.4f}, naive "
+                                f"{naive_result['kl']:.4f}; perplexity {ours['ppl']:.2f}")
+    expect_at_most(ours["kl"], 0.5 * naive_result["kl"], f"SmoothQuant KL (naive W8A8: {naive_result['kl']:.4f})")

@@ -1,0 +1,48 @@
+"""Greedy decoding with a KV cache, and decode speed as a user feels it: tokens per second, batch 1.
+
+解码速度：先用提示词预填充（prefill），再每次只喂一个新 token（KV 缓存）；计时只算逐 token 的解码，
+多次运行取中位数，预热不计，并写明线程数。
+Protocol: prefill the prompt, then generate `new_tokens` one at a time with a KV cache; time the
+one-token steps only (prefill is reported apart); `runs` timed runs after one warm-up; the median.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+from kata.llama import KVCache, Llama
+
+PROMPT_TOKENS = 64
+NEW_TOKENS = 32
+RUNS = 5
+
+
+def _dtype(model: Llama) -> torch.dtype:
+    return model.embed_tokens.weight.dtype
+
+
+@torch.no_grad()
+def generate(model: Llama, prompt: torch.Tensor, new_tokens: int) -> tuple[torch.Tensor, float, float]:
+    """Greedy continuation of prompt (B, T): returns (new ids (B, new_tokens), prefill s, decode s)."""
+    cache = KVCache(model.cfg, prompt.shape[0], prompt.shape[1] + new_tokens, _dtype(model))
+    started = time.perf_counter()
+    next_id = model(prompt, cache)[:, -1].argmax(-1, keepdim=True)
+    prefilled = time.perf_counter()
+    out = [next_id]
+    for _ in range(new_tokens - 1):
+        next_id = model(next_id, cache)[:, -1].argmax(-1, keepdim=True)
+        out.append(next_id)
+    return torch.cat(out, dim=1), prefilled - started, time.perf_counter() - prefilled
+
+
+def decode_speed(model: Llama, prompt: torch.Tensor, new_tokens: int = NEW_TOKENS, runs: int = RUNS) -> dict:
+    """Median decode tokens/s (batch = prompt.shape[0] sequences, each token counted) over `runs` timed runs."""
+    generate(model, prompt, new_tokens)  # warm-up: first-call allocations, packed weights, caches
+    timings = [generate(model, prompt, new_tokens)[1:] for _ in range(runs)]
+    decode_s = statistics.median(t[1] for t in timings)
+    steps = prompt.shape[0] * (new_tokens - 1)  # the first new token comes from the prefill
+    return {"tokens_per_s": steps / decode_s, "prefill_s": statistics.median(t[0] for t in timings),
+            "batch": prompt.shape[0], "runs": runs, "threads": torch.get_num_threads()}

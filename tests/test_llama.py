@@ -1,0 +1,49 @@
+"""The support model: a KV-cached decode gives the logits of the full forward. 支撑代码：KV 缓存解码。"""
+
+import torch
+
+from kata.check import expect_equal, expect_tensor_close
+from kata.decode import decode_speed, generate
+from kata.llama import KVCache, tiny_llama
+
+
+def test_decoding_with_a_kv_cache_gives_the_full_forwards_logits():
+    model = tiny_llama()
+    ids = torch.randint(0, model.cfg.vocab_size, (2, 9), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        full = model(ids)
+        cache = KVCache(model.cfg, batch=2, max_len=9)
+        steps = [model(ids[:, :5], cache), model(ids[:, 5:7], cache), model(ids[:, 7:8], cache),
+                 model(ids[:, 8:], cache)]  # prefill, a chunk of two (masked), then one token at a time
+    expect_tensor_close(torch.cat(steps, dim=1), full, "cached logits", atol=1e-5, rtol=1e-5)
+    expect_equal(cache.length, 9, "cache.length")
+
+
+def test_a_full_cache_refuses_more_tokens():
+    model = tiny_llama()
+    cache = KVCache(model.cfg, batch=1, max_len=4)
+    with torch.no_grad():
+        model(torch.zeros(1, 4, dtype=torch.long), cache)
+        try:
+            model(torch.zeros(1, 1, dtype=torch.long), cache)
+        except ValueError as err:
+            assert "max_len" in str(err)
+        else:
+            raise AssertionError("a fifth token in a 4-token cache should raise ValueError")
+
+
+def test_greedy_generation_matches_argmax_of_the_full_forward():
+    model = tiny_llama()
+    prompt = torch.randint(0, model.cfg.vocab_size, (1, 6), generator=torch.Generator().manual_seed(1))
+    new, _, _ = generate(model, prompt, new_tokens=4)
+    ids = prompt
+    with torch.no_grad():
+        for _ in range(4):
+            ids = torch.cat([ids, model(ids)[:, -1].argmax(-1, keepdim=True)], dim=1)
+    expect_equal(new.tolist(), ids[:, 6:].tolist(), "generated ids")
+
+
+def test_decode_speed_counts_every_decoded_token_of_the_batch():
+    speed = decode_speed(tiny_llama(), torch.zeros(2, 4, dtype=torch.long), new_tokens=3, runs=2)
+    expect_equal((speed["batch"], speed["runs"], speed["threads"]), (2, 2, torch.get_num_threads()), "speed info")
+    assert speed["tokens_per_s"] > 0
