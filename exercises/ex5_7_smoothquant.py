@@ -20,15 +20,17 @@ fold_smoothing(previous, following, s): RMSNorm 的 weight 除以 s（或前一�
     Linear 的输入列乘以 s；浮点模型的输出不变 / the float model computes the same function.
 search_alpha(weights, x, granularity, alphas): 在 alphas 里找让 W8A8 输出误差 Σ_linears mean‖x·Wᵀ − W8A8(x/s)‖²
     最小的 α（共享输入的几个 Linear 一起算）；返回 (α, s) / the α with the least W8A8 output error.
-swap_linears(model, granularity, skip): 把名字不含 skip 的 nn.Linear 都换成 W8A8Linear；返回个数。
+swap_linears(model, granularity, skip): 把名字不含 skip 的 nn.Linear 都换成 W8A8Linear；返回个数
+    （可用 kata.llama.replace_linears(model, make, skip) / may call kata.llama.replace_linears）。
 smoothquant_model(model, calib_ids, granularity, alphas): 逐块（照 kata/sequential.py 的循环）：
     q/k/v 折进 input_layernorm，gate/up 折进 post_attention_layernorm，down 折进 up_proj（o_proj 不平滑）；
     平滑不改变浮点模型，所以统计量直接来自浮点模型；最后 swap_linears(model.layers, granularity)。
     返回 / returns {"alphas": 每处选中的 α / the α chosen at each place}。
 
 坏输入 / bad input: granularity 不是 "token"/"tensor" → ValueError; alpha 不在 [0, 1] → ValueError;
-    act_absmax 与 weight_absmax 形状不同 → ValueError; x 含 NaN → ValueError; 非 int8 → TypeError;
-    previous 不是 RMSNorm/Linear、或模型块里没有 RMSNorm → TypeError.
+    act_absmax 与 weight_absmax 形状不同 → ValueError; x 含 NaN → ValueError（消息含 "NaN"）;
+    a、b 不是 int8 → TypeError（消息含 "int8"）; previous 不是 RMSNorm/Linear → TypeError;
+    模型块里的 norm 不是 RMSNorm → TypeError（消息含 "RMSNorm"）/ messages say "NaN", "int8", "RMSNorm".
 
 提示 / hints: python -m kata hint ex5_7
 """

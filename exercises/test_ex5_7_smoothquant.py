@@ -127,7 +127,8 @@ def test_the_output_comes_back_in_the_inputs_dtype():
 
 def test_smoothing_scales_follow_the_formula():
     act, wmax = torch.tensor([1.0, 16.0, 4.0]), torch.tensor([0.25, 1.0, 4.0])
-    expect_tensor_close(smoothing_scales(act, wmax, 0.5), torch.tensor([2.0, 4.0, 1.0]), "s at α = 0.5", atol=0, rtol=1e-6)
+    expect_tensor_close(smoothing_scales(act, wmax, 0.5), torch.tensor([2.0, 4.0, 1.0]), "s at α = 0.5", atol=0,
+                        rtol=1e-6)
     expect_tensor_close(smoothing_scales(act, wmax, 0.0), 1 / wmax, "s at α = 0 (1 / max|W_j|)", atol=0, rtol=1e-6)
 
 

@@ -180,7 +180,7 @@ EXERCISES: tuple[Exercise, ...] = (
         ),
     ),
     Exercise(
-        "ex5_7", "ex5_7_smoothquant", "实践 (c) · 4.1 Q2", "W8A8 与 SmoothQuant", "W8A8 and SmoothQuant",
+        "ex5_7", "ex5_7_smoothquant", "实践 (c)", "W8A8 与 SmoothQuant", "W8A8 and SmoothQuant",
         (
             ("逐 token：scale = x.abs().amax(-1, keepdim=True) / 127；逐张量：x.abs().amax() / 127。",
              "Per token: scale = x.abs().amax(-1, keepdim=True) / 127; per tensor: x.abs().amax() / 127."),
@@ -192,6 +192,19 @@ EXERCISES: tuple[Exercise, ...] = (
              "α search: stack the weights sharing x; max|W_j| over all their rows; compute x @ Wᵀ once."),
             ("整模型：照 kata/sequential.py 的循环；平滑不改变浮点模型，最后再 swap_linears(model.layers)。",
              "Model flow: kata/sequential.py's loop; smoothing keeps the float model, swap_linears at the end."),
+        ),
+    ),
+    Exercise(
+        "ex5_8", "ex5_8_compare_formats", "实践 (c)", "同一模型上比较所有格式", "every format on one model",
+        (
+            ("NF4：normal = torch.distributions.Normal(0., 1.)；normal.icdf(torch.linspace(NF4_OFFSET, 0.5, 9)[:-1])。",
+             "NF4: normal.icdf(torch.linspace(NF4_OFFSET, 0.5, 9)[:-1]) gives the 8 positive values."),
+            ("最近的 codebook 值：(w_norm[..., None] - codebook).abs().argmin(-1)。",
+             "Nearest codebook value: (w_norm[..., None] - codebook).abs().argmin(-1)."),
+            ("FP8：(w / s).to(torch.float8_e4m3fn) 就是舍入到最近的 E4M3 值；s 让每行最大值落在 448。",
+             "FP8: (w / s).to(torch.float8_e4m3fn) rounds to the nearest E4M3 value; s puts the row max at 448."),
+            ("compare_formats：基线只算一次 log_probs；每个格式都从 load_model() 拿一份新的模型。",
+             "compare_formats: the baseline's log_probs once; every format starts from a fresh load_model()."),
         ),
     ),
 )

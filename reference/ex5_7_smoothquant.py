@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from kata.llama import Llama, RMSNorm
+from kata.llama import Llama, RMSNorm, replace_linears
 from kata.sequential import block_linear_inputs, first_block_input, rope, run_block
 from kata.validate import check_choice, check_float_tensor
 
@@ -144,12 +143,7 @@ def search_alpha(weights: Sequence[torch.Tensor], x: torch.Tensor, granularity: 
 
 def swap_linears(model: nn.Module, granularity: str = "token", skip: tuple[str, ...] = ("lm_head",)) -> int:
     """Replace every nn.Linear not named in `skip` by a W8A8Linear, in place; returns how many."""
-    targets = [(name, m) for name, m in model.named_modules()
-               if isinstance(m, nn.Linear) and not any(s in name for s in skip)]
-    for name, linear in targets:
-        parent, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, child, W8A8Linear.from_linear(linear, granularity))
-    return len(targets)
+    return replace_linears(model, lambda linear: W8A8Linear.from_linear(linear, granularity), skip)
 
 
 @torch.no_grad()

@@ -26,6 +26,7 @@ def load_file(path: Path, name: str) -> ModuleType:
     """Import a file under a private name, so stubs and references can sit side by side."""
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the file runs
     spec.loader.exec_module(module)
     return module
 

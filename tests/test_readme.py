@@ -15,9 +15,14 @@ def readme_block() -> str:
 def test_the_readme_block_is_a_whole_lab_report_of_the_reference():
     block = readme_block()
     assert block.lstrip().startswith("## quant-kata lab report — target `reference`"), block[:200]
-    for number in range(1, 7):
+    for number in range(1, 8):
         assert f"\n### {number}. " in block, f"section {number} is missing from README's lab block"
     assert "_用时 / took" in block and "not implemented" not in block
+
+
+def test_the_formats_picture_readme_shows_is_committed():
+    link = readme_block().split("![formats")[1].split("](")[1].split(")")[0]
+    assert (ROOT / link).is_file(), f"README shows {link}, which is not in the repository"
 
 
 @pytest.mark.slow
