@@ -22,7 +22,8 @@ compare_formats(load_model, formats, ids, speed=None, progress=...): 每个 Form
     "weight_bytes" = kata.llama.linear_weight_bytes(model)（实测 / measured）; "bits_per_weight" = fmt.bits_per_weight;
     "tokens_per_s" = speed(model)，除非 speed 是 None 或 fmt.no_speed 非空（则 None）; "note" = fmt.no_speed。
     每一步调用 progress(说明) 报告进度（progress 为 None 则不报）/ report each step through progress(message).
-坏输入 / bad input: formats 为空或名字重复 → ValueError; group_size 不整除 in_features → ValueError.
+坏输入 / bad input: formats 为空或名字重复 → ValueError; formats 里有不是 Format 的项 → TypeError;
+    group_size 不整除 in_features → ValueError.
 
 提示 / hints: python -m kata hint ex5_8
 """

@@ -225,3 +225,8 @@ def test_given_baseline_log_probs_are_used_instead_of_recomputed():
     other = log_probs(tiny_llama(seed=1), IDS)  # a different model's: every KL becomes large
     rows = compare_formats(tiny_llama, formats()[:1], IDS, baseline=other)
     assert rows[0]["kl"] > 0.01, f"KL against the given baseline should be large, got {rows[0]['kl']:.5f}"
+
+
+def test_formats_must_be_format_objects():
+    with pytest.raises(TypeError, match="formats"):
+        compare_formats(tiny_llama, ["W4A16 RTN g64"], IDS)

@@ -60,6 +60,12 @@ def log_probs(model: nn.Module, ids: torch.Tensor) -> list[torch.Tensor]:
     return [_window_log_probs(model, row) for row in ids]
 
 
+def perplexity(ids: torch.Tensor, log_probabilities: list[torch.Tensor]) -> float:
+    """exp(mean next-token NLL) from log_probs(model, ids), without running the model again."""
+    nll = -sum(logp.gather(-1, row[1:, None]).sum().item() for row, logp in zip(ids, log_probabilities, strict=True))
+    return math.exp(nll / sum(row.numel() - 1 for row in ids))
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, ids: torch.Tensor, baseline: list[torch.Tensor] | None = None) -> dict[str, float]:
     """Perplexity on `ids`, and the KL from `baseline` log-probabilities when given (one window at a time)."""

@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import copy
 import importlib
+import json
 import os
 import sys
 import time
@@ -52,6 +53,7 @@ class Lab:
     def __init__(self, target: str, model_path: Path | None = None, picture: Path | None = None) -> None:
         self.target, self.model_path, self.picture = target, model_path, picture
         self._model: Llama | None = None
+        self.only_formats: tuple[str, ...] = ()  # section 7 runs only these (all when empty)
         self.calibrated: dict[str, dict] = {}  # quality-table results the format comparison reuses
         self.baseline: list[torch.Tensor] | None = None  # the float model's log-probabilities on the eval windows
         self.baseline_result: dict[str, float] = {}
@@ -153,7 +155,7 @@ class Lab:
 
     def quality_table(self) -> str:
         """Baseline, RTN, AWQ and GPTQ at W4 g64 and W3 g64 on the same model: perplexity, KL, recovered gap."""
-        from kata.evaluate import calibration_windows, eval_windows, evaluate, log_probs
+        from kata.evaluate import calibration_windows, eval_windows, evaluate, log_probs, perplexity
         from kata.oracles import round_to_nearest
 
         awq = self.module("ex5_5_awq").awq_quantize_model
@@ -163,7 +165,7 @@ class Lab:
         say(f"baseline: evaluating {ids.shape[0]} windows × {ids.shape[1]} tokens …")
         baseline_model = self.load()
         baseline = self.baseline = log_probs(baseline_model, ids)
-        base = self.baseline_result = evaluate(baseline_model, ids)
+        base = self.baseline_result = {"ppl": perplexity(ids, baseline), "tokens": ids.shape[0] * (ids.shape[1] - 1)}
         del baseline_model
         say(f"baseline: perplexity {base['ppl']:.2f}")
         methods: list[tuple[str, Callable[[Llama, int], object]]] = [
@@ -216,7 +218,7 @@ class Lab:
         Format = q58.Format
         ids = eval_windows(model_path=self.model_path)
         prompt = ids[:1, :PROMPT_TOKENS]
-        calib = calibration_windows(CALIBRATION_WINDOWS, self.model_path)[::8]  # 4 windows spread over the text
+        calib = calibration_windows(CALIBRATION_WINDOWS, self.model_path)[::16]  # 2 windows, far apart in the text
         linears = [m for n, m in self.load().named_modules() if n.endswith("_proj")]
 
         def per_row(dtype: str, scale_bits: int) -> float:  # one scale per output row: the row is the group
@@ -234,19 +236,25 @@ class Lab:
               for g in ("tensor", "token")],
             *[Format(f"W8A8 SmoothQuant, per-{g}", per_row("int8", 32),
                      lambda m, g=g: q57.smoothquant_model(m, calib, g)) for g in ("tensor", "token")],
-            *[Format(f"W4A16 RTN g{g}", bits("int4", group_size=g, zero_point_bits=8),
-                     lambda m, g=g: q53.quantize_model(m, 4, g)) for g in (32, GROUP_SIZE)],
+            Format(f"W4A16 RTN g{GROUP_SIZE}", bits("int4", group_size=GROUP_SIZE, zero_point_bits=8),
+                   lambda m: q53.quantize_model(m, 4, GROUP_SIZE)),
             Format(f"NF4 g{GROUP_SIZE}", bits("int4", group_size=GROUP_SIZE),
                    lambda m: replace_linears(m.layers, lambda layer: q58.NF4Linear.from_linear(layer, GROUP_SIZE)),
                    no_speed=no_kernel),
         ]
+        if [f.name for f in formats] != list(FORMAT_NAMES):
+            raise RuntimeError("FORMAT_NAMES 与第 7 节的格式不一致 / FORMAT_NAMES disagrees with section 7's formats")
+        if self.only_formats:
+            formats = [f for f in formats if f.name in self.only_formats]
         rows = [{"format": "baseline (fp32)", "bits_per_weight": 32.0, "ppl": self.baseline_result["ppl"], "kl": 0.0,
                  "weight_bytes": sum(m.weight.nbytes for m in linears), "tokens_per_s": None,
                  "note": "section 6; the reference for every KL"}]
         rows += q58.compare_formats(self.load, formats, ids, baseline=self.baseline, progress=say,
                                     speed=lambda m: decode_speed(m, prompt)["tokens_per_s"])
         by_name = {row["format"]: row for row in rows}
-        w4 = by_name[f"W4A16 RTN g{GROUP_SIZE}"]
+        w4 = by_name.get(f"W4A16 RTN g{GROUP_SIZE}", {"bits_per_weight": bits("int4", group_size=GROUP_SIZE,
+                                                                              zero_point_bits=8),
+                                                       "weight_bytes": None, "tokens_per_s": None})
         for label, name in ((f"W4 AWQ + clip g{GROUP_SIZE}", "W4 AWQ + clip search"),
                             (f"W4 GPTQ + act-order g{GROUP_SIZE}", "W4 GPTQ + act-order"),
                             (f"W3 GPTQ + act-order g{GROUP_SIZE}", "W3 GPTQ + act-order")):
@@ -258,7 +266,7 @@ class Lab:
                              "tokens_per_s": w4["tokens_per_s"] if w4_like else None,
                              "note": "section 6 (fp32 activations); stored and run as W4A16 RTN g64" if w4_like
                              else "section 6 (fp32 activations); no 3-bit storage or kernel here"})
-        bf16 = by_name["BF16"]["tokens_per_s"]
+        bf16 = by_name.get("BF16", {}).get("tokens_per_s")
         table = markdown_table(
             ("format", "bits/weight (formula)", "linear bytes (measured)", "perplexity", "KL to baseline",
              "CPU decode tok/s", "vs BF16", "note"),
@@ -282,7 +290,7 @@ class Lab:
             f"out: 128 does not divide the 576-wide inputs. Decode: batch 1, {PROMPT_TOKENS}-token prompt, "
             f"{NEW_TOKENS} new tokens with a KV cache, median of {RUNS} runs after a warm-up, "
             f"{torch.get_num_threads()} threads. SmoothQuant: α searched per place on {calib.shape[0]} × "
-            f"{calib.shape[1]} calibration tokens.{summary}")
+            f"{calib.shape[1]} calibration tokens.{summary}{gpu_note()}")
 
     def sections(self, quality: bool = True) -> Iterator[str]:
         """The report, one Markdown section at a time, each computed only when asked for."""
@@ -336,6 +344,28 @@ def block_progress(model: Llama, label: str) -> Iterator[None]:
     finally:
         for handle in handles:
             handle.remove()
+
+
+FORMAT_NAMES = ("BF16", "FP8 E4M3 weight-only", "W8A16 int8 per channel", "W8A8 naive, per-tensor",
+                "W8A8 naive, per-token", "W8A8 SmoothQuant, per-tensor", "W8A8 SmoothQuant, per-token",
+                f"W4A16 RTN g{GROUP_SIZE}", f"NF4 g{GROUP_SIZE}")
+BENCH_RESULTS = Path("bench-results")  # where nox -s bench writes its JSON
+
+
+def gpu_note(folder: Path = BENCH_RESULTS) -> str:
+    """The GPU benchmark's figures, when `nox -s bench` has left its JSON here; otherwise how to get them."""
+    lines = []
+    for path in sorted(folder.glob("weight_only_matmul_m*.json")):
+        info = json.loads(path.read_text(encoding="utf-8"))
+        times = info["results_us"]
+        fp16 = times.get("fp16 F.linear")
+        cells = ", ".join(f"{name} {us:.1f} µs" + (f" ({fp16 / us:.2f}×)" if fp16 else "")
+                          for name, us in times.items())
+        lines.append(f"- {info['device']}, torch {info['torch']}, M = {info['M']}, K = N = 8192: {cells}")
+    if not lines:
+        return ("\n\nGPU: 没有基准结果 / no benchmark results here; `nox -s bench` on a CUDA machine writes them to "
+                f"`{folder}/`, and the next lab run lists them here.")
+    return "\n\nGPU (from `nox -s bench`, " + f"`{folder}/`):\n" + "\n".join(lines)
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -393,6 +423,9 @@ def main(argv: list[str] | None = None) -> int:
                              "GGUF file, or a local Hugging Face Llama checkpoint folder (needs transformers)")
     parser.add_argument("--quick", action="store_true",
                         help="跳过第 6、7 节（约 13 分钟）/ skip sections 6 and 7 (about 13 minutes)")
+    parser.add_argument("--formats", default="",
+                        help="第 7 节只跑这些格式（逗号分隔）/ section 7 runs only these formats (comma-separated): "
+                             + ", ".join(FORMAT_NAMES))
     parser.add_argument("--threads", type=int, default=THREADS, help=f"CPU 线程数 / CPU threads (default {THREADS})")
     parser.add_argument("--readme", type=Path, default=None,
                         help="把报告写进 README 的标记之间 / also write the report between README's markers")
@@ -403,6 +436,10 @@ def main(argv: list[str] | None = None) -> int:
         check_model_path(args.model)
     except ModelUnavailable as err:
         parser.error(str(err))
+    only = tuple(name.strip() for name in args.formats.split(",") if name.strip())
+    unknown = [name for name in only if name not in FORMAT_NAMES]
+    if unknown:
+        parser.error(f"--formats: 未知的格式 / unknown format(s) {unknown}; 可选 / valid: {', '.join(FORMAT_NAMES)}")
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
     torch.manual_seed(0)
@@ -410,7 +447,9 @@ def main(argv: list[str] | None = None) -> int:
     report = ""
     args.out.write_text("", encoding="utf-8")
     picture = args.out.with_name(args.out.stem + "-formats.png")
-    for part in Lab(args.target, args.model, picture).sections(quality=not args.quick):
+    lab = Lab(args.target, args.model, picture)
+    lab.only_formats = only
+    for part in lab.sections(quality=not args.quick):
         print(part, flush=True)
         report += part + "\n"
         args.out.write_text(report, encoding="utf-8")  # what finished survives an interrupted run

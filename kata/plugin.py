@@ -7,6 +7,7 @@ measured is printed at the end, pass or fail.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,15 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(err)) from None
     config.stash[_TARGET] = chosen
     target.install(chosen)
+    if not _cuda_available():  # Triton kernels (5.10) then run in Triton's CPU interpreter
+        os.environ.setdefault("TRITON_INTERPRET", "1")
     config.pluginmanager.register(_ProgressRecorder(chosen), "quant-kata-progress")
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def pytest_report_header(config: pytest.Config) -> str:

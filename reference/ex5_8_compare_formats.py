@@ -118,6 +118,9 @@ def compare_formats(load_model: Callable[[], nn.Module], formats: Sequence[Forma
     reason as the note)."""
     if not formats:
         raise ValueError("formats 不能为空 / formats must not be empty")
+    if not all(isinstance(f, Format) for f in formats):
+        raise TypeError(f"formats 的每一项都必须是 Format / every item of formats must be a Format, got "
+                        f"{[type(f).__name__ for f in formats]}")
     names = [f.name for f in formats]
     if len(set(names)) != len(names):
         raise ValueError(f"formats 的名字必须不同 / format names must be distinct, got {names}")

@@ -82,3 +82,33 @@ def test_the_readme_block_is_replaced_between_its_markers():
 def test_a_readme_without_markers_is_refused():
     with pytest.raises(ValueError, match="lab-report:start"):
         lab.splice_readme("no markers here", "# report")
+
+
+def test_an_unknown_format_name_is_a_usage_error_listing_the_valid_ones(capsys):
+    with pytest.raises(SystemExit) as stop:
+        lab.main(["--formats", "W4A16 RTN g64,W5 magic"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "--formats" in err and "'W5 magic'" in err and "NF4 g64" in err, err
+
+
+def test_the_pareto_front_keeps_the_points_nothing_beats_on_both_axes():
+    points = [(4.375, 0.12), (4.25, 0.30), (4.75, 0.31), (8.0, 0.004), (8.0, 0.03), (16.0, 0.001)]
+    assert lab.pareto_front(points) == [(4.25, 0.30), (4.375, 0.12), (8.0, 0.004), (16.0, 0.001)]
+
+
+def test_the_gpu_note_lists_the_benchmarks_json_or_says_how_to_get_it(tmp_path):
+    assert "nox -s bench" in lab.gpu_note(tmp_path)
+    (tmp_path / "weight_only_matmul_m1.json").write_text(
+        '{"device": "NVIDIA H100", "torch": "2.11", "M": 1, "results_us": {"fp16 F.linear": 60.0, "int4": 30.0}}')
+    note = lab.gpu_note(tmp_path)
+    assert "NVIDIA H100, torch 2.11, M = 1" in note and "int4 30.0 µs (2.00×)" in note, note
+
+
+def test_the_formats_picture_is_drawn(tmp_path):
+    pytest.importorskip("matplotlib")
+    rows = [{"format": "BF16", "bits_per_weight": 16.0, "kl": 0.001, "tokens_per_s": 23.0},
+            {"format": "W4", "bits_per_weight": 4.375, "kl": 0.3, "tokens_per_s": 44.0},
+            {"format": "baseline", "bits_per_weight": 32.0, "kl": 0.0, "tokens_per_s": None}]
+    assert lab.draw_formats(rows, tmp_path / "formats.png")
+    assert (tmp_path / "formats.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

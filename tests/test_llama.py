@@ -47,3 +47,11 @@ def test_decode_speed_counts_every_decoded_token_of_the_batch():
     speed = decode_speed(tiny_llama(), torch.zeros(2, 4, dtype=torch.long), new_tokens=3, runs=2)
     expect_equal((speed["batch"], speed["runs"], speed["threads"]), (2, 2, torch.get_num_threads()), "speed info")
     assert speed["tokens_per_s"] > 0
+
+
+def test_perplexity_from_stored_log_probs_equals_evaluate():
+    from kata.evaluate import evaluate, log_probs, perplexity
+
+    model = tiny_llama()
+    ids = torch.randint(0, model.cfg.vocab_size, (3, 12), generator=torch.Generator().manual_seed(2))
+    expect_equal(perplexity(ids, log_probs(model, ids)), evaluate(model, ids)["ppl"], "perplexity")

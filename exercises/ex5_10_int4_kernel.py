@@ -1,0 +1,83 @@
+"""实践 (c) — 用 Triton 写融合的 W4A16 / W8A16 矩阵乘：直接读整数码，不在显存里生成 ŵ / a fused Triton kernel.
+
+M 很小时（逐 token 解码），矩阵乘的耗时由读权重的字节决定：4 比特码只有 fp16 的四分之一，在寄存器里反量化的
+内核最多能快 ≈ 3.9×（g128：16 / (4 + 32/128)）/ at small M a matmul is bound by the weight's bytes.
+
+prepare(qweight, scale, zero_point, num_bits, group_size) → KernelWeights：把 5.3 的 buffer 一次性重排 / repack
+5.3's buffers once (W4: qweight uint8 (N, K/2)，偶数 k 在低 4 位；scale、zero_point (N, G)。
+W8: int8 (N, K)，scale (N, 1))：
+
+    4 比特 / bits: qweight int32 (K/8, N)   word[j, n] = code[n, 8j] | code[n, 8j+1] << 4 | … | code[n, 8j+7] << 28
+              n → （连续 / contiguous）     一个字里的 8 个码是同一输出 n 的 8 个相邻 k；一行字沿 n 连续，
+            ┌──────────────────────┐ k 0..7  相邻线程读相邻的字（合并访存 / coalesced）
+            │ w00 w01 w02 …  w0,N-1│ k 8..15
+            scales fp16 (G, N), zeros fp16 (G, N)（零点本身 / the zero point）: ŵ[k, n] = (q − z[g, n])·s[g, n]
+    8 比特 / bits: qweight int8 (K, N)，scales fp16 (1, N)，zeros 全 0 (1, N)；group_size = K（整行一组）
+    (int32 装不下 ≥ 2³¹ 的无符号值：先用 int64 求和，再减 2³² 回绕 / wrap values ≥ 2³¹ by subtracting 2³²)
+
+quantized_matmul(x, weights): x (..., K) float16/bfloat16 → (..., N)，dtype 同 x。两个 @triton.jit 内核：
+    M ≤ GEMV_MAX_M: GEMV —— 每个程序算一段输出 n、一段 K：x[k]·ŵ[k, n] 在寄存器里相乘再沿 K 求和；
+        在 GPU 上可以 split-K（多个程序分 K，用 tl.atomic_add 累加到 float32 的 y）/ split-K with atomics
+    M > GEMV_MAX_M: tl.dot —— (BLOCK_M, BLOCK_K) 的 x 乘反量化后的 (BLOCK_K, BLOCK_N) ŵ 块，float32 累加
+    一个 K 块不能跨组：BLOCK_K 取能整除 group_size 的 64 / 32 / 16 / a K block stays inside one group.
+    CPU 上用 Triton 解释器跑（TRITON_INTERPRET=1，kata 的 pytest 插件会设置）/ runs in Triton's CPU interpreter.
+KernelLinear(layer): 包住一个 5.3 QuantLinear；x 在 CUDA 上且是 fp16/bf16 → 第一次调用时 prepare，之后走内核
+    （再加 bias）；否则调用 layer 自己的 forward / wraps a QuantLinear: the kernel on CUDA, its own forward elsewhere.
+use_kernel(model): 把模型里每个有 qweight、scale、num_bits 的模块包成 KernelLinear（只包一次），返回个数。
+
+坏输入 / bad input: num_bits 不是 4/8 → ValueError; group_size 不整除 K 或不是 16 的倍数 → ValueError;
+    x 不是 float16/bfloat16 → TypeError; x 的最后一维不等于 in_features → ValueError（消息含 "in_features"）.
+
+提示 / hints: python -m kata hint ex5_10
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+GEMV_MAX_M = 4  # 不超过这么多行用 GEMV 内核 / at most this many rows: the GEMV kernel
+
+
+@dataclass
+class KernelWeights:
+    """prepare() 的结果（已给出）/ what prepare() returns (given)."""
+
+    qweight: torch.Tensor  # int32 (K/8, N) 4 比特 / for 4 bits; int8 (K, N) 8 比特 / for 8 bits
+    scales: torch.Tensor  # float16 (G, N)
+    zeros: torch.Tensor  # float16 (G, N)
+    num_bits: int
+    group_size: int  # 8 比特时为 K / K for 8 bits
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(K, N)."""
+        k = self.qweight.shape[0] * (8 if self.num_bits == 4 else 1)
+        return k, self.qweight.shape[1]
+
+
+def prepare(qweight: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor | None, num_bits: int,
+            group_size: int | None) -> KernelWeights:
+    """把 5.3 的 buffer 重排成上面的布局 / Repack 5.3's buffers into the layout above."""
+    raise NotImplementedError("5.10: prepare — 提示 / hint: python -m kata hint ex5_10")
+
+
+def quantized_matmul(x: torch.Tensor, weights: KernelWeights) -> torch.Tensor:
+    """y = x · ŵᵀ，用你的 Triton 内核 / through your Triton kernels."""
+    raise NotImplementedError("5.10: quantized_matmul — 提示 / hint: python -m kata hint ex5_10")
+
+
+class KernelLinear(nn.Module):
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        raise NotImplementedError("5.10: KernelLinear.__init__ — 提示 / hint: python -m kata hint ex5_10")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError("5.10: KernelLinear.forward — 提示 / hint: python -m kata hint ex5_10")
+
+
+def use_kernel(model: nn.Module) -> int:
+    """就地包装并返回个数 / Wrap in place; return how many."""
+    raise NotImplementedError("5.10: use_kernel — 提示 / hint: python -m kata hint ex5_10")

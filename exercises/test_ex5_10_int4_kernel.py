@@ -1,0 +1,137 @@
+"""Tests for practice (c) — the fused W4A16 / W8A16 Triton kernel. 测试：融合 INT4 / INT8 内核。
+
+Without a GPU these run in Triton's CPU interpreter (TRITON_INTERPRET=1, set by the kata's pytest plugin):
+slow per program, so the shapes are small. 没有 GPU 时在 Triton 的 CPU 解释器里运行。
+"""
+
+import pytest
+import torch
+from torch import nn
+
+pytest.importorskip("triton", reason="5.10 需要 Triton（Linux：pip install triton）/ 5.10 needs Triton "
+                                     "(Linux: pip install triton)")
+
+from exercises.ex5_10_int4_kernel import KernelLinear, prepare, quantized_matmul, use_kernel
+from kata.check import expect_at_most, expect_equal, expect_tensor, expect_tensor_equal
+from kata.oracles import dequantize_groups, quantize_groups
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class Quantized(nn.Module):
+    """5.3's QuantLinear buffers, built here from kata.oracles so that 5.10 is graded without 5.3."""
+
+    def __init__(self, out_features: int, in_features: int, num_bits: int, group_size: int | None, seed: int = 0,
+                 bias: bool = False) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        w = torch.randn(out_features, in_features, generator=g) * 0.02
+        symmetric = num_bits == 8
+        q, scale, zero = quantize_groups(w, num_bits, group_size, symmetric=symmetric)
+        self.num_bits, self.group_size = num_bits, group_size
+        self.codes = q  # (out, in), for the test's oracle
+        if num_bits == 8:
+            self.register_buffer("qweight", q.to(torch.int8))
+        else:
+            self.register_buffer("qweight", (q[:, 0::2] | (q[:, 1::2] << 4)).to(torch.uint8))
+            self.register_buffer("zero_point", zero.to(torch.uint8))
+        self.register_buffer("scale", scale.half())
+        self.register_buffer("bias", torch.randn(out_features, generator=g).half() if bias else None)
+        self.register_buffer("weight", dequantize_groups(q, scale.half().float(), zero))  # ŵ float32: the oracle
+
+    def forward(self, x):
+        y = x @ self.weight.to(x.dtype).T
+        return y if self.bias is None else y + self.bias.to(y.dtype)
+
+
+def inputs(m: int, k: int, seed: int = 1, dtype=torch.float16) -> torch.Tensor:
+    return torch.randn(m, k, generator=torch.Generator().manual_seed(seed)).to(DEVICE, dtype)
+
+
+def relative_error(got, expected) -> float:
+    return ((got.float() - expected).norm() / expected.norm()).item()
+
+
+def test_prepare_packs_eight_codes_per_int32_word_along_k():
+    layer = Quantized(72, 128, 4, 32)
+    weights = prepare(layer.qweight, layer.scale, layer.zero_point, 4, 32)
+    expect_tensor(weights.qweight, "qweight", shape=(16, 72), dtype=torch.int32)
+    words = weights.qweight.cpu().long() & 0xFFFFFFFF
+    decoded = torch.stack([(words >> (4 * i)) & 0xF for i in range(8)], dim=1).reshape(128, 72)  # (K, N)
+    expect_tensor_equal(decoded, layer.codes.T, "codes decoded from the words (k = 8·word + nibble)")
+    expect_tensor(weights.scales, "scales", shape=(4, 72), dtype=torch.float16)
+    expect_tensor_equal(weights.zeros.float(), layer.zero_point.T.float(), "zero points (groups, N)")
+
+
+def test_prepare_lays_int8_codes_out_n_contiguous():
+    layer = Quantized(72, 128, 8, None)
+    weights = prepare(layer.qweight, layer.scale, None, 8, None)
+    expect_tensor(weights.qweight, "qweight", shape=(128, 72), dtype=torch.int8)
+    expect_tensor_equal(weights.qweight.cpu(), layer.qweight.T, "int8 codes (K, N)")
+
+
+@pytest.mark.parametrize("m", [1, 3, 16, 33])
+@pytest.mark.parametrize(("num_bits", "group_size"), [(4, 32), (4, 64), (4, 128), (8, None)])
+def test_the_kernel_equals_dequantize_then_matmul(m, num_bits, group_size):
+    layer = Quantized(72, 256, num_bits, group_size)  # N = 72: not a multiple of the block width
+    weights = prepare(layer.qweight.to(DEVICE), layer.scale.to(DEVICE),
+                      None if num_bits == 8 else layer.zero_point.to(DEVICE), num_bits, group_size)
+    x = inputs(m, 256)
+    got = quantized_matmul(x, weights)
+    expect_tensor(got, "y", shape=(m, 72), dtype=torch.float16)
+    expected = x.float().cpu() @ layer.weight.T
+    # fp16 inputs, fp32 accumulation; ŵ rounded to fp16 before tl.dot (2⁻¹¹ relative) and y to fp16 at the end:
+    # 0.2 % of the output norm is a few times that rounding, far below any wrong code, scale or zero (> 5 %).
+    expect_at_most(relative_error(got.cpu(), expected), 2e-3, f"M={m} W{num_bits} g{group_size} relative error")
+
+
+@pytest.mark.parametrize("leading", [
+    (1, 3),  # 3 rows: the GEMV kernel
+    pytest.param((2, 3), marks=pytest.mark.skipif(
+        DEVICE == "cpu", reason="Triton 的 CPU 解释器算错 bf16 的 tl.dot（triton 3.9），GPU 上检查 / Triton's CPU "
+                                "interpreter gets bf16 tl.dot wrong (triton 3.9); checked on the GPU")),
+])
+def test_leading_dimensions_and_bf16_are_kept(leading):
+    layer = Quantized(64, 128, 4, 64)
+    weights = prepare(layer.qweight.to(DEVICE), layer.scale.to(DEVICE), layer.zero_point.to(DEVICE), 4, 64)
+    x = inputs(leading[0] * leading[1], 128, dtype=torch.bfloat16).reshape(*leading, 128)
+    got = quantized_matmul(x, weights)
+    expect_tensor(got, "y", shape=(*leading, 64), dtype=torch.bfloat16)
+    # bf16 keeps 8 significant bits (2⁻⁹ relative rounding of x and y): 1 % of the norm.
+    expect_at_most(relative_error(got.cpu(), x.float().cpu() @ layer.weight.T), 1e-2, "bf16 relative error")
+
+
+def test_a_float32_input_is_a_type_error():
+    layer = Quantized(64, 128, 4, 64)
+    weights = prepare(layer.qweight, layer.scale, layer.zero_point, 4, 64)
+    with pytest.raises(TypeError, match="x"):
+        quantized_matmul(torch.ones(1, 128), weights)
+
+
+def test_an_input_of_the_wrong_width_is_a_value_error():
+    layer = Quantized(64, 128, 4, 64)
+    weights = prepare(layer.qweight, layer.scale, layer.zero_point, 4, 64)
+    with pytest.raises(ValueError, match="in_features"):
+        quantized_matmul(torch.ones(1, 96, dtype=torch.float16), weights)
+
+
+def test_prepare_refuses_other_bit_widths_and_groups_that_do_not_divide():
+    layer = Quantized(64, 128, 4, 64)
+    with pytest.raises(ValueError, match="num_bits"):
+        prepare(layer.qweight, layer.scale, layer.zero_point, 3, 64)
+    with pytest.raises(ValueError, match="group_size"):
+        prepare(layer.qweight, layer.scale, layer.zero_point, 4, 48)
+
+
+def test_kernel_linear_keeps_the_layers_own_forward_off_the_gpu_and_matches_it_on_it():
+    layer = Quantized(64, 128, 4, 32, bias=True).to(DEVICE)
+    x = inputs(5, 128)
+    got = KernelLinear(layer)(x)
+    expect_at_most(relative_error(got.cpu(), layer(x).float().cpu()), 2e-3, "KernelLinear against the layer")
+
+
+def test_use_kernel_wraps_each_quantized_layer_once():
+    model = nn.Sequential(Quantized(64, 128, 4, 32), nn.ReLU(), Quantized(32, 64, 8, None))
+    expect_equal(use_kernel(model), 2, "layers wrapped")
+    expect_equal(use_kernel(model), 0, "layers wrapped the second time")
+    expect_equal([type(m).__name__ for m in model], ["KernelLinear", "ReLU", "KernelLinear"], "model")
