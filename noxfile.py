@@ -38,12 +38,14 @@ def grade(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """GPU 速度基准 / GPU speed benchmarks (pytest-benchmark, JSON in bench-results/); skips without CUDA."""
+    """GPU 速度基准 / GPU speed benchmarks of the target's code (reference; `-- --target exercises` for yours):
+    pytest-benchmark JSON and per-table JSON in bench-results/; skips without CUDA."""
     import torch
 
     if not torch.cuda.is_available():
         session.skip("没有找到 CUDA 设备，GPU 基准需要一块 GPU / no CUDA device found: the GPU benchmarks need one")
-    session.run("python", "-m", "pytest", "tests/benchmarks", "--target", "reference", "-m", "gpu",
+    target = [] if any(arg.startswith("--target") for arg in session.posargs) else ["--target", "reference"]
+    session.run("python", "-m", "pytest", "tests/benchmarks", *target, "-m", "gpu", "-s",
                 "--benchmark-json=bench-results/benchmarks.json", "-p", "no:randomly", *session.posargs,
                 success_codes=[0, 5])
 

@@ -20,21 +20,26 @@ NEW_TOKENS = 32
 RUNS = 3
 
 
-def _dtype(model: Llama) -> torch.dtype:
-    return model.embed_tokens.weight.dtype
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 @torch.no_grad()
 def generate(model: Llama, prompt: torch.Tensor, new_tokens: int) -> tuple[torch.Tensor, float, float]:
     """Greedy continuation of prompt (B, T): returns (new ids (B, new_tokens), prefill s, decode s)."""
-    cache = KVCache(model.cfg, prompt.shape[0], prompt.shape[1] + new_tokens, _dtype(model))
+    weight = model.embed_tokens.weight
+    cache = KVCache(model.cfg, prompt.shape[0], prompt.shape[1] + new_tokens, weight.dtype, weight.device)
+    _sync(weight.device)
     started = time.perf_counter()
     next_id = model(prompt, cache)[:, -1].argmax(-1, keepdim=True)
+    _sync(weight.device)
     prefilled = time.perf_counter()
     out = [next_id]
     for _ in range(new_tokens - 1):
         next_id = model(next_id, cache)[:, -1].argmax(-1, keepdim=True)
         out.append(next_id)
+    _sync(weight.device)
     return torch.cat(out, dim=1), prefilled - started, time.perf_counter() - prefilled
 
 

@@ -60,9 +60,11 @@ class KVCache:
 
     增量解码的 K/V 缓存：已处理的 token 的键和值，新 token 只算自己那一份。"""
 
-    def __init__(self, cfg: LlamaConfig, batch: int, max_len: int, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(self, cfg: LlamaConfig, batch: int, max_len: int, dtype: torch.dtype = torch.float32,
+                 device: torch.device | str = "cpu") -> None:
         shape = (cfg.num_layers, batch, cfg.num_kv_heads, max_len, cfg.head_dim)
-        self.keys, self.values = torch.zeros(shape, dtype=dtype), torch.zeros(shape, dtype=dtype)
+        self.keys = torch.zeros(shape, dtype=dtype, device=device)
+        self.values = torch.zeros(shape, dtype=dtype, device=device)
         self.length = 0  # tokens already cached (the position of the next one)
 
     def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,7 +110,7 @@ class Attention(nn.Module):
         if past == 0 or T == 1:  # no earlier tokens, or one new token that may see every key
             y = F.scaled_dot_product_attention(q, k, v, is_causal=past == 0 and T > 1)
         else:  # new token i (absolute position past + i) sees keys 0 … past + i
-            mask = torch.ones(T, past + T, dtype=torch.bool).tril(past)
+            mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(past)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, cfg.num_heads * hd))
 
@@ -156,7 +158,7 @@ class Llama(nn.Module):
         past = 0 if cache is None else cache.length
         cos, sin = rope_tables(self.cfg.head_dim, past + ids.shape[1], self.cfg.rope_theta)
         x = self.embed_tokens(ids)
-        cos, sin = cos[past:].to(x.dtype), sin[past:].to(x.dtype)
+        cos, sin = cos[past:].to(x.device, x.dtype), sin[past:].to(x.device, x.dtype)
         for block in self.layers[:upto]:
             x = block(x, cos, sin, cache)
         if cache is not None:

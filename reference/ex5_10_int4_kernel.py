@@ -14,12 +14,13 @@ Layout after prepare() (K = in_features, N = out_features, G = K / group_size):
             scales fp16 (G, N), zeros fp16 (G, N) (the zero point as a number): ŵ[k, n] = (q − z[g, n])·s[g, n]
     8 bits: qweight int8 (K, N), scales fp16 (1, N), zeros 0: one group spanning all of K (per channel, symmetric)
 
-Two kernels: M ≤ GEMV_MAX_M uses a GEMV (one program per block of outputs and slice of K, a multiply and a sum
-over K in registers, split-K partial sums added atomically); larger M uses tl.dot tiles on the tensor cores.
+Two kernels: W4 with M ≤ GEMV_MAX_M uses a GEMV (one program per block of outputs and slice of K, a multiply and a
+sum over K in registers, split-K partial sums added atomically); larger M, and W8, use tl.dot on the tensor cores.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -144,15 +145,28 @@ def _dot_kernel(x_ptr, w_ptr, s_ptr, z_ptr, y_ptr, M, N, K, GROUP, stride_x,
         tl.atomic_add(y_ptrs, acc, mask=mask_m[:, None] & mask_n[None, :])
 
 
-def _split_k(programs: int, k_blocks: int, device: torch.device) -> int:
-    """Enough K slices that the programs fill the GPU about twice (1 on the CPU interpreter)."""
-    if device.type != "cuda":
-        return 1
-    target = 2 * torch.cuda.get_device_properties(device).multi_processor_count
-    split = 1
-    while programs * split < target and k_blocks % (split * 2) == 0 and split < 16:
+@functools.cache
+def _sm_count(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 0
+
+
+@functools.cache
+def _launch(M: int, N: int, K: int, group_size: int, num_bits: int, sms: int) -> tuple:
+    """(kernel, grid, tile constants) for this problem, worked out once per shape: the host must launch fast, or
+    a 30 µs kernel waits on Python. Tiles come from a sweep on an H100 (tests/benchmarks/README.md)."""
+    block_k = next(b for b in (128, 64, 32, 16) if group_size % b == 0)  # a K block stays inside one group
+    if M <= GEMV_MAX_M and num_bits == 4:  # W4 GEMV for a few rows; tl.dot otherwise (W8 tiles need no unpacking)
+        kernel, tiles = _gemv_kernel, dict(BLOCK_N=128)
+        grid = [triton.cdiv(N, 128), M]
+    else:
+        block_m, block_n = (16, 128) if M <= 32 else (64, 64)
+        kernel, tiles = _dot_kernel, dict(BLOCK_M=block_m, BLOCK_N=block_n)
+        grid = [triton.cdiv(N, block_n), triton.cdiv(M, block_m)]
+    split = 1  # split K until the programs fill the GPU about twice (the CPU interpreter: no split)
+    while sms and grid[0] * grid[1] * split < 2 * sms and (K // block_k) % (split * 2) == 0 and split < 16:
         split *= 2
-    return split
+    return kernel, (*grid, split), dict(BITS=num_bits, BLOCK_K=block_k, SPLIT_K=split, num_warps=4, num_stages=3,
+                                        **tiles)
 
 
 def quantized_matmul(x: torch.Tensor, weights: KernelWeights) -> torch.Tensor:
@@ -164,23 +178,12 @@ def quantized_matmul(x: torch.Tensor, weights: KernelWeights) -> torch.Tensor:
         raise TypeError(f"x 必须是 float16 或 bfloat16 / x must be float16 or bfloat16, got {x.dtype}")
     rows = x.reshape(-1, K).contiguous()
     M = rows.shape[0]
-    # A K block stays inside one group: the largest of 64, 32, 16 that divides the group.
-    block_k = next(b for b in (64, 32, 16) if weights.group_size % b == 0)
-    y = torch.zeros(M, N, device=x.device, dtype=torch.float32)
-    common = dict(BITS=weights.num_bits, BLOCK_K=block_k)
-    if M <= GEMV_MAX_M:
-        block_n = 128
-        grid_n = triton.cdiv(N, block_n)
-        split = _split_k(grid_n * M, K // block_k, x.device)
-        _gemv_kernel[(grid_n, M, split)](rows, weights.qweight, weights.scales, weights.zeros, y, N, K,
-                                         weights.group_size, rows.stride(0), BLOCK_N=block_n, SPLIT_K=split, **common)
-    else:
-        block_m, block_n = (16, 64) if M <= 32 else (64, 64)
-        grid = (triton.cdiv(N, block_n), triton.cdiv(M, block_m))
-        split = _split_k(grid[0] * grid[1], K // block_k, x.device)
-        _dot_kernel[(*grid, split)](rows, weights.qweight, weights.scales, weights.zeros, y, M, N, K,
-                                    weights.group_size, rows.stride(0), BLOCK_M=block_m, BLOCK_N=block_n,
-                                    SPLIT_K=split, **common)
+    kernel, grid, constants = _launch(M, N, K, weights.group_size, weights.num_bits, _sm_count(x.device))
+    split = grid[2] > 1  # partial sums from several programs: atomics into a zeroed float32 buffer
+    y = (torch.zeros if split else torch.empty)(M, N, device=x.device, dtype=torch.float32)
+    args = (M,) if kernel is _dot_kernel else ()
+    kernel[grid](rows, weights.qweight, weights.scales, weights.zeros, y, *args, N, K, weights.group_size,
+                 rows.stride(0), **constants)
     return y.to(x.dtype).reshape(*x.shape[:-1], N)
 
 

@@ -98,11 +98,13 @@ def test_the_pareto_front_keeps_the_points_nothing_beats_on_both_axes():
 
 
 def test_the_gpu_note_lists_the_benchmarks_json_or_says_how_to_get_it(tmp_path):
-    assert "nox -s bench" in lab.gpu_note(tmp_path)
-    (tmp_path / "weight_only_matmul_m1.json").write_text(
-        '{"device": "NVIDIA H100", "torch": "2.11", "M": 1, "results_us": {"fp16 F.linear": 60.0, "int4": 30.0}}')
-    note = lab.gpu_note(tmp_path)
-    assert "NVIDIA H100, torch 2.11, M = 1" in note and "int4 30.0 µs (2.00×)" in note, note
+    assert "nox -s bench" in lab.gpu_note((tmp_path,))
+    (tmp_path / "kernel_8192x8192_m1.json").write_text(
+        '{"device": "NVIDIA H100", "torch": "2.11", "triton": "3.6", "M": 1, '
+        '"results": {"fp16 F.linear": [60.0, 1], "int4": [30.0, 1]}}')
+    note = lab.gpu_note((tmp_path / "absent", tmp_path))
+    assert "NVIDIA H100, torch 2.11, Triton 3.6" in note and "M = 1: fp16 F.linear 60.0 µs (1.00×), int4 30.0 µs " \
+        "(2.00×)" in note, note
 
 
 def test_the_formats_picture_is_drawn(tmp_path):
