@@ -3,8 +3,9 @@
 实验：用所选目标（默认 reference）的代码把显存、误差和节省真正算出来；每算完一节就打印并写进报告，
 中途打断也保留已完成的部分。
 
-    python -m kata.lab                      # reference, writes lab-report.md (about 15 minutes on 2 cores)
+    python -m kata.lab                      # reference, writes lab-report.md (about 13 minutes on 2 cores)
     python -m kata.lab --quick              # sections 1–5 only (under a minute)
+    python -m kata.lab --full               # section 6 with every method at every bit width (about 21 minutes)
     python -m kata.lab --target exercises   # your own code; unfinished exercises are marked so
     python -m kata.lab --readme README.md   # also replace README's measured-results block with this report
     (README's block comes from: python -m kata.lab --out docs/lab-report.md --readme README.md)
@@ -35,6 +36,7 @@ DEFAULT_MODEL = "SmolLM2-135M-Instruct (dequantized from the Q4_1 GGUF in llm-sm
 ERROR_WEIGHT = "layers.0.mlp.down_proj"  # the real weight the error tables measure
 QUALITY_BITS = (4, 3)
 LOWER_BITS_METHODS = ("RTN", "AWQ + clip search", "GPTQ + act-order")  # W3 repeats only the full methods
+FULL_ONLY_METHODS = ("AWQ scales → GPTQ + act-order",)  # slowest (2 min a bit width): only with --full
 GROUP_SIZE = 64
 CALIBRATION_WINDOWS = 32  # 32 × 512 = 16,384 calibration tokens
 THREADS = 2  # fixed, so that two runs on one machine give the same digits; --threads changes it
@@ -54,6 +56,7 @@ class Lab:
         self.target, self.model_path, self.picture = target, model_path, picture
         self._model: Llama | None = None
         self.only_formats: tuple[str, ...] = ()  # section 7 runs only these (all when empty)
+        self.full = False  # section 6: every method at every bit width (about 8 more minutes)
         self.calibrated: dict[str, dict] = {}  # quality-table results the format comparison reuses
         self.baseline: list[torch.Tensor] | None = None  # the float model's log-probabilities on the eval windows
         self.baseline_result: dict[str, float] = {}
@@ -181,7 +184,8 @@ class Lab:
         for bits in QUALITY_BITS:
             rtn_result = None
             for name, method in methods:
-                if bits != QUALITY_BITS[0] and name not in LOWER_BITS_METHODS:
+                if not self.full and (name in FULL_ONLY_METHODS or (bits != QUALITY_BITS[0]
+                                                                     and name not in LOWER_BITS_METHODS)):
                     continue
                 model = self.load()
                 label = f"W{bits} {name}"
@@ -205,7 +209,8 @@ class Lab:
             f"predicted tokens). Calibration: *Pride and Prejudice*, {calib.shape[0]} windows × {calib.shape[1]} "
             f"tokens. Every linear of every block; embeddings / lm_head untouched. Recovered = "
             f"(ppl_RTN − ppl) / (ppl_RTN − ppl_baseline); KL cut = 1 − KL / KL_RTN; time on "
-            f"{torch.get_num_threads()} threads.")
+            f"{torch.get_num_threads()} threads."
+            + ("" if self.full else " `--full` adds AWQ scales → GPTQ and the W3 ablations (about 8 minutes more)."))
 
     def formats_table(self, picture: Path | None = None) -> str:
         """Every format on the same model: bits (formula), measured bytes, perplexity, KL, CPU decode tokens/s."""
@@ -317,10 +322,12 @@ class Lab:
 
 def section(title: str, build: Callable[[], str]) -> str:
     say(f"{title} …")
+    started = time.perf_counter()
     try:
         body = build()
     except NotImplementedError as err:
         body = f"_未完成 / not implemented yet: {err}_"
+    say(f"{title.split()[0]} 用时 / took {time.perf_counter() - started:.0f} s")
     return f"## {title}\n\n{body}\n"
 
 
@@ -422,7 +429,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="另一个 GGUF 文件，或本地 Hugging Face Llama 检查点目录（需要 transformers）/ another "
                              "GGUF file, or a local Hugging Face Llama checkpoint folder (needs transformers)")
     parser.add_argument("--quick", action="store_true",
-                        help="跳过第 6、7 节（约 13 分钟）/ skip sections 6 and 7 (about 13 minutes)")
+                        help="跳过第 6、7 节（约 12 分钟）/ skip sections 6 and 7 (about 12 minutes)")
+    parser.add_argument("--full", action="store_true",
+                        help="第 6 节跑全部方法与位宽（多约 8 分钟）/ section 6 with every method at every bit width "
+                             "(about 8 more minutes)")
     parser.add_argument("--formats", default="",
                         help="第 7 节只跑这些格式（逗号分隔）/ section 7 runs only these formats (comma-separated): "
                              + ", ".join(FORMAT_NAMES))
@@ -448,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text("", encoding="utf-8")
     picture = args.out.with_name(args.out.stem + "-formats.png")
     lab = Lab(args.target, args.model, picture)
-    lab.only_formats = only
+    lab.only_formats, lab.full = only, args.full
     for part in lab.sections(quality=not args.quick):
         print(part, flush=True)
         report += part + "\n"
