@@ -254,7 +254,9 @@ class Lab:
         rows = [{"format": "baseline (fp32)", "bits_per_weight": 32.0, "ppl": self.baseline_result["ppl"], "kl": 0.0,
                  "weight_bytes": sum(m.weight.nbytes for m in linears), "tokens_per_s": None,
                  "note": "section 6; the reference for every KL"}]
-        rows += q58.compare_formats(self.load, formats, ids, baseline=self.baseline, progress=say,
+        started = time.perf_counter()
+        rows += q58.compare_formats(self.load, formats, ids, baseline=self.baseline,
+                                    progress=lambda message: say(f"{message} ({time.perf_counter() - started:.0f} s)"),
                                     speed=lambda m: decode_speed(m, prompt)["tokens_per_s"])
         by_name = {row["format"]: row for row in rows}
         w4 = by_name.get(f"W4A16 RTN g{GROUP_SIZE}", {"bits_per_weight": bits("int4", group_size=GROUP_SIZE,
