@@ -208,6 +208,19 @@ EXERCISES: tuple[Exercise, ...] = (
         ),
     ),
     Exercise(
+        "ex5_9", "ex5_9_qat", "3.2 · 4.1 Q3", "量化感知训练：STE 与 LSQ", "quantization-aware training",
+        (
+            ("RoundSTE：forward 返回 torch.round(x)，backward 原样返回 grad。",
+             "RoundSTE: forward returns torch.round(x), backward returns grad unchanged."),
+            ("lsq_fake_quantize：s = scale_gradient(step, 1/√(g·qmax))[..., None]；v = clamp(w/s)；ŵ = RoundSTE(v)·s。",
+             "lsq_fake_quantize: s = scale_gradient(step, 1/√(g·qmax))[..., None]; v = clamp(w/s); ŵ = RoundSTE(v)·s."),
+            ("clamp 的梯度在范围外为 0，所以 ∂ŵ/∂w 自动为 0，∂ŵ/∂s 自动是 qmin 或 qmax。",
+             "clamp's gradient is 0 outside the range: ∂ŵ/∂w becomes 0 and ∂ŵ/∂s becomes qmin or qmax by itself."),
+            ("qat_finetune：先把所有参数 requires_grad_(False)，再只打开 QATLinear 的；老师的 logits 用 no_grad。",
+             "qat_finetune: freeze every parameter, then unfreeze the QATLinear ones; the teacher runs under no_grad."),
+        ),
+    ),
+    Exercise(
         "ex5_10", "ex5_10_int4_kernel", "实践 (c)", "Triton 融合 INT4 / INT8 内核", "a fused Triton kernel",
         (
             ("prepare：codes.t().reshape(K // 8, 8, N)，第 i 个码左移 4·i 位再沿 dim=1 求和（int64），回绕成 int32。",
