@@ -225,9 +225,10 @@ EXERCISES: tuple[Exercise, ...] = (
         (
             ("prepare：codes.t().reshape(K // 8, 8, N)，第 i 个码左移 4·i 位再沿 dim=1 求和（int64），回绕成 int32。",
              "prepare: codes.t().reshape(K // 8, 8, N), shift code i by 4·i, sum over dim 1 in int64, wrap to int32."),
-            ("内核里：words = tl.load(w + (offs_k[:, None] // 8) * N + offs_n[None, :])；"
-             "q = (words >> ((offs_k[:, None] % 8) * 4)) & 0xF。",
-             "In the kernel: load the word of each k (offs_k // 8), shift by (offs_k % 8)·4, mask 0xF."),
+            ("内核里每个字只读一次：words 形状 (BLOCK_K/8, BLOCK_N)；"
+             "q = (words[:, None, :] >> 4·arange(8)[None, :, None]) & 0xF，再 tl.reshape 成 (BLOCK_K, BLOCK_N)。",
+             "In the kernel load each word once, (BLOCK_K/8, BLOCK_N); shift by 4·arange(8) on a new middle axis, "
+             "mask 0xF, tl.reshape to (BLOCK_K, BLOCK_N)."),
             ("组号 = k0 // group_size（一个 K 块在一组内）；ŵ = (q − z)·s，float32 计算，tl.dot 前转成 x 的 dtype。",
              "Group = k0 // group_size (a K block sits in one group); ŵ = (q − z)·s in float32, cast before tl.dot."),
             ("GEMV：acc += tl.sum(x[:, None] * ŵ, axis=0)；tl.dot 路径要求 BLOCK_M ≥ 16。",

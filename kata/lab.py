@@ -436,8 +436,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="第 6 节跑全部方法与位宽（多约 8 分钟）/ section 6 with every method at every bit width "
                              "(about 8 more minutes)")
     parser.add_argument("--formats", default="",
-                        help="第 7 节只跑这些格式（逗号分隔）/ section 7 runs only these formats (comma-separated): "
-                             + ", ".join(FORMAT_NAMES))
+                        help="第 7 节只跑这些格式（分号分隔）/ section 7 runs only these formats (separated by ;): "
+                             + "; ".join(FORMAT_NAMES))
     parser.add_argument("--threads", type=int, default=THREADS, help=f"CPU 线程数 / CPU threads (default {THREADS})")
     parser.add_argument("--readme", type=Path, default=None,
                         help="把报告写进 README 的标记之间 / also write the report between README's markers")
@@ -448,10 +448,10 @@ def main(argv: list[str] | None = None) -> int:
         check_model_path(args.model)
     except ModelUnavailable as err:
         parser.error(str(err))
-    only = tuple(name.strip() for name in args.formats.split(",") if name.strip())
+    only = tuple(name.strip() for name in args.formats.split(";") if name.strip())
     unknown = [name for name in only if name not in FORMAT_NAMES]
     if unknown:
-        parser.error(f"--formats: 未知的格式 / unknown format(s) {unknown}; 可选 / valid: {', '.join(FORMAT_NAMES)}")
+        parser.error(f"--formats: 未知的格式 / unknown format(s) {unknown}; 可选 / valid: {'; '.join(FORMAT_NAMES)}")
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
     torch.manual_seed(0)

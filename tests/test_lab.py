@@ -86,7 +86,7 @@ def test_a_readme_without_markers_is_refused():
 
 def test_an_unknown_format_name_is_a_usage_error_listing_the_valid_ones(capsys):
     with pytest.raises(SystemExit) as stop:
-        lab.main(["--formats", "W4A16 RTN g64,W5 magic"])
+        lab.main(["--formats", "W4A16 RTN g64; W5 magic"])
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert "--formats" in err and "'W5 magic'" in err and "NF4 g64" in err, err
@@ -114,3 +114,10 @@ def test_the_formats_picture_is_drawn(tmp_path):
             {"format": "baseline", "bits_per_weight": 32.0, "kl": 0.0, "tokens_per_s": None}]
     assert lab.draw_formats(rows, tmp_path / "formats.png")
     assert (tmp_path / "formats.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_format_names_can_be_selected_one_by_one(monkeypatch):
+    chosen = []
+    monkeypatch.setattr(lab.Lab, "sections", lambda self, quality=True: chosen.append(self.only_formats) or iter(()))
+    lab.main(["--formats", "W8A8 naive, per-token; NF4 g64", "--out", "/dev/null", "--threads", "1"])
+    assert chosen == [("W8A8 naive, per-token", "NF4 g64")], chosen
