@@ -30,7 +30,8 @@ CPU 快速路径 / the fast CPU path (x 在 CPU 上且是 bf16 / x on the CPU in
         packed = torch._convert_weight_to_int4pack_for_cpu(codes.int(), 1)      # codes (out, in)，0..15
         scales_and_zeros: (in/g, out, 2) bf16, 连续 / contiguous; [..., 0] = scale, [..., 1] = (8 − zp)·scale (5.2)
     cpu_operands() 只在第一次调用时打包并缓存，之后直接复用 / packs once, on first use, then reuses them;
-    from_linear 之后要重新打包 / repack after from_linear. 其余情况（fp32、GPU）仍走反量化路径 / otherwise dequantize.
+    缓存属于这一层：load_state_dict 换了码就要清空 / the cache belongs to the layer: clear it if you load new codes.
+    其余情况（fp32、GPU）仍走反量化路径 / otherwise dequantize.
     x 可以有任意前导维 / x may have any leading dims: reshape(-1, in) → 核 → reshape 回去 / and back.
 
 坏输入 / bad input: num_bits 不是 4 或 8 → ValueError; 4 比特时 group_size 不整除 in_features → ValueError.

@@ -6,6 +6,7 @@ Module names follow Hugging Face's (`layers.0.self_attn.q_proj`) so checkpoints 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -193,15 +194,22 @@ def weight_bytes(model: nn.Module) -> int:
 
 
 
-def replace_linears(model: nn.Module, make, skip: tuple[str, ...] = ("lm_head",)) -> int:
-    """Swap every nn.Linear whose name contains none of `skip` for make(linear), in place; returns how many.
+def replace_modules(model: nn.Module, matches: Callable[[str, nn.Module], bool],
+                    make: Callable[[nn.Module], nn.Module]) -> int:
+    """Swap every submodule for which matches(name, module) holds for make(module), in place; returns how many.
     (5.3's quantize_model teaches this; later exercises may call it.)"""
-    targets = [(name, module) for name, module in model.named_modules()
-               if isinstance(module, nn.Linear) and not any(s in name for s in skip)]
-    for name, linear in targets:
+    targets = [(name, module) for name, module in model.named_modules() if name and matches(name, module)]
+    for name, module in targets:
         parent, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, child, make(linear))
+        setattr(model.get_submodule(parent) if parent else model, child, make(module))
     return len(targets)
+
+
+def replace_linears(model: nn.Module, make: Callable[[nn.Linear], nn.Module],
+                    skip: tuple[str, ...] = ("lm_head",)) -> int:
+    """Swap every nn.Linear whose name contains none of `skip` for make(linear), in place; returns how many."""
+    return replace_modules(model, lambda name, m: isinstance(m, nn.Linear) and not any(s in name for s in skip),
+                           make)
 
 
 def linear_weight_bytes(model: nn.Module) -> int:

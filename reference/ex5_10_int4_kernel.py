@@ -28,6 +28,8 @@ import triton
 import triton.language as tl
 from torch import nn
 
+from kata.llama import replace_modules
+
 GEMV_MAX_M = 4  # at most this many rows: the GEMV kernel (tl.dot wants tiles of at least 16 rows)
 
 
@@ -211,9 +213,5 @@ def use_kernel(model: nn.Module) -> int:
     """Wrap every 5.3 QuantLinear of model (a module with qweight, scale and num_bits buffers) in a KernelLinear,
     in place, once; returns how many were wrapped."""
     wrapped = {id(m.layer) for m in model.modules() if isinstance(m, KernelLinear)}
-    found = [(name, m) for name, m in model.named_modules()
-             if all(hasattr(m, a) for a in ("qweight", "scale", "num_bits")) and id(m) not in wrapped]
-    for name, layer in found:
-        parent, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, child, KernelLinear(layer))
-    return len(found)
+    return replace_modules(model, lambda name, m: all(hasattr(m, a) for a in ("qweight", "scale", "num_bits"))
+                           and id(m) not in wrapped, KernelLinear)

@@ -57,15 +57,17 @@ class QuantLinear(nn.Module):
             layer.zero_point.copy_(zero_point)
         if linear.bias is not None:
             layer.bias.copy_(linear.bias.detach())
-        layer._cpu_operands = None  # new codes: pack again on the next fused call
         return layer
 
     def dequantized_weight(self) -> torch.Tensor:
         """ŵ (out, in) in float32."""
         if self.num_bits == 8:
             return dequantize_groups(self.qweight, self.scale.float(), torch.zeros_like(self.scale, dtype=torch.long))
-        codes = torch.stack((self.qweight & 0xF, self.qweight >> 4), dim=-1).flatten(-2)  # unpack: (out, in)
-        return dequantize_groups(codes, self.scale.float(), self.zero_point.long())
+        return dequantize_groups(self._codes(), self.scale.float(), self.zero_point.long())
+
+    def _codes(self) -> torch.Tensor:
+        """W4's codes unpacked: (out, in), the even column from the low nibble."""
+        return torch.stack((self.qweight & 0xF, self.qweight >> 4), dim=-1).flatten(-2)
 
     def cpu_operands(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The fused kernels' operands, built once and kept: W8 (int8 codes, per-channel scales as a bf16
@@ -74,7 +76,7 @@ class QuantLinear(nn.Module):
             if self.num_bits == 8:
                 self._cpu_operands = (self.qweight, self.scale[:, 0].bfloat16())
             else:  # torch's INT4 kernel computes (q − 8)·scale + zero, so zero = (8 − zero_point)·scale (5.2)
-                codes = torch.stack((self.qweight & 0xF, self.qweight >> 4), dim=-1).flatten(-2).int()
+                codes = self._codes().int()
                 scale = self.scale.float()
                 zero = (8 - self.zero_point.float()) * scale
                 packed = torch._convert_weight_to_int4pack_for_cpu(codes, 1)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kata.llama import replace_linears
+from kata.llama import replace_linears, replace_modules
 from kata.validate import check_float_tensor, check_num_bits, check_positive
 
 
@@ -86,16 +86,15 @@ def prepare_qat(model: nn.Module, num_bits: int, group_size: int, skip: tuple[st
 @torch.no_grad()
 def freeze(model: nn.Module) -> int:
     """Replace every QATLinear by a plain nn.Linear holding its quantized weight ŵ; returns how many."""
-    found = [(name, m) for name, m in model.named_modules() if isinstance(m, QATLinear)]
-    for name, layer in found:
+    def frozen(layer: QATLinear) -> nn.Linear:
         out_features, in_features = layer.weight.shape
         linear = nn.Linear(in_features, out_features, bias=layer.bias is not None)
         linear.weight.copy_(layer.quantized_weight())
         if layer.bias is not None:
             linear.bias.copy_(layer.bias)
-        parent, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, child, linear)
-    return len(found)
+        return linear
+
+    return replace_modules(model, lambda name, m: isinstance(m, QATLinear), frozen)
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:

@@ -177,7 +177,7 @@ def test_decode_tokens_per_second(benchmark, name):
     from exercises.ex5_3_quant_linear import quantize_model
     from exercises.ex5_10_int4_kernel import use_kernel
     from kata.decode import decode_speed
-    from kata.llama import LlamaConfig
+    from kata.llama import LlamaConfig, replace_modules
 
     cfg = LlamaConfig(**MODELS[name])
     results = {}
@@ -190,10 +190,7 @@ def test_decode_tokens_per_second(benchmark, name):
                 quantize_model(model, 4, GROUP)
                 model.cuda()  # QuantLinear's buffers are made on the CPU
                 if variant.endswith("tinygemm"):
-                    for module_name, module in list(model.named_modules()):
-                        if hasattr(module, "qweight") and hasattr(module, "zero_point"):
-                            parent, _, child = module_name.rpartition(".")
-                            setattr(model.get_submodule(parent), child, Tinygemm(module))
+                    replace_modules(model, lambda _, m: hasattr(m, "zero_point"), Tinygemm)  # every W4 QuantLinear
                 else:
                     use_kernel(model)
             for batch in (1, 16):
