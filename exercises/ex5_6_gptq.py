@@ -23,9 +23,11 @@ the columns not yet quantized, so that X·Wᵀ moves as little as possible:
 gptq_quantize_model: 逐块 / block by block — kata/sequential.py 开头有这个循环的例子（INPUT_GROUPS 列出共用
 输入的层，linears(block, names) 取出它们，捕获默认在 bf16 autocast 下）/ its docstring shows the loop.
 用前面已量化的块的输出作为本块输入，捕获各线性层输入，算 H = (2/N)·XᵀX（同一输入的 q/k/v、gate/up
-共用一个 H），量化这一块的 7 个线性层（就地写回权重），再算本块量化后的输出给下一块。lm_head 与嵌入层不动。
-Feed each block the outputs of the blocks already quantized; H = (2/N)·XᵀX per shared input; quantize the
-block's 7 linears in place; pass its quantized output on. Returns {"seconds": ..., "layers": ...}.
+共用一个 H；kata.sequential.gram(X) 算 XᵀX 更快），量化这一块的 7 个线性层（就地写回权重），再算本块量化后的
+输出给下一块。lm_head 与嵌入层不动。
+Feed each block the outputs of the blocks already quantized; H = (2/N)·XᵀX per shared input (gram(X) is a
+faster XᵀX); quantize the block's 7 linears in place; pass its quantized output on.
+Returns {"seconds": ..., "layers": ...}.
 
 提示 / hints: python -m kata hint ex5_6
 """

@@ -100,12 +100,12 @@ def awq_quantize_model(model: Llama, calib_ids: torch.Tensor, num_bits: int = 4,
     """
     started = time.perf_counter()
     cos, sin = rope(model, calib_ids.shape[1])
-    x = first_block_input(model, calib_ids)
-    ratios = []
     count = max(1, min(calib_ids.shape[0], max_tokens // calib_ids.shape[1]))
     searched = torch.linspace(0, calib_ids.shape[0] - 1, count).long()  # the windows the searches see
+    x = first_block_input(model, calib_ids[searched])  # only these windows: no other activation is ever used
+    ratios = []
     for block in model.layers:
-        inputs = block_linear_inputs(block, x[searched], cos, sin)
+        inputs = block_linear_inputs(block, x, cos, sin)
         attn, mlp = block.self_attn, block.mlp
         plan = [  # (input captured, where the scale folds, linears sharing that input)
             ("self_attn.q_proj", block.input_layernorm, [attn.q_proj, attn.k_proj, attn.v_proj]),

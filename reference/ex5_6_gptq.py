@@ -15,12 +15,20 @@ import torch
 
 from kata.llama import Llama
 from kata.oracles import code_range, group_qparams
-from kata.sequential import INPUT_GROUPS, block_linear_inputs, first_block_input, linears, rope, run_block
+from kata.sequential import INPUT_GROUPS, block_linear_inputs, first_block_input, gram, linears, rope, run_block
 
 
 def _to_grid(w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, qmin: int, qmax: int) -> torch.Tensor:
     """Round w onto the grid (q − zero)·scale, q ∈ [qmin, qmax]; all three are (out,)."""
-    return (torch.clamp(torch.round(w / scale) + zero, qmin, qmax) - zero) * scale
+    return torch.round(w / scale).add_(zero).clamp_(qmin, qmax).sub_(zero).mul_(scale)
+
+
+def _upper_cholesky_of_inverse(H: torch.Tensor) -> torch.Tensor:
+    """U, upper triangular, with UᵀU = H⁻¹: gptq.py's cholesky → cholesky_inverse → cholesky in one Cholesky and
+    one triangular solve. Reversing rows and columns (J) swaps lower and upper: if J·H·J = L·Lᵀ then
+    H⁻¹ = (J·L⁻ᵀ·J)·(J·L⁻¹·J) = Uᵀ·U with U = J·L⁻¹·J."""
+    L = torch.linalg.cholesky(H.flip(0, 1))
+    return torch.linalg.solve_triangular(L, torch.eye(len(H), dtype=H.dtype), upper=False).flip(0, 1)
 
 
 def gptq_quantize_layer(w: torch.Tensor, H: torch.Tensor, num_bits: int = 4, group_size: int | None = 64, *,
@@ -46,34 +54,37 @@ def gptq_quantize_layer(w: torch.Tensor, H: torch.Tensor, num_bits: int = 4, gro
     invperm = torch.argsort(perm)
     W, H = W[:, perm], H[perm][:, perm]
     H += damp * H.diagonal().mean() * torch.eye(K, dtype=H.dtype)
-    Hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True).float()
+    Hinv = _upper_cholesky_of_inverse(H).float()
 
     def params(cols: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         scale, zero = group_qparams(cols, num_bits, None, symmetric=symmetric)  # one (scale, zero) per row
         return scale[:, 0], zero[:, 0].float()
 
     group_params = {} if group_size else {None: params(W)}
+    groups = (perm // group_size).tolist() if group_size else [None] * K  # column → its group (python ints)
     Q = torch.zeros_like(W)
     for i1 in range(0, K, block_size):  # lazy batch updates: columns i1:i2 now, the rest once per block
         i2 = min(i1 + block_size, K)
-        W1, Err1, Hinv1 = W[:, i1:i2].clone(), torch.zeros(out_features, i2 - i1), Hinv[i1:i2, i1:i2]
+        # This block's columns as contiguous rows (W1[i] is column i1 + i of W): every step below reads and
+        # writes whole rows, about 1.5× faster than strided columns, with the same numbers.
+        W1, Err1, Hinv1 = W[:, i1:i2].T.contiguous(), torch.zeros(i2 - i1, out_features), Hinv[i1:i2, i1:i2]
         for i in range(i2 - i1):
-            group = int(perm[i1 + i]) // group_size if group_size else None
+            group = groups[i1 + i]
             if group not in group_params:
                 members = invperm[group * group_size:(group + 1) * group_size]  # positions, all ≥ i1 + i
                 current = torch.empty(out_features, group_size)
                 inside = members < i2
-                current[:, inside] = W1[:, members[inside] - i1]
+                current[:, inside] = W1[members[inside] - i1].T
                 later = members[~inside]  # not yet given this block's pending updates
-                current[:, ~inside] = W[:, later] - Err1[:, :i] @ Hinv[i1:i1 + i, later]
+                current[:, ~inside] = W[:, later] - Err1[:i].T @ Hinv[i1:i1 + i, later]
                 group_params[group] = params(current)
             scale, zero = group_params[group]
-            q = _to_grid(W1[:, i], scale, zero, qmin, qmax)
+            q = _to_grid(W1[i], scale, zero, qmin, qmax)
             Q[:, i1 + i] = q
-            err = (W1[:, i] - q) / Hinv1[i, i]
-            W1[:, i:] -= err[:, None] * Hinv1[i, i:][None, :]
-            Err1[:, i] = err
-        W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]
+            err = (W1[i] - q) / Hinv1[i, i]
+            W1[i:] -= Hinv1[i, i:][:, None] * err[None, :]
+            Err1[i] = err
+        W[:, i2:] -= Err1.T @ Hinv[i1:i2, i2:]
     return Q[:, invperm]
 
 
@@ -90,7 +101,7 @@ def gptq_quantize_model(model: Llama, calib_ids: torch.Tensor, num_bits: int = 4
         inputs = block_linear_inputs(block, x, cos, sin)
         for key, names in INPUT_GROUPS.items():
             X = inputs[key]
-            H = (2 / X.shape[0]) * (X.T @ X)  # ex5_4's Hessian, in float32 for speed
+            H = (2 / X.shape[0]) * gram(X)  # ex5_4's Hessian (2/N)·XᵀX, in float32 for speed
             # GPTQ treats rows independently, so linears sharing an input share H, its Cholesky factor and the
             # column order: quantize them stacked, as one matrix (q/k/v, gate/up), and split the rows back.
             layers = linears(block, names)
