@@ -1,7 +1,11 @@
 """Tests for practice (a) — INT4 packing, real bytes, torch's CPU INT4 format. 测试：INT4 打包与实测字节。"""
 
+import math
+
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from exercises.ex5_2_int4_packing import (
     int4_matmul_cpu,
@@ -35,12 +39,22 @@ def test_every_int4_value_round_trips_in_every_position(dtype, values):
     expect_tensor_equal(unpack_int4(packed, signed=dtype == torch.int8), pairs, "unpack(pack(q))")
 
 
-@pytest.mark.parametrize("shape", [(2, 8), (3, 5, 6), (1, 576)])
-def test_random_shapes_round_trip_and_halve_the_last_dim(shape):
-    q = torch.randint(-8, 8, shape, generator=torch.Generator().manual_seed(sum(shape)), dtype=torch.int8)
+@st.composite
+def int4_codes(draw):
+    """Codes of any INT4 value, signed or not, in a tensor of 1–3 dims whose last dim is even."""
+    signed = draw(st.booleans())
+    shape = (*draw(st.lists(st.integers(1, 4), max_size=2)), 2 * draw(st.integers(1, 8)))
+    lo, hi = (-8, 7) if signed else (0, 15)
+    values = draw(st.lists(st.integers(lo, hi), min_size=math.prod(shape), max_size=math.prod(shape)))
+    return torch.tensor(values, dtype=torch.int8 if signed else torch.uint8).reshape(shape)
+
+
+@given(q=int4_codes())
+def test_any_codes_round_trip_and_halve_the_last_dim(q):
+    shape = tuple(q.shape)
     packed = pack_int4(q)
     expect_tensor(packed, "packed", shape=(*shape[:-1], shape[-1] // 2), dtype=torch.uint8)
-    expect_tensor_equal(unpack_int4(packed, signed=True), q, "unpack(pack(q))")
+    expect_tensor_equal(unpack_int4(packed, signed=q.dtype == torch.int8), q, "unpack(pack(q))")
     expect_equal(packed.nbytes * 2, q.nbytes, "packed bytes × 2 vs one byte per value")
 
 

@@ -2,6 +2,8 @@
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from exercises.ex5_5_awq import awq_quantize_model, awq_scales, fold_scales, search_awq_scale, search_clip
 from kata.check import expect_at_most, expect_close, expect_tensor, expect_tensor_close
@@ -82,20 +84,24 @@ def test_clip_ratios_come_from_the_grid_and_never_hurt_a_group():
     assert clipped.sum() < 0.9 * plain.sum(), f"clipping should cut the error: {clipped.sum():.4g} vs {plain.sum():.4g}"
 
 
-def test_folding_into_the_norm_leaves_the_float_block_unchanged():
+@given(seed=st.integers(0, 2**16), low=st.floats(0.05, 1.0), spread=st.floats(1.0, 50.0))
+def test_folding_into_the_norm_leaves_the_float_block_unchanged(seed, low, spread):
     model = tiny_llama()
     block = model.layers[0]
-    x = torch.randn(2, 8, 64, generator=torch.Generator().manual_seed(4))
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, 8, 64, generator=g)
     cos, sin = rope_tables(16, 8, 10000.0)
     with torch.no_grad():
         before = block(x, cos, sin)
-        s = torch.rand(64, generator=torch.Generator().manual_seed(5)) * 3 + 0.2
+        s = low * spread ** torch.rand(64, generator=g)  # positive scales in [low, low · spread]
         attn = block.self_attn
         fold_scales(block.input_layernorm, [attn.q_proj, attn.k_proj, attn.v_proj], s)
-        s2 = torch.rand(128, generator=torch.Generator().manual_seed(6)) * 3 + 0.2
+        s2 = low * spread ** torch.rand(128, generator=g)
         fold_scales(block.mlp.up_proj, [block.mlp.down_proj], s2)
         after = block(x, cos, sin)
-    expect_tensor_close(after, before, "block output after folding", atol=1e-5)
+    # Folding only moves factors between a weight and the next one: float32 rounding, relative to the output.
+    expect_tensor_close(after, before, "block output after folding", atol=1e-5 * before.abs().max().item(),
+                        rtol=1e-4)
 
 
 def test_folding_into_something_else_is_a_type_error():

@@ -2,6 +2,8 @@
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from exercises.ex5_6_gptq import gptq_quantize_layer, gptq_quantize_model
 from kata.check import expect_at_most, expect_equal, expect_tensor, expect_tensor_close
@@ -91,13 +93,13 @@ def test_the_result_sits_on_a_4_bit_grid_per_contiguous_group():
         assert got <= 16, f"act_order={act_order}: a group holds {got} distinct values, a 4-bit grid has 16"
 
 
-@pytest.mark.parametrize("act_order", [False, True])
-def test_lazy_blocks_give_the_same_result_as_one_column_at_a_time(act_order):
-    w, _, H = layer_problem()
+@given(block_size=st.integers(2, 160), act_order=st.booleans(), seed=st.integers(0, 3))
+def test_lazy_blocks_give_the_same_result_as_one_column_at_a_time(block_size, act_order, seed):
+    w, _, H = layer_problem(out=16, seed=seed)
     one = gptq_quantize_layer(w, H, 4, 32, block_size=1, act_order=act_order)
-    for block_size in (32, 48, 128):
-        got = gptq_quantize_layer(w, H, 4, 32, block_size=block_size, act_order=act_order)
-        expect_tensor_close(got, one, f"block_size={block_size} vs 1", atol=1e-4)
+    got = gptq_quantize_layer(w, H, 4, 32, block_size=block_size, act_order=act_order)
+    # Lazy updates only reorder float32 sums: the same grid points, up to rounding of the weights themselves.
+    expect_tensor_close(got, one, f"block_size={block_size} vs 1 (act_order={act_order})", atol=1e-4)
 
 
 def test_the_cholesky_path_equals_the_explicit_inverse():

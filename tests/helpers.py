@@ -31,6 +31,22 @@ def load_file(path: Path, name: str) -> ModuleType:
     return module
 
 
+def copy_checkout(dest: Path) -> Path:
+    """A fork as a learner would have it: every file of this checkout but caches and environments."""
+    from kata.tamper import tree_files
+
+    for rel, path in tree_files(ROOT).items():
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, dest / rel)
+    return dest
+
+
+def grade_fork(fork: Path, out: Path, *args: str, env: dict | None = None, timeout: float = 600):
+    """Grade `fork`'s answers with this checkout's grader, as the workflow does (python -I, from upstream)."""
+    return run_python("-I", "-m", "kata.grade", "--answers", str(fork), "--out", str(out), *args, env=env,
+                      timeout=timeout)
+
+
 def copy_kata(dest: Path) -> Path:
     """A throw-away copy of the kata (support code, exercises, reference, pytest config) to break on purpose."""
     for name in ("kata", "exercises", "reference"):

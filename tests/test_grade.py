@@ -1,4 +1,4 @@
-"""The grader: promised outputs, and one broken exercise costs only that exercise."""
+"""The grader: promised outputs, and each fault in an answer costs only that exercise, results.json intact."""
 
 import json
 import shutil
@@ -9,21 +9,44 @@ import pytest
 from kata.curriculum import BY_ID
 from kata.grade import CaseResult, ExerciseResult, results_json
 from kata.target import ROOT
-from tests.helpers import copy_kata, run_python
+from tests.helpers import copy_checkout, grade_fork
+
+FAULTS = {  # exercise → code appended to its stub that breaks it in one way; each must cost only that exercise
+    "ex1_2": "def broken(\n",  # a syntax error
+    "ex2_1": "import a_module_that_does_not_exist\n",  # an import error
+    "ex2_2": "def quantization_error(*args, **kwargs):\n    while True:\n        pass\n",  # an infinite loop
+    "ex3_1": "import os\n\n\ndef savings_vs_error(*args, **kwargs):\n    os._exit(3)\n",  # the process dies mid-run
+    "ex3_2": "import torch\nHUGE = torch.ones(10 * 2**30, dtype=torch.uint8)\n",  # a 10 GB allocation
+    "ex4_1": "print('x' * 100_000_000)\n",  # 100 MB on stdout
+    # Deletes the harness while its tests run, in a way the static scan does not see.
+    "ex5_1": "from pathlib import Path\nfor p in Path(__file__).resolve().parents[1].glob('kata/*.py'):\n"
+             "    getattr(p, 'un' + 'link')()\n",
+}
 
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    """Grade a copy of the kata where ex1_1 is solved, ex2_1 has a syntax error and ex2_2 hangs on import."""
-    repo = copy_kata(tmp_path_factory.mktemp("fork"))
-    shutil.copy(ROOT / "reference/ex1_1_weight_memory.py", repo / "exercises/ex1_1_weight_memory.py")
-    (repo / "exercises/ex2_1_per_tensor.py").write_text("def quantize_per_tensor(x, num_bits=8)\n    return x\n")
-    (repo / "exercises/ex2_2_quant_error.py").write_text("import time\ntime.sleep(600)\n")
-    proc = run_python("-m", "kata.grade", "--only", "ex1_1,ex2_1,ex2_2", "--timeout", "15", "--out", "out",
-                      "--edited", "exercises/test_ex1_1_weight_memory.py", cwd=repo)
+    """Grade a fork where ex1_1 is solved, each exercise of FAULTS is broken and a test file was edited."""
+    fork = copy_checkout(tmp_path_factory.mktemp("fork"))
+    shutil.copy(ROOT / "reference/ex1_1_weight_memory.py", fork / "exercises/ex1_1_weight_memory.py")
+    for ex, code in FAULTS.items():
+        answer = fork / "exercises" / f"{BY_ID[ex].module}.py"
+        answer.write_text(answer.read_text(encoding="utf-8") + "\n" + code, encoding="utf-8")
+    (fork / "exercises/test_ex1_1_weight_memory.py").write_text("def test_nothing():\n    pass\n")
+    out = tmp_path_factory.mktemp("out")
+    proc = grade_fork(fork, out, "--only", ",".join(["ex1_1", *FAULTS]), "--timeout", "20", "--memory-gib", "6")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    (repo / "out" / "stdout.txt").write_text(proc.stdout, encoding="utf-8")
-    return repo / "out"
+    (out / "stdout.txt").write_text(proc.stdout, encoding="utf-8")
+    return out
+
+
+def _exercises(graded) -> dict[str, dict]:
+    return {e["id"]: e for e in json.loads((graded / "results.json").read_text())["quant_kata"]["exercises"]}
+
+
+def _messages(graded, ex: str) -> str:
+    tests = json.loads((graded / "results.json").read_text())["tests"]
+    return "\n".join(t["message"] or "" for t in tests if t["name"].startswith(f"{ex}::"))
 
 
 def test_results_json_has_the_exercism_v3_shape_with_task_ids(graded):
@@ -32,20 +55,28 @@ def test_results_json_has_the_exercism_v3_shape_with_task_ids(graded):
     for test in data["tests"]:
         assert set(test) == {"name", "status", "message", "output", "test_code", "task_id"}
         assert test["status"] in {"pass", "fail", "error"}
-    assert {t["task_id"] for t in data["tests"]} == {1, 2, 3}
+    assert {t["task_id"] for t in data["tests"]} == set(range(1, 2 + len(FAULTS)))
 
 
 def test_a_solved_exercise_scores_full_points_beside_broken_ones(graded):
-    exercises = {e["id"]: e for e in json.loads((graded / "results.json").read_text())["quant_kata"]["exercises"]}
+    exercises = _exercises(graded)
     assert exercises["ex1_1"]["points"] == exercises["ex1_1"]["max_points"] > 0
-    assert exercises["ex2_1"]["points"] == 0 and exercises["ex2_2"]["points"] == 0
+    assert exercises["ex1_1"]["total"] > 1, "ex1_1 must be graded by upstream's tests, not the fork's edited file"
+    for ex in FAULTS:
+        assert exercises[ex]["points"] == 0, ex
 
 
-def test_a_syntax_error_and_a_hang_are_reported_as_errors(graded):
-    tests = json.loads((graded / "results.json").read_text())["tests"]
-    by_task = {task: [t for t in tests if t["task_id"] == task] for task in (2, 3)}
-    assert all(t["status"] == "error" for t in by_task[2]) and by_task[2]
-    assert "timed out" in by_task[3][0]["message"]
+@pytest.mark.parametrize(("ex", "said"), [
+    ("ex1_2", "SyntaxError"), ("ex2_1", "a_module_that_does_not_exist"), ("ex2_2", "timed out after 20 s"),
+    ("ex3_1", "exit 3"), ("ex3_2", "alloc"), ("ex5_1", "deleted kata/"),
+])
+def test_each_fault_is_reported_in_its_own_exercise(graded, ex, said):
+    assert said in _messages(graded, ex) + " ".join(_exercises(graded)[ex]["forgery"]), _messages(graded, ex)[:800]
+
+
+def test_a_hundred_megabytes_of_output_leave_the_results_small(graded):
+    assert (graded / "results.json").stat().st_size < 2_000_000
+    assert all(len(t["message"] or "") <= 2000 for t in json.loads((graded / "results.json").read_text())["tests"])
 
 
 def test_passing_tests_carry_their_source(graded):
@@ -60,17 +91,17 @@ def test_junit_xml_merges_every_exercise(graded):
     assert {s.get("name") for s in root.iter("testsuite")} >= {"ex1_1", "ex2_2"}
 
 
-def test_the_markdown_summary_has_a_table_a_total_and_the_edit_warning(graded):
+def test_the_markdown_summary_has_a_table_a_total_and_the_changed_files(graded):
     text = (graded / "summary.md").read_text(encoding="utf-8")
-    assert "| ✅ | ex1_1" in text and "| ❌ | ex2_2" in text
-    assert f"total: {BY_ID['ex1_1'].points:g} / {3 * 10}" in text
-    assert "exercises/test_ex1_1_weight_memory.py" in text and "restored from upstream" in text
+    assert "| ✅ | ex1_1" in text and "| ❌ | ex2_2" in text and "| 🚫 | ex5_1" in text
+    assert f"total: {BY_ID['ex1_1'].points:g} / {(1 + len(FAULTS)) * 10}" in text
+    assert "`M exercises/test_ex1_1_weight_memory.py`" in text and "grading used upstream's versions" in text
 
 
 def test_each_exercise_is_printed_as_it_finishes(graded):
     out = (graded / "stdout.txt").read_text(encoding="utf-8")
-    assert "grading 3 exercises" in out
-    assert all(f"  {ex} " in out for ex in ("ex1_1", "ex2_1", "ex2_2")), out
+    assert f"grading {1 + len(FAULTS)} exercises" in out
+    assert all(f"  {ex} " in out for ex in ("ex1_1", *FAULTS)), out
 
 
 def test_a_grader_failure_is_still_a_v3_document():

@@ -1,22 +1,29 @@
 """The support model: a KV-cached decode gives the logits of the full forward. 支撑代码：KV 缓存解码。"""
 
+import itertools
+
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kata.check import expect_equal, expect_tensor_close
 from kata.decode import decode_speed, generate
 from kata.llama import KVCache, tiny_llama
 
+MODEL = tiny_llama()
 
-def test_decoding_with_a_kv_cache_gives_the_full_forwards_logits():
-    model = tiny_llama()
-    ids = torch.randint(0, model.cfg.vocab_size, (2, 9), generator=torch.Generator().manual_seed(0))
+
+@given(chunks=st.lists(st.integers(1, 5), min_size=1, max_size=6), batch=st.integers(1, 3), seed=st.integers(0, 99))
+def test_decoding_with_a_kv_cache_gives_the_full_forwards_logits(chunks, batch, seed):
+    """Any split of the text: a prefill, masked chunks of several tokens, single tokens, in any order."""
+    ids = torch.randint(0, MODEL.cfg.vocab_size, (batch, sum(chunks)), generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
-        full = model(ids)
-        cache = KVCache(model.cfg, batch=2, max_len=9)
-        steps = [model(ids[:, :5], cache), model(ids[:, 5:7], cache), model(ids[:, 7:8], cache),
-                 model(ids[:, 8:], cache)]  # prefill, a chunk of two (masked), then one token at a time
-    expect_tensor_close(torch.cat(steps, dim=1), full, "cached logits", atol=1e-5, rtol=1e-5)
-    expect_equal(cache.length, 9, "cache.length")
+        full = MODEL(ids)
+        cache = KVCache(MODEL.cfg, batch=batch, max_len=sum(chunks))
+        ends = list(itertools.accumulate(chunks))
+        steps = [MODEL(ids[:, end - size:end], cache) for size, end in zip(chunks, ends, strict=True)]
+    expect_tensor_close(torch.cat(steps, dim=1), full, f"cached logits for chunks {chunks}", atol=1e-5, rtol=1e-5)
+    expect_equal(cache.length, sum(chunks), "cache.length")
 
 
 def test_a_full_cache_refuses_more_tokens():

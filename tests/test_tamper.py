@@ -1,0 +1,129 @@
+"""A fork cannot buy a grade: each kind of cheat, planted in a copy of the kata, leaves the grade at zero and is
+named in the summary. The fork's ex1_1 is the untouched stub throughout, so every honest point would be zero."""
+
+import json
+
+import pytest
+
+from kata.tamper import fork_changes, scan_answer
+from kata.target import ROOT
+from tests.helpers import copy_checkout, grade_fork
+
+STUB = (ROOT / "exercises/ex1_1_weight_memory.py").read_text(encoding="utf-8")
+# A pytest plugin that turns every failure into a pass: what most cheats below try to get loaded.
+PASS_EVERYTHING = '''
+import pytest
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = (yield).get_result()
+    report.outcome, report.longrepr = "passed", None
+'''
+HARNESS_CHEATS = {  # cheat → (files the fork writes, extra environment, what the summary must name)
+    "edits its test file": ({"exercises/test_ex1_1_weight_memory.py": "def test_weight_memory():\n    pass\n"},
+                            {}, "M exercises/test_ex1_1_weight_memory.py"),
+    "adds a conftest.py beside the tests": ({"exercises/conftest.py": PASS_EVERYTHING}, {}, "A exercises/conftest.py"),
+    "edits the root conftest.py": ({"conftest.py": (ROOT / "conftest.py").read_text() + PASS_EVERYTHING}, {},
+                                   "M conftest.py"),
+    "adds a pytest.ini naming a plugin": ({"pytest.ini": "[pytest]\naddopts = -p cheat\n", "cheat.py": PASS_EVERYTHING},
+                                          {}, "A pytest.ini"),
+    "edits pyproject.toml's addopts": ({"pyproject.toml": (ROOT / "pyproject.toml").read_text().replace(
+        'addopts = "', 'addopts = "-p cheat '), "cheat.py": PASS_EVERYTHING}, {}, "M pyproject.toml"),
+    "edits the kata's plugin": ({"kata/plugin.py": (ROOT / "kata/plugin.py").read_text() + PASS_EVERYTHING}, {},
+                                "M kata/plugin.py"),
+    "adds a sitecustomize.py": ({"sitecustomize.py": "import os\nos.environ['PYTEST_PLUGINS'] = 'cheat'\n",
+                                 "cheat.py": PASS_EVERYTHING}, {"PYTHONPATH": "{fork}"}, "A sitecustomize.py"),
+    "sets PYTEST_ADDOPTS, PYTEST_PLUGINS and PYTHONPATH": ({"cheat.py": PASS_EVERYTHING}, {
+        "PYTEST_ADDOPTS": "-p cheat", "PYTEST_PLUGINS": "cheat", "PYTHONPATH": "{fork}"}, "A cheat.py"),
+}
+ANSWER_CHEATS = {  # cheat → (what the answer module adds to the stub, what the summary must name)
+    "forges reports through pytest internals": (
+        "import _pytest.reports\n_pytest.reports.TestReport.outcome = 'passed'\n", "imports _pytest.reports"),
+    "patches a check helper": ("import kata.check\nkata.check.close = lambda *a, **k: None\n",
+                               "patches kata.check.close"),
+    "rewrites its own test file": (
+        "from pathlib import Path\nPath(__file__).with_name('test_ex1_1_weight_memory.py').write_text('')\n",
+        "calls write_text()"),
+    "imports the reference solution": ("from reference.ex1_1_weight_memory import *  # noqa\n",
+                                       "imports reference.ex1_1_weight_memory"),
+    # Hidden from the static scan: caught after the run, because the grading tree's harness changed.
+    "edits the harness where the scan cannot see": (
+        "from pathlib import Path\np = Path(__file__).resolve().parents[1] / 'kata' / 'check.py'\n"
+        "getattr(p, 'write_' + 'text')(p.read_text() + '\\n')\n", "modified kata/check.py"),
+}
+
+
+def _grade(tmp_path, files: dict[str, str], env: dict[str, str]) -> tuple[dict, str]:
+    fork = copy_checkout(tmp_path / "fork")
+    for rel, text in files.items():
+        (fork / rel).write_text(text, encoding="utf-8")
+    env = {key: value.format(fork=fork) for key, value in env.items()}
+    proc = grade_fork(fork, tmp_path / "out", "--only", "ex1_1", "--timeout", "120", env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    data = json.loads((tmp_path / "out/results.json").read_text(encoding="utf-8"))
+    return data, (tmp_path / "out/summary.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("cheat", HARNESS_CHEATS)
+def test_a_cheat_outside_the_answers_earns_nothing_and_is_named(tmp_path, cheat):
+    files, env, named = HARNESS_CHEATS[cheat]
+    data, summary = _grade(tmp_path, files, env)
+    assert data["quant_kata"]["score"] == 0, f"{cheat}: scored {data['quant_kata']['score']}"
+    assert data["quant_kata"]["exercises"][0]["total"] > 1, "upstream's tests must have run"
+    assert f"`{named}`" in summary, summary
+
+
+@pytest.mark.parametrize("cheat", ANSWER_CHEATS)
+def test_a_cheat_inside_an_answer_scores_zero_and_is_named(tmp_path, cheat):
+    code, named = ANSWER_CHEATS[cheat]
+    data, summary = _grade(tmp_path, {"exercises/ex1_1_weight_memory.py": STUB + "\n" + code}, {})
+    assert data["quant_kata"]["score"] == 0, f"{cheat}: scored {data['quant_kata']['score']}"
+    assert named in summary and "🚫" in summary, summary
+
+
+def test_an_honest_fork_is_graded_in_full_and_nothing_is_listed(tmp_path):
+    solution = (ROOT / "reference/ex1_1_weight_memory.py").read_text(encoding="utf-8")
+    data, summary = _grade(tmp_path, {"exercises/ex1_1_weight_memory.py": solution}, {})
+    assert data["quant_kata"]["score"] == data["quant_kata"]["max_score"] > 0
+    assert data["quant_kata"]["changed_outside_answers"] == [] and "🚫" not in summary
+
+
+def test_no_stub_and_no_reference_looks_like_a_forgery():
+    for path in sorted((ROOT / "exercises").glob("ex*.py")) + sorted((ROOT / "reference").glob("ex*.py")):
+        assert scan_answer(path.read_text(encoding="utf-8")) == [], path.name
+
+
+@pytest.mark.parametrize("code", [
+    "model.eval()", "torch.compile(f)", "s = 'a'.replace('a', 'b')", "for m in model.modules(): pass",
+    "x.remove(1)", "setattr(model, 'layer', layer)", "open('notes.txt').read()", "import os\nos.cpu_count()",
+])
+def test_ordinary_code_is_not_flagged(code):
+    assert scan_answer(code) == []
+
+
+@pytest.mark.parametrize(("code", "named"), [
+    ("import pytest", "imports pytest"), ("from _pytest import runner", "imports _pytest"),
+    ("import kata.plugin", "imports kata.plugin"), ("from kata import grade", "imports kata.grade"),
+    ("import kata.oracles as o\no.rtn = None", "patches o.rtn"), ("import torch\nsetattr(torch, 'x', 1)", "patches"),
+    ("open('f', 'w')", "opens a file for writing"), ("import os\nos.remove('f')", "os.remove"),
+    ("import sys\nsys.modules['x'] = None", "sys.modules"), ("exec('1')", "exec()"), ("__import__('os')", "__import__"),
+    ("import sys\nsys._getframe(1)", "_getframe"), ("import subprocess", "imports subprocess"),
+])
+def test_each_obvious_forgery_is_flagged(code, named):
+    assert any(named in finding for finding in scan_answer(code)), scan_answer(code)
+
+
+def test_fork_changes_lists_changed_added_and_removed_files_but_not_answers(tmp_path):
+    upstream, fork = tmp_path / "up", tmp_path / "fork"
+    for root in (upstream, fork):
+        (root / "exercises").mkdir(parents=True)
+        (root / "exercises/ex1_1_weight_memory.py").write_text(f"# {root.name}\n")
+        (root / "kept.py").write_text("same\n")
+    (upstream / "changed.py").write_text("1\n")
+    (fork / "changed.py").write_text("2\n")
+    (upstream / "removed.py").write_text("\n")
+    (fork / "exercises/conftest.py").write_text("\n")
+    (fork / ".git").mkdir()
+    (fork / ".git/HEAD").write_text("ref\n")
+    assert fork_changes(fork, upstream) == ["M changed.py", "A exercises/conftest.py", "D removed.py"]
