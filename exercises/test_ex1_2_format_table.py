@@ -45,10 +45,10 @@ def test_the_rendered_table_is_markdown_with_two_decimals():
 
 
 def test_empty_formats_is_a_value_error():
-    with pytest.raises(ValueError, match="formats"):
+    with pytest.raises(ValueError, match=r"\bformats\b"):
         build_format_table(7, [], memory_gb)
 
 
 def test_a_parameter_count_that_is_not_positive_is_a_value_error():
-    with pytest.raises(ValueError, match="num_params_b"):
+    with pytest.raises(ValueError, match=r"\bnum_params_b\b"):
         build_format_table(-1, FORMATS, memory_gb)

@@ -70,16 +70,16 @@ def test_an_empty_tensor_gets_scale_one():
 
 @pytest.mark.parametrize("num_bits", [1, 9, 0, 4.0])
 def test_num_bits_outside_2_to_8_is_a_value_error(num_bits):
-    with pytest.raises(ValueError, match="num_bits"):
+    with pytest.raises(ValueError, match=r"\bnum_bits\b"):
         quantize_per_tensor(torch.randn(3), num_bits=num_bits)
 
 
 def test_an_integer_tensor_is_a_type_error():
-    with pytest.raises(TypeError, match="x"):
+    with pytest.raises(TypeError, match=r"\bx\b"):
         quantize_per_tensor(torch.arange(5))
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_nan_or_infinity_is_a_value_error(bad):
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ValueError, match=r"\bNaN\b"):
         quantize_per_tensor(torch.tensor([1.0, bad]))

@@ -64,20 +64,34 @@ def test_every_requested_bit_width_is_reported_with_its_own_error():
 
 
 def test_mismatched_shapes_are_a_value_error():
-    with pytest.raises(ValueError, match="x_hat"):
+    with pytest.raises(ValueError, match=r"\bx_hat\b"):
         quantization_error(torch.zeros(4), torch.zeros(5))
 
 
 def test_an_empty_tensor_is_a_value_error():
-    with pytest.raises(ValueError, match="x"):
+    with pytest.raises(ValueError, match=r"\bx\b"):
         quantization_error(torch.zeros(0), torch.zeros(0))
 
 
 def test_nan_in_the_input_is_a_value_error():
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ValueError, match=r"\bNaN\b"):
         quantization_error(torch.tensor([1.0, float("nan")]), torch.zeros(2))
 
 
 def test_a_bit_width_outside_2_to_8_is_a_value_error():
-    with pytest.raises(ValueError, match="bit_widths"):
+    with pytest.raises(ValueError, match=r"\bbit_widths\b"):
         compare_bit_widths(gaussian(), quantize, dequantize, bit_widths=(8, 16))
+
+
+def test_a_silent_signal_with_noise_has_minus_infinite_sqnr():
+    expect_equal(quantization_error(torch.zeros(3), torch.ones(3))["sqnr_db"], -math.inf, "sqnr_db of x = 0")
+
+
+def test_sqnr_does_not_depend_on_the_signals_scale():
+    x = torch.tensor([0.01, -0.02, 0.03], dtype=torch.float64)  # Σx² ≪ 1
+    expect_close(quantization_error(x, x * 1.1)["sqnr_db"], 20.0, "sqnr_db for a 10 % error", rel=1e-9)
+
+
+def test_nan_in_the_round_trip_is_a_value_error_naming_x_hat():
+    with pytest.raises(ValueError, match=r"\bx_hat\b"):
+        quantization_error(torch.zeros(3), torch.tensor([0.0, float("nan"), 0.0]))

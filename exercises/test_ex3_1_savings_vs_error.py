@@ -52,10 +52,10 @@ def test_more_saving_costs_more_error():
 
 
 def test_an_empty_tensor_is_a_value_error():
-    with pytest.raises(ValueError, match="x"):
+    with pytest.raises(ValueError, match=r"\bx\b"):
         savings_vs_error(torch.zeros(0), quantize, dequantize, error)
 
 
 def test_a_bit_width_outside_2_to_8_is_a_value_error():
-    with pytest.raises(ValueError, match="bit_widths"):
+    with pytest.raises(ValueError, match=r"\bbit_widths\b"):
         savings_vs_error(torch.ones(3), quantize, dequantize, error, bit_widths=(1,))

@@ -47,10 +47,24 @@ def test_plan_precision_measures_only_from_target_bits_up():
 
 
 def test_a_missing_target_width_is_a_value_error():
-    with pytest.raises(ValueError, match="target_bits"):
+    with pytest.raises(ValueError, match=r"\btarget_bits\b"):
         recommend_scheme({8: 40.0}, target_bits=4)
 
 
 def test_target_bits_outside_2_to_8_is_a_value_error():
-    with pytest.raises(ValueError, match="target_bits"):
+    with pytest.raises(ValueError, match=r"\btarget_bits\b"):
         plan_precision({"w": torch.ones(4)}, measure_sqnr, target_bits=1)
+
+
+def test_a_wider_format_exactly_on_the_bar_is_good_enough():
+    expect_equal(recommend_scheme({4: 10.0, 8: 20.0}), "int8", "SQNR exactly 20 dB at 8 bits")
+
+
+def test_plan_precision_passes_the_bar_on():
+    plan = plan_precision({"w": torch.ones(4)}, lambda w, bits: 15.0, min_sqnr_db=10.0)
+    expect_equal(plan, {"w": "int4"}, "plan_precision(min_sqnr_db=10) at 15 dB")
+
+
+def test_plan_precision_with_target_bits_outside_2_to_8_is_a_value_error():
+    with pytest.raises(ValueError, match=r"\btarget_bits\b"):
+        plan_precision({"w": torch.ones(4)}, lambda w, bits: 99.0, target_bits=9)

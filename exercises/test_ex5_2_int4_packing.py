@@ -63,19 +63,19 @@ def test_unsigned_unpack_returns_uint8():
 
 
 def test_an_odd_last_dimension_is_a_value_error():
-    with pytest.raises(ValueError, match="even"):
+    with pytest.raises(ValueError, match=r"\beven\b"):
         pack_int4(torch.zeros(3, 5, dtype=torch.int8))
 
 
 @pytest.mark.parametrize("q", [torch.tensor([8, 0], dtype=torch.int8), torch.tensor([-9, 0], dtype=torch.int8),
                                torch.tensor([16, 0], dtype=torch.uint8)])
 def test_values_outside_int4_are_a_value_error(q):
-    with pytest.raises(ValueError, match="range"):
+    with pytest.raises(ValueError, match=r"\brange\b"):
         pack_int4(q)
 
 
 def test_a_wider_integer_dtype_is_a_type_error():
-    with pytest.raises(TypeError, match="q"):
+    with pytest.raises(TypeError, match=r"\bq\b"):
         pack_int4(torch.zeros(4, dtype=torch.int32))
 
 

@@ -40,7 +40,7 @@ def test_hooks_are_removed_even_when_the_forward_fails():
 
 
 def test_an_unknown_module_name_is_a_value_error():
-    with pytest.raises(ValueError, match="names"):
+    with pytest.raises(ValueError, match=r"\bnames\b"):
         capture_inputs(tiny_llama(), ["layers.7.mlp.up_proj"], IDS)
 
 
@@ -52,7 +52,7 @@ def test_channel_stats_of_a_known_input():
 
 
 def test_channel_stats_rejects_an_empty_input():
-    with pytest.raises(ValueError, match="x"):
+    with pytest.raises(ValueError, match=r"\bx\b"):
         channel_stats(torch.zeros(0, 4))
 
 

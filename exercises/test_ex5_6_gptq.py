@@ -116,12 +116,12 @@ def test_dead_inputs_get_zero_weights():
 
 
 def test_a_hessian_of_the_wrong_shape_is_a_value_error():
-    with pytest.raises(ValueError, match="H"):
+    with pytest.raises(ValueError, match=r"\bH\b"):
         gptq_quantize_layer(torch.randn(8, 64), torch.eye(32), 4, 32)
 
 
 def test_a_group_size_that_does_not_divide_in_is_a_value_error():
-    with pytest.raises(ValueError, match="group_size"):
+    with pytest.raises(ValueError, match=r"\bgroup_size\b"):
         gptq_quantize_layer(torch.randn(8, 96), torch.eye(96), 4, 64)
 
 

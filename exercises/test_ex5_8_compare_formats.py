@@ -84,7 +84,7 @@ def test_nf4_forward_is_x_times_the_dequantized_weight():
 
 
 def test_nf4_needs_a_group_size_that_divides_in_features():
-    with pytest.raises(ValueError, match="group_size"):
+    with pytest.raises(ValueError, match=r"\bgroup_size\b"):
         NF4Linear(576, 64, group_size=128)
 
 
@@ -114,9 +114,9 @@ def test_fp8_rounding_error_is_within_e4m3s_half_step():
 
 
 def test_fp8_and_nf4_refuse_a_bias():
-    with pytest.raises(ValueError, match="bias"):
+    with pytest.raises(ValueError, match=r"\bbias\b"):
         FP8Linear.from_linear(linear(bias=True))
-    with pytest.raises(ValueError, match="bias"):
+    with pytest.raises(ValueError, match=r"\bbias\b"):
         NF4Linear.from_linear(linear(bias=True))
 
 
@@ -213,9 +213,9 @@ def test_the_rest_of_the_model_runs_in_the_formats_dtype():
 
 
 def test_no_formats_or_repeated_names_are_value_errors():
-    with pytest.raises(ValueError, match="formats"):
+    with pytest.raises(ValueError, match=r"\bformats\b"):
         compare_formats(tiny_llama, [], IDS)
-    with pytest.raises(ValueError, match="formats"):
+    with pytest.raises(ValueError, match=r"\bformats\b"):
         compare_formats(tiny_llama, [Format("a", 4), Format("a", 8)], IDS)
 
 
@@ -228,5 +228,5 @@ def test_given_baseline_log_probs_are_used_instead_of_recomputed():
 
 
 def test_formats_must_be_format_objects():
-    with pytest.raises(TypeError, match="formats"):
+    with pytest.raises(TypeError, match=r"\bformats\b"):
         compare_formats(tiny_llama, ["W4A16 RTN g64"], IDS)

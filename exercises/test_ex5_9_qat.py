@@ -169,17 +169,17 @@ def test_progress_is_reported_every_25_steps():
 def test_a_learning_rate_that_is_not_positive_is_a_value_error(lr):
     student = tiny_llama()
     prepare_qat(student, 4, 32)
-    with pytest.raises(ValueError, match="lr"):
+    with pytest.raises(ValueError, match=r"\blr\b"):
         qat_finetune(student, tiny_llama(), torch.zeros(1, 8, dtype=torch.long), lr=lr)
 
 
 def test_a_student_without_qat_layers_is_a_value_error():
-    with pytest.raises(ValueError, match="QATLinear"):
+    with pytest.raises(ValueError, match=r"\bQATLinear\b"):
         qat_finetune(tiny_llama(), tiny_llama(), torch.zeros(1, 8, dtype=torch.long), steps=1)
 
 
 def test_bits_out_of_range_and_groups_that_do_not_divide_are_value_errors():
-    with pytest.raises(ValueError, match="num_bits"):
+    with pytest.raises(ValueError, match=r"\bnum_bits\b"):
         QATLinear(nn.Linear(64, 8), 1, 32)
-    with pytest.raises(ValueError, match="group_size"):
+    with pytest.raises(ValueError, match=r"\bgroup_size\b"):
         QATLinear(nn.Linear(64, 8), 4, 48)

@@ -72,11 +72,12 @@ def test_every_exercise_has_bilingual_hints_and_a_docstring(ex):
 
 
 def raises_matches(test_path) -> list[str]:
-    """The `match=` strings of every pytest.raises(...) in a test module."""
+    """The `match=` strings of every pytest.raises(...) in a test module, word boundaries (\\b) removed."""
     found = []
     for node in ast.walk(ast.parse(test_path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Call) and ast.unparse(node.func) == "pytest.raises":
-            found += [k.value.value for k in node.keywords if k.arg == "match" and isinstance(k.value, ast.Constant)]
+            found += [k.value.value.removeprefix("\\b").removesuffix("\\b") for k in node.keywords
+                      if k.arg == "match" and isinstance(k.value, ast.Constant)]  # r"\bx\b": the whole word x
     return found
 
 

@@ -37,11 +37,37 @@ HARNESS_CHEATS = {  # cheat → (files the fork writes, extra environment, what 
     "sets PYTEST_ADDOPTS, PYTEST_PLUGINS and PYTHONPATH": ({"cheat.py": PASS_EVERYTHING}, {
         "PYTEST_ADDOPTS": "-p cheat", "PYTEST_PLUGINS": "cheat", "PYTHONPATH": "{fork}"}, "A cheat.py"),
 }
+FORGE_REPORTS = """
+import _pytest.reports
+
+_init = _pytest.reports.TestReport.__init__
+
+
+def _passed(self, *args, **kwargs):
+    _init(self, *args, **kwargs)
+    self.outcome, self.longrepr = "passed", None
+
+
+_pytest.reports.TestReport.__init__ = _passed
+"""
+SILENCE_CHECKS = """
+import kata.check
+
+for _name in dir(kata.check):
+    if _name.startswith("expect"):
+        setattr(kata.check, _name, lambda *args, **kwargs: None)
+
+
+def bits_per_weight(*args, **kwargs):
+    return 0.0
+
+
+def calculate_weight_memory(*args, **kwargs):
+    return 0.0
+"""
 ANSWER_CHEATS = {  # cheat → (what the answer module adds to the stub, what the summary must name)
-    "forges reports through pytest internals": (
-        "import _pytest.reports\n_pytest.reports.TestReport.outcome = 'passed'\n", "imports _pytest.reports"),
-    "patches a check helper": ("import kata.check\nkata.check.close = lambda *a, **k: None\n",
-                               "patches kata.check.close"),
+    "forges every report through pytest internals": (FORGE_REPORTS, "imports _pytest.reports"),
+    "silences the check helpers": (SILENCE_CHECKS, "patches kata.check with setattr()"),
     "rewrites its own test file": (
         "from pathlib import Path\nPath(__file__).with_name('test_ex1_1_weight_memory.py').write_text('')\n",
         "calls write_text()"),
