@@ -196,3 +196,60 @@ def test_nan_in_the_weight_is_a_value_error():
     w[1, 2] = float("nan")
     with pytest.raises(ValueError, match=r"\bNaN\b"):
         choose_qparams(w, 4)
+
+
+WEIGHT_FUNCTIONS = {  # every function that takes a weight w, called with otherwise valid arguments
+    "choose_qparams": lambda w, **kw: choose_qparams(w, 4, **kw),
+    "fake_quantize": lambda w, **kw: fake_quantize(w, 4, **kw),
+    "percentile_clip_ratio": lambda w, **kw: percentile_clip_ratio(w, 99.0, **kw),
+    "mse_clip_ratio": lambda w, **kw: mse_clip_ratio(w, 4, grid=3, **kw),
+}
+
+
+@pytest.mark.parametrize("function", WEIGHT_FUNCTIONS)
+@pytest.mark.parametrize(("bad", "error"), [
+    (torch.tensor([[1.0, float("nan")]]), ValueError), (torch.zeros(0, 4), ValueError),
+    (torch.ones(2, 4, dtype=torch.int32), TypeError),
+])
+def test_every_function_names_w_when_it_rejects_it(function, bad, error):
+    with pytest.raises(error, match=r"\bw\b"):
+        WEIGHT_FUNCTIONS[function](bad)
+
+
+@pytest.mark.parametrize("function", WEIGHT_FUNCTIONS)
+def test_every_function_names_granularity_when_it_rejects_it(function):
+    with pytest.raises(ValueError, match=r"\bgranularity\b"):
+        WEIGHT_FUNCTIONS[function](torch.randn(4, 8), granularity="row")
+
+
+@pytest.mark.parametrize("group_size", [0, -4, 2.0, None])
+def test_a_group_size_that_is_not_a_positive_int_is_a_value_error(group_size):
+    with pytest.raises(ValueError, match=r"\bgroup_size\b"):
+        choose_qparams(torch.randn(4, 8), 4, granularity="group", group_size=group_size)
+
+
+@pytest.mark.parametrize("percentile", [0, -1, 100.5])
+def test_a_percentile_outside_0_to_100_is_a_value_error(percentile):
+    with pytest.raises(ValueError, match=r"\bpercentile\b"):
+        percentile_clip_ratio(torch.randn(4, 8), percentile)
+
+
+def test_the_100th_percentile_keeps_the_full_range():
+    expect_tensor_close(percentile_clip_ratio(torch.randn(4, 8), 100.0), torch.ones(4, 1), "ratio at p = 100",
+                        atol=1e-6)
+
+
+def test_quantize_names_w_and_num_bits_when_it_rejects_them():
+    scale, zero = torch.ones(2, 1), torch.zeros(2, 1, dtype=torch.int32)
+    with pytest.raises(ValueError, match=r"\bw\b"):
+        quantize(torch.tensor([[float("nan"), 1.0], [0.0, 1.0]]), scale, zero, 4)
+    with pytest.raises(ValueError, match=r"\bnum_bits\b"):
+        quantize(torch.ones(2, 2), scale, zero, 9)
+
+
+def test_codes_are_int8_when_symmetric_and_uint8_when_not():
+    w = torch.randn(4, 8, generator=torch.Generator().manual_seed(7))
+    for symmetric, dtype in ((True, torch.int8), (False, torch.uint8)):
+        scale, zero = choose_qparams(w, 4, symmetric=symmetric)
+        expect_tensor(quantize(w, scale, zero, 4, symmetric=symmetric), "codes", dtype=dtype)
+

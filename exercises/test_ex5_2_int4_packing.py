@@ -103,3 +103,22 @@ def test_torchs_cpu_int4_kernel_gives_the_same_product_as_dequantize_then_matmul
     # Same float32 arithmetic in another order: agreement to ~1e-5 of the outputs' size.
     expect_tensor_close(int4_matmul_cpu(x, packed, scales_and_zeros, group_size), expected, "x · ŵᵀ",
                         atol=1e-4 * expected.abs().max().item())
+
+
+def test_signed_unpack_returns_int8():
+    expect_tensor(unpack_int4(torch.tensor([0xF1], dtype=torch.uint8), signed=True), "unpack_int4(signed=True)",
+                  dtype=torch.int8)
+
+
+def test_unpacking_anything_but_uint8_is_a_type_error_naming_packed():
+    with pytest.raises(TypeError, match=r"\bpacked\b"):
+        unpack_int4(torch.tensor([1], dtype=torch.int8), signed=True)
+
+
+@pytest.mark.parametrize(("bad", "error"), [(torch.tensor([[1.0, float("nan")]]), ValueError),
+                                            (torch.zeros(0, 4), ValueError),
+                                            (torch.ones(2, 4, dtype=torch.int32), TypeError)])
+def test_measure_weight_bytes_names_w_when_it_rejects_it(bad, error):
+    with pytest.raises(error, match=r"\bw\b"):
+        measure_weight_bytes(bad, quantize_groups)
+

@@ -100,6 +100,20 @@ def test_the_fast_int8_matmul_equals_the_emulation_bit_for_bit(rows):
 def test_the_int8_matmul_takes_int8_only():
     with pytest.raises(TypeError, match=r"\bint8\b"):
         int8_matmul(torch.ones(2, 4), torch.ones(3, 4))
+    with pytest.raises(TypeError, match=r"\bint8\b"):  # one int8 operand is not enough
+        int8_matmul(int8((2, 4), 0), torch.ones(3, 4))
+
+
+@pytest.mark.parametrize(("a_shape", "b_shape"), [((2, 4, 1), (3, 4)), ((2, 4), (4,)), ((2, 4), (3, 5))])
+def test_the_int8_matmul_wants_m_by_k_and_n_by_k(a_shape, b_shape):
+    with pytest.raises(ValueError, match=r"\bshapes\b"):
+        int8_matmul(int8(a_shape, 0), int8(b_shape, 1))
+
+
+def test_where_torch_int_mm_does_not_run_the_emulation_answers(monkeypatch):
+    monkeypatch.setitem(int8_matmul.__globals__, "int_mm_runs", lambda a, b: False)
+    a, b = int8((3, 64), 4), int8((5, 64), 5)
+    expect_tensor_equal(int8_matmul(a, b), (a.long() @ b.long().T).to(torch.int32), "int8_matmul without _int_mm")
 
 
 def test_the_w8a8_state_is_int8_weights_and_float32_channel_scales():

@@ -183,3 +183,61 @@ def test_bits_out_of_range_and_groups_that_do_not_divide_are_value_errors():
         QATLinear(nn.Linear(64, 8), 1, 32)
     with pytest.raises(ValueError, match=r"\bgroup_size\b"):
         QATLinear(nn.Linear(64, 8), 4, 48)
+
+
+@pytest.mark.parametrize("num_bits", [2, 4, 8])
+def test_the_grid_spans_minus_2_to_the_b_minus_1_to_2_to_the_b_minus_1_minus_1(num_bits):
+    w = torch.linspace(-1000.0, 1000.0, 64).reshape(1, 64)  # far outside the grid: every code saturates
+    got = lsq_fake_quantize(w, torch.ones(1, 2), num_bits, 32)
+    expect_equal((got.min().item(), got.max().item()), (-(2 ** (num_bits - 1)), 2 ** (num_bits - 1) - 1),
+                 f"smallest and largest fake-quantized value at {num_bits} bits, step 1")
+
+
+def test_bits_above_8_are_a_value_error_in_both_places():
+    with pytest.raises(ValueError, match=r"\bnum_bits\b"):
+        lsq_fake_quantize(torch.ones(2, 32), torch.ones(2, 1), 9, 32)
+    with pytest.raises(ValueError, match=r"\bnum_bits\b"):
+        QATLinear(nn.Linear(64, 8), 9, 32)
+
+
+@pytest.mark.parametrize(("bad", "error"), [(torch.tensor([[1.0, float("nan")]]), ValueError),
+                                            (torch.zeros(0, 2), ValueError),
+                                            (torch.ones(1, 2, dtype=torch.int32), TypeError)])
+def test_lsq_fake_quantize_names_w_when_it_rejects_it(bad, error):
+    with pytest.raises(error, match=r"\bw\b"):
+        lsq_fake_quantize(bad, torch.ones(bad.shape[0], 1), 4, 2)
+
+
+def test_a_qat_linear_runs_in_bfloat16_with_its_bias():
+    layer = QATLinear(nn.Linear(64, 8), 4, 32).to(torch.bfloat16)
+    expect_tensor(layer(torch.randn(3, 64, dtype=torch.bfloat16)), "QATLinear(bf16 x)", shape=(3, 8),
+                  dtype=torch.bfloat16)
+
+
+@pytest.mark.parametrize("steps", [0, -1, 1.5, True])
+def test_steps_that_are_not_a_positive_int_are_a_value_error(steps):
+    student = tiny_llama()
+    prepare_qat(student, 4, 32)
+    with pytest.raises(ValueError, match=r"\bsteps\b"):
+        qat_finetune(student, tiny_llama(), torch.zeros(1, 8, dtype=torch.long), steps=steps)
+
+
+def test_qat_returns_one_loss_per_step_and_repeats_exactly():
+    ids = torch.randint(0, 256, (6, 16), generator=torch.Generator().manual_seed(8))
+    runs = []
+    for _ in range(2):
+        student = tiny_llama()
+        prepare_qat(student, 4, 32)
+        runs.append(qat_finetune(student, tiny_llama(), ids, steps=4, batch_size=2))
+    expect_equal(len(runs[0]), 4, "len(losses) for steps=4")
+    assert all(isinstance(loss, float) for loss in runs[0]), f"losses must be floats, got {runs[0]}"
+    expect_equal(runs[0], runs[1], "losses of two identical runs (batches drawn with a seeded generator)")
+
+
+def test_progress_names_the_step_and_the_total():
+    student = tiny_llama()
+    prepare_qat(student, 4, 32)
+    said = []
+    qat_finetune(student, tiny_llama(), torch.zeros(2, 8, dtype=torch.long), steps=25, progress=said.append)
+    assert len(said) == 1 and "25/25" in said[0], f"progress lines: {said}"
+
