@@ -165,12 +165,13 @@ def test_progress_is_reported_every_25_steps():
     expect_equal(len(said), 2, f"progress lines over 50 steps: {said}")
 
 
-@pytest.mark.parametrize("lr", [0, -1e-3])
-def test_a_learning_rate_that_is_not_positive_is_a_value_error(lr):
+@pytest.mark.parametrize(("argument", "value"), [("lr", 0), ("lr", -1e-3), ("steps", 0), ("steps", -1),
+                                                 ("steps", 1.5), ("steps", True)])
+def test_a_learning_rate_or_step_count_that_is_not_positive_is_a_value_error(argument, value):
     student = tiny_llama()
     prepare_qat(student, 4, 32)
-    with pytest.raises(ValueError, match=r"\blr\b"):
-        qat_finetune(student, tiny_llama(), torch.zeros(1, 8, dtype=torch.long), lr=lr)
+    with pytest.raises(ValueError, match=rf"\b{argument}\b"):
+        qat_finetune(student, tiny_llama(), torch.zeros(1, 8, dtype=torch.long), **{argument: value})
 
 
 def test_a_student_without_qat_layers_is_a_value_error():
@@ -212,14 +213,6 @@ def test_a_qat_linear_runs_in_bfloat16_with_its_bias():
     layer = QATLinear(nn.Linear(64, 8), 4, 32).to(torch.bfloat16)
     expect_tensor(layer(torch.randn(3, 64, dtype=torch.bfloat16)), "QATLinear(bf16 x)", shape=(3, 8),
                   dtype=torch.bfloat16)
-
-
-@pytest.mark.parametrize("steps", [0, -1, 1.5, True])
-def test_steps_that_are_not_a_positive_int_are_a_value_error(steps):
-    student = tiny_llama()
-    prepare_qat(student, 4, 32)
-    with pytest.raises(ValueError, match=r"\bsteps\b"):
-        qat_finetune(student, tiny_llama(), torch.zeros(1, 8, dtype=torch.long), steps=steps)
 
 
 def test_qat_returns_one_loss_per_step_and_repeats_exactly():
