@@ -11,7 +11,8 @@
     forward: F.linear(x, ŵ.to(x.dtype))。codebook 可以放在 persistent=False 的 buffer 里（不进 state_dict）。
 - FP8 E4M3 只量化权重 / weight-only: s = max|w_row| / 448（每输出通道，float32 (out, 1)），
   FP8Linear 的 buffer "weight" 是 (w / s).to(torch.float8_e4m3fn)，buffer "scale" 是 s；ŵ = weight.float() · s。
-两者都不接受带 bias 的 Linear（ValueError，消息含 "bias"）/ both refuse a linear with a bias (ValueError).
+两者都不接受带 bias 的 Linear（ValueError，消息含类名与 "bias"，如 "NF4Linear"、"FP8Linear"）/
+both refuse a linear with a bias (ValueError naming the class and "bias").
 
 compare_formats(load_model, formats, ids, speed=None, progress=...): 每个 Format 一行，字典键为 FORMAT_KEYS：
     baseline = kata.evaluate.log_probs(load_model(), ids)   # float32 原模型；已给出 baseline 则直接用 /

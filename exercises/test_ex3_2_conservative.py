@@ -54,6 +54,8 @@ def test_a_missing_target_width_is_a_value_error():
 def test_target_bits_outside_2_to_8_is_a_value_error():
     with pytest.raises(ValueError, match=r"\btarget_bits\b"):
         plan_precision({"w": torch.ones(4)}, measure_sqnr, target_bits=1)
+    with pytest.raises(ValueError, match=r"\btarget_bits\b"):
+        recommend_scheme({1: 30.0, 8: 50.0}, target_bits=1)
 
 
 def test_a_wider_format_exactly_on_the_bar_is_good_enough():

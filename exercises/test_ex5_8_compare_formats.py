@@ -1,5 +1,7 @@
 """Tests for practice (c) — NF4, FP8 and the comparison of formats on one model. 测试：格式对比。"""
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -113,11 +115,16 @@ def test_fp8_rounding_error_is_within_e4m3s_half_step():
     expect_at_most(excess, 0.0, "largest |ŵ − w| beyond E4M3's half step")
 
 
-def test_fp8_and_nf4_refuse_a_bias():
-    with pytest.raises(ValueError, match=r"\bbias\b"):
-        FP8Linear.from_linear(linear(bias=True))
-    with pytest.raises(ValueError, match=r"\bbias\b"):
-        NF4Linear.from_linear(linear(bias=True))
+@pytest.mark.parametrize("cls", [FP8Linear, NF4Linear], ids=["FP8Linear", "NF4Linear"])
+def test_fp8_and_nf4_refuse_a_bias_and_say_which_layer(cls):
+    with pytest.raises(ValueError, match=r"\bbias\b") as error:
+        cls.from_linear(linear(bias=True))
+    assert re.search(rf"\b{cls.__name__}\b", str(error.value)), f"the message should name {cls.__name__}: {error.value}"
+
+
+def test_nf4_from_linear_keeps_the_group_size_it_is_given():
+    state = NF4Linear.from_linear(linear(), 32).state_dict()
+    expect_tensor(state["absmax"], "absmax for group_size=32", shape=(96, 8), dtype=torch.float16)
 
 
 class Int8Holder(nn.Module):
@@ -203,6 +210,9 @@ def test_progress_names_each_format():
     compare_formats(tiny_llama, formats(), IDS, progress=said.append)
     for name in ("baseline", "broken", "int8 per tensor"):
         assert any(name in line for line in said), f"no progress line names {name!r}: {said}"
+    count = len(formats())
+    assert any(f"(1/{count})" in line for line in said) and any(f"({count}/{count})" in line for line in said), \
+        f"progress should count the formats 1/{count} … {count}/{count}: {said}"
 
 
 def test_the_rest_of_the_model_runs_in_the_formats_dtype():
@@ -228,5 +238,6 @@ def test_given_baseline_log_probs_are_used_instead_of_recomputed():
 
 
 def test_formats_must_be_format_objects():
-    with pytest.raises(TypeError, match=r"\bformats\b"):
+    with pytest.raises(TypeError, match=r"\bformats\b") as error:
         compare_formats(tiny_llama, ["W4A16 RTN g64"], IDS)
+    assert re.search(r"\bstr\b", str(error.value)), f"the message should say what it got (str): {error.value}"

@@ -5,7 +5,7 @@ mutmut mutates the solutions one change at a time and runs the fast tests agains
 killed when a test fails (or it hangs past mutmut's timeout); it survives when every test still passes; "no
 tests" means no fast test calls the mutated function. Score = killed / (killed + survived + no tests).
 
-    python -m kata.mutation_score [--min 90] [--survivors]
+    python -m kata.mutation_score [--min 90] [--survivors] [--out docs/mutation-score.md]
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kata.mutation_score", description=__doc__.split("\n\n")[0])
     parser.add_argument("--min", type=float, default=90.0, help="每个练习的最低得分 / lowest score per exercise")
     parser.add_argument("--survivors", action="store_true", help="列出存活的变异体 / list the surviving mutants")
+    parser.add_argument("--out", type=Path, default=None, help="把得分表写进这个 Markdown 文件 / write the table here")
     args = parser.parse_args(argv)
     found = results()
     if not found:
@@ -67,8 +68,18 @@ def main(argv: list[str] | None = None) -> int:
                      counts["not run"], "—" if pct is None else f"{pct:.1f} %"))
         if pct is not None and pct < args.min:
             low.append(module)
-    print(markdown_table(("exercise", "mutants", "killed", "timeout", "survived", "no tests", "not run", "score"),
-                         rows))
+    table = markdown_table(("exercise", "mutants", "killed", "timeout", "survived", "no tests", "not run", "score"),
+                           rows)
+    print(table)
+    if args.out is not None:
+        import platform
+        from importlib.metadata import version
+
+        import torch
+
+        args.out.write_text(f"# 变异得分 / mutation score per exercise\n\n{table}\n\nmutmut {version('mutmut')}, torch "
+                            f"{torch.__version__}, Python {platform.python_version()}; `nox -s mutation` "
+                            f"(`python -m kata.mutation_score --survivors` lists the survivors).\n", encoding="utf-8")
     if args.survivors:
         for codes in found.values():
             for name, code in sorted(codes.items()):
