@@ -115,8 +115,8 @@ def tree_files(root: Path) -> dict[str, Path]:
     return files
 
 
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def fork_changes(fork: Path, upstream: Path) -> list[str]:
@@ -130,7 +130,7 @@ def fork_changes(fork: Path, upstream: Path) -> list[str]:
             changes.append(f"A {rel}")
         elif rel not in theirs:
             changes.append(f"D {rel}")
-        elif digest(theirs[rel]) != digest(ours[rel]):
+        elif theirs[rel].read_bytes() != ours[rel].read_bytes():
             changes.append(f"M {rel}")
     return changes
 
@@ -142,9 +142,10 @@ def build_grading_tree(upstream: Path, answers: Path, dest: Path, solutions: boo
     for rel, path in tree_files(upstream).items():
         if (rel.startswith(SOLUTIONS) and not solutions) or rel in ANSWER_FILES:
             continue
+        data = path.read_bytes()
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        (dest / rel).write_bytes(path.read_bytes())
-        expected[rel] = digest(path)
+        (dest / rel).write_bytes(data)
+        expected[rel] = digest(data)
     for rel in ANSWER_FILES:
         source = answers / rel if (answers / rel).is_file() else upstream / rel  # a missing answer: the stub
         (dest / rel).write_bytes(source.read_bytes())
@@ -158,6 +159,6 @@ def changed_files(tree: Path, expected: dict[str, str]) -> list[str]:
         path = tree / rel
         if not path.is_file():
             out.append(f"删除 / deleted {rel}")
-        elif digest(path) != want:
+        elif digest(path.read_bytes()) != want:
             out.append(f"修改 / modified {rel}")
     return out
