@@ -21,8 +21,9 @@ quantized_matmul(x, weights): x (..., K) float16/bfloat16 → (..., N)，dtype �
     M > GEMV_MAX_M: tl.dot —— (BLOCK_M, BLOCK_K) 的 x 乘反量化后的 (BLOCK_K, BLOCK_N) ŵ 块，float32 累加
     一个 K 块不能跨组：BLOCK_K 取能整除 group_size 的 64 / 32 / 16 / a K block stays inside one group.
     CPU 上用 Triton 解释器跑（TRITON_INTERPRET=1，kata 的 pytest 插件会设置）/ runs in Triton's CPU interpreter.
-KernelLinear(layer): 包住一个 5.3 QuantLinear；x 在 CUDA 上且是 fp16/bf16 → 第一次调用时 prepare，之后走内核
-    （再加 bias）；否则调用 layer 自己的 forward / wraps a QuantLinear: the kernel on CUDA, its own forward elsewhere.
+triton_runs(x): x 是 fp16/bf16，且在 CUDA 上，或在 CPU 上而 TRITON_INTERPRET=1 / where the kernel takes x.
+KernelLinear(layer): 包住一个 5.3 QuantLinear；triton_runs(x) → 第一次调用时 prepare，之后走内核（再加 bias）；
+    否则调用 layer 自己的 forward / wraps a QuantLinear: the kernel where Triton runs, its own forward elsewhere.
 use_kernel(model): 把模型里每个有 qweight、scale、num_bits 的模块包成 KernelLinear（只包一次），返回个数。
 
 坏输入 / bad input: num_bits 不是 4/8 → ValueError; group_size 不整除 K 或不是 16 的倍数 → ValueError;
@@ -67,6 +68,11 @@ def prepare(qweight: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor
 def quantized_matmul(x: torch.Tensor, weights: KernelWeights) -> torch.Tensor:
     """y = x · ŵᵀ，用你的 Triton 内核 / through your Triton kernels."""
     raise NotImplementedError("5.10: quantized_matmul — 提示 / hint: python -m kata hint ex5_10")
+
+
+def triton_runs(x: torch.Tensor) -> bool:
+    """内核能不能接 x / whether the fused kernel takes x here (CUDA, or the CPU interpreter)."""
+    raise NotImplementedError("5.10: triton_runs — 提示 / hint: python -m kata hint ex5_10")
 
 
 class KernelLinear(nn.Module):

@@ -9,9 +9,10 @@ quantize_activations(x, granularity): 动态对称 INT8（运行时取 scale）/
     "token": scale = max|x| 每行 / per row (last dim) / 127, 形状 / shape (..., 1)
     "tensor": scale = 整个张量的 max|x| / 127，0 维张量 / a 0-dim tensor for the whole tensor
     q = clamp(round(x / scale), -127, 127) 存为 int8；scale 是 float32，至少 1e-8/127 / at least 1e-8 / 127.
-int8_matmul(a, b): a (M, K) int8 · b (N, K)ᵀ int8 → int32 (M, N)。int_mm_runs(a, b) 为真时用 torch._int_mm(a, b.T)
-    （CPU 总是可以；CUDA 要 M > 16 且 K、N 是 8 的倍数），否则用 int8_matmul_exact：float64 里算，
-    |Σ| ≤ 127²·K < 2⁵³，结果逐位精确 / exact in float64; the two must agree bit for bit.
+int_mm_runs(device, m, k, n): torch._int_mm 能不能算 (m, k) @ (k, n)：CPU 上任何形状都行；CUDA 要 m > 16 且 k、n 是
+    8 的倍数；其他设备不行 / any shape on the CPU; on CUDA m > 16 and k, n multiples of 8; nowhere else.
+int8_matmul(a, b): a (M, K) int8 · b (N, K)ᵀ int8 → int32 (M, N)。int_mm_runs 为真时用 torch._int_mm(a, b.T)，
+    否则用 int8_matmul_exact：float64 里算，|Σ| ≤ 127²·K < 2⁵³，逐位精确 / else emulate, exact in float64.
 W8A8Linear: buffers qweight int8 (out, in)（每输出通道对称 / symmetric per output channel, ±127），
     weight_scale float32 (out,)，bias float32 (out,) 或 None。forward：x 展平成 (M, in)，量化激活，int8_matmul，
     y = acc.float() · scale_x · weight_scale + bias，再转回 x 的 dtype 和形状 / back to x's dtype and shape.
@@ -54,8 +55,8 @@ def quantize_activations(x: torch.Tensor, granularity: str = "token") -> tuple[t
     raise NotImplementedError("5.7: quantize_activations — 提示 / hint: python -m kata hint ex5_7")
 
 
-def int_mm_runs(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """torch._int_mm 在这里能不能跑 / whether torch._int_mm runs here for these shapes."""
+def int_mm_runs(device: torch.device | str, m: int, k: int, n: int) -> bool:
+    """torch._int_mm 在这个设备上能不能算 (m, k) @ (k, n) / whether torch._int_mm takes these shapes here."""
     raise NotImplementedError("5.7: int_mm_runs — 提示 / hint: python -m kata hint ex5_7")
 
 

@@ -1,5 +1,7 @@
 """Tests for 1.1 · TODO 1 — weight memory. 测试：权重显存计算。"""
 
+import re
+
 import pytest
 
 from exercises.ex1_1_weight_memory import bits_per_weight, calculate_weight_memory
@@ -43,7 +45,8 @@ def test_group_metadata_shows_in_the_memory():
 def test_an_unknown_dtype_is_a_value_error_listing_valid_names():
     with pytest.raises(ValueError, match=r"\bint4\b") as err:
         calculate_weight_memory(7, "int5")
-    assert "dtype" in str(err.value), f"错误信息要写明参数名 / the message should name the argument: {err.value}"
+    assert re.search(r"\bdtype\b", str(err.value)), f"错误信息要写明参数名 dtype / the message should name the " \
+                                                     f"argument dtype: {err.value}"
 
 
 @pytest.mark.parametrize("group_size", [0, -64, 2.5])

@@ -11,7 +11,7 @@ from torch import nn
 pytest.importorskip("triton", reason="5.10 需要 Triton（Linux：pip install triton）/ 5.10 needs Triton "
                                      "(Linux: pip install triton)")
 
-from exercises.ex5_10_int4_kernel import KernelLinear, prepare, quantized_matmul, use_kernel
+from exercises.ex5_10_int4_kernel import KernelLinear, prepare, quantized_matmul, triton_runs, use_kernel
 from kata.check import expect_at_most, expect_equal, expect_tensor, expect_tensor_equal
 from kata.oracles import dequantize_groups, quantize_groups
 
@@ -68,6 +68,28 @@ def test_prepare_lays_int8_codes_out_n_contiguous():
     weights = prepare(layer.qweight, layer.scale, None, 8, None)
     expect_tensor(weights.qweight, "qweight", shape=(128, 72), dtype=torch.int8)
     expect_tensor_equal(weights.qweight.cpu(), layer.qweight.T, "int8 codes (K, N)")
+    expect_tensor(weights.scales, "scales", shape=(1, 72), dtype=torch.float16)
+    expect_tensor_equal(weights.scales, layer.scale.reshape(1, 72), "scales (one group, N)")
+    expect_tensor(weights.zeros, "zeros", shape=(1, 72), dtype=torch.float16)
+    expect_equal(int(weights.zeros.count_nonzero()), 0, "non-zero zero points of a symmetric W8")
+    expect_equal((weights.num_bits, weights.group_size), (8, 128), "(num_bits, group_size) of W8")
+
+
+def test_a_word_whose_top_nibble_is_8_or_more_wraps_to_a_negative_int32():
+    codes = torch.zeros(3, 16, dtype=torch.uint8)
+    codes[:, 7] = torch.tensor([8, 15, 7], dtype=torch.uint8)  # word 0 = code 7 << 28: 2³¹, 15·2²⁸, 7·2²⁸
+    qweight = codes[:, 0::2] | (codes[:, 1::2] << 4)
+    weights = prepare(qweight, torch.ones(3, 1), torch.zeros(3, 1), 4, 16)
+    expect_tensor_equal(weights.qweight[0], torch.tensor([-2**31, 15 * 2**28 - 2**32, 7 * 2**28], dtype=torch.int32),
+                        "word 0 of each output (unsigned value − 2³² from 2³¹ on)")
+
+
+@pytest.mark.parametrize(("num_bits", "qweight"), [(8, torch.zeros(4, 24, dtype=torch.int8)),
+                                                   (4, torch.zeros(4, 3, dtype=torch.uint8))])
+def test_prepare_names_in_features_that_do_not_fit_the_layout(num_bits, qweight):
+    # W8: K = 24 is not a multiple of 16 (tl.dot's K tile); W4: K = 6 is not a whole number of 8-code words.
+    with pytest.raises(ValueError, match=r"\bin_features\b"):
+        prepare(qweight, torch.ones(4, 1), None if num_bits == 8 else torch.zeros(4, 1), num_bits, 16)
 
 
 @pytest.mark.parametrize("m", [1, 3, 16, 33])
@@ -123,11 +145,54 @@ def test_prepare_refuses_other_bit_widths_and_groups_that_do_not_divide():
         prepare(layer.qweight, layer.scale, layer.zero_point, 4, 48)
 
 
-def test_kernel_linear_keeps_the_layers_own_forward_off_the_gpu_and_matches_it_on_it():
-    layer = Quantized(64, 128, 4, 32, bias=True).to(DEVICE)
+class Spy(Quantized):
+    """A quantized layer that counts the calls to its own forward."""
+
+    calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return super().forward(x)
+
+
+@pytest.mark.parametrize(("dtype", "interpreter", "runs"), [
+    (torch.float16, "1", True), (torch.bfloat16, "1", True),  # on the CPU: in Triton's interpreter …
+    (torch.float16, "0", False), (torch.float32, "1", False),  # … only, and only for fp16 / bf16 inputs
+])
+def test_on_the_cpu_triton_runs_in_its_interpreter_for_half_inputs(monkeypatch, dtype, interpreter, runs):
+    monkeypatch.setenv("TRITON_INTERPRET", interpreter)
+    expect_equal(triton_runs(torch.ones(2, 16, dtype=dtype)), runs, f"triton_runs({dtype}, TRITON_INTERPRET="
+                                                                     f"{interpreter})")
+    expect_equal(triton_runs(torch.ones(2, 16, dtype=dtype, device="meta")), False, "triton_runs on 'meta'")
+
+
+@pytest.mark.gpu
+def test_on_cuda_triton_runs_for_half_inputs(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    got = [triton_runs(torch.ones(2, 16, dtype=d, device="cuda")) for d in (torch.float16, torch.bfloat16,
+                                                                            torch.float32)]
+    expect_equal(got, [True, True, False], "triton_runs on CUDA for fp16, bf16, fp32")
+
+
+@pytest.mark.parametrize(("num_bits", "group_size", "bias"), [(4, 32, True), (8, None, False)])
+def test_kernel_linear_runs_the_kernel_where_triton_runs(num_bits, group_size, bias):
+    layer = Spy(64, 128, num_bits, group_size, bias=bias).to(DEVICE)
+    if bias:
+        layer.bias = layer.bias.float()  # a float32 bias: the output still comes back in x's dtype
     x = inputs(5, 128)
-    got = KernelLinear(layer)(x)
+    wrapped = KernelLinear(layer)
+    got = wrapped(x)
+    expect_equal(layer.calls, 0, "calls to the layer's own forward (the kernel should answer)")
+    expect_tensor(got, "y", shape=(5, 64), dtype=torch.float16)
     expect_at_most(relative_error(got.cpu(), layer(x).float().cpu()), 2e-3, "KernelLinear against the layer")
+    expect_tensor_equal(wrapped(x), got, "a second call (weights prepared once)")
+
+
+def test_kernel_linear_keeps_the_layers_own_forward_for_float32():
+    layer = Spy(64, 128, 4, 32, bias=True).to(DEVICE)
+    x = inputs(5, 128, dtype=torch.float32)
+    expect_tensor_equal(KernelLinear(layer)(x), layer(x), "KernelLinear(float32 x)")
+    expect_equal(layer.calls, 2, "calls to the layer's own forward (once through KernelLinear, once here)")
 
 
 def test_use_kernel_wraps_each_quantized_layer_once():

@@ -253,3 +253,38 @@ def test_codes_are_int8_when_symmetric_and_uint8_when_not():
         scale, zero = choose_qparams(w, 4, symmetric=symmetric)
         expect_tensor(quantize(w, scale, zero, 4, symmetric=symmetric), "codes", dtype=dtype)
 
+
+
+def test_the_defaults_are_4_bit_symmetric_per_channel():
+    w = torch.randn(8, 64, generator=torch.Generator().manual_seed(7))
+    scale, zero = choose_qparams(w)
+    expect_tensor_equal(scale, choose_qparams(w, 4, symmetric=True, granularity="channel")[0], "default scale")
+    half = scale / 2  # codes up to ±14: only a 4-bit clamp brings them back to −8 … 7
+    expect_tensor_equal(quantize(w, half, zero), quantize(w, half, zero, 4, symmetric=True), "default quantize")
+    expect_tensor_equal(fake_quantize(w), fake_quantize(w, 4, symmetric=True, granularity="channel"),
+                        "default fake_quantize")
+    expect_tensor_equal(mse_clip_ratio(w), mse_clip_ratio(w, 4, symmetric=True, granularity="channel", grid=20,
+                                                          min_ratio=0.5), "default mse_clip_ratio")
+    expect_tensor_equal(percentile_clip_ratio(w), percentile_clip_ratio(w, 99.9, granularity="channel"),
+                        "default percentile_clip_ratio")
+
+
+def test_asymmetric_zero_points_are_int32():
+    _, zero = choose_qparams(torch.randn(4, 32, generator=torch.Generator().manual_seed(8)), 4, symmetric=False)
+    expect_tensor(zero, "zero_point", shape=(4, 1), dtype=torch.int32)
+
+
+def test_a_percentile_below_one_is_allowed():
+    w = torch.randn(2, 1000, generator=torch.Generator().manual_seed(9))
+    expect_tensor(percentile_clip_ratio(w, 0.5), "percentile_clip_ratio(w, 0.5)", shape=(2, 1))
+
+
+@pytest.mark.parametrize("clip", [mse_clip_ratio, percentile_clip_ratio])
+def test_clip_ratios_come_per_group(clip):
+    w = torch.randn(4, 64, generator=torch.Generator().manual_seed(10))
+    w[:, :16] *= 10  # one loud group per row: its ratio differs from the quiet groups'
+    got = clip(w, granularity="group", group_size=16)
+    expect_tensor(got, f"{clip.__name__}(granularity='group', group_size=16)", shape=(4, 4))
+    for g in range(4):
+        alone = clip(w[:, 16 * g:16 * (g + 1)].contiguous(), granularity="channel")  # (4, 1)
+        expect_tensor_close(got[:, g], alone[:, 0], f"group {g} against the same columns alone", atol=1e-6, rtol=0)

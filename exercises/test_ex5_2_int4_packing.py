@@ -89,6 +89,7 @@ def test_measured_bytes_match_the_effective_bits_formula():
                 "int8": n * (8 + 16 / in_features) / 8,  # one fp16 scale per output channel
                 "int4": n * (4 + (16 + 8) / group) / 8}  # fp16 scale + uint8 zero point per group
     expect_equal(got, {k: int(v) for k, v in expected.items()}, "measured bytes")
+    expect_equal(measure_weight_bytes(w, quantize_groups), got, "measured bytes with the default group_size (64)")
 
 
 @pytest.mark.skipif(not HAS_CPU_INT4, reason="this torch has no CPU INT4 ops / 此版本 torch 没有 CPU INT4 算子")
@@ -103,6 +104,19 @@ def test_torchs_cpu_int4_kernel_gives_the_same_product_as_dequantize_then_matmul
     # Same float32 arithmetic in another order: agreement to ~1e-5 of the outputs' size.
     expect_tensor_close(int4_matmul_cpu(x, packed, scales_and_zeros, group_size), expected, "x · ŵᵀ",
                         atol=1e-4 * expected.abs().max().item())
+
+
+@pytest.mark.skipif(not HAS_CPU_INT4, reason="this torch has no CPU INT4 ops / 此版本 torch 没有 CPU INT4 算子")
+def test_torchs_cpu_int4_kernel_takes_bfloat16_inputs_with_float32_scales():
+    g = torch.Generator().manual_seed(5)
+    w, x = torch.randn(64, 128, generator=g), torch.randn(3, 128, generator=g).bfloat16()
+    q, scale, zero_point = quantize_groups(w, 4, 32)
+    packed, scales_and_zeros = to_torch_int4_cpu(q, scale, zero_point, 32)  # float32 scales, bf16 x
+    got = int4_matmul_cpu(x, packed, scales_and_zeros, 32)
+    expect_tensor(got, "x · ŵᵀ", shape=(3, 64), dtype=torch.bfloat16)
+    expected = x.float() @ dequantize_groups(q, scale, zero_point).T
+    # bf16 keeps 8 significant bits: 1 % of the largest output is a few of its roundings.
+    expect_tensor_close(got.float(), expected, "x · ŵᵀ in bf16", atol=1e-2 * expected.abs().max().item())
 
 
 def test_signed_unpack_returns_int8():

@@ -75,9 +75,10 @@ def test_codes_are_rounded_with_the_scale_as_stored_in_fp16(num_bits, group_size
     expect_tensor_close(got, expected, f"W{num_bits} ŵ from the stored codes and fp16 scales", atol=1e-7)
 
 
-def test_the_forward_keeps_the_input_dtype():
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])  # bf16: the fused CPU path; fp16: dequantize
+def test_the_forward_keeps_the_input_dtype(dtype):
     layer = QuantLinear.from_linear(linear(), 4, 64)
-    expect_tensor(layer(inputs().to(torch.bfloat16)), "output", dtype=torch.bfloat16)
+    expect_tensor(layer(inputs().to(dtype)), "output", dtype=dtype)
 
 
 def test_a_state_dict_reloads_into_a_fresh_layer():
@@ -182,3 +183,13 @@ def test_float32_inputs_take_the_dequantize_path(monkeypatch):
     calls = count_calls(monkeypatch, "_weight_int4pack_mm_for_cpu")
     QuantLinear.from_linear(linear(), 4, 64)(inputs())
     expect_equal(len(calls), 0, "fused kernel calls for a float32 input")
+
+
+def test_the_defaults_are_4_bit_groups_of_64_without_bias():
+    layer, float_layer = QuantLinear(256, 96), linear()
+    expect_equal((layer.num_bits, layer.group_size, layer.bias), (4, 64, None), "QuantLinear(256, 96) settings")
+    built = QuantLinear.from_linear(float_layer)
+    expect_equal((built.num_bits, built.group_size), (4, 64), "from_linear defaults")
+    model = nn.Sequential(linear(), nn.ReLU())
+    quantize_model(model)
+    expect_equal((model[0].num_bits, model[0].group_size), (4, 64), "quantize_model defaults")

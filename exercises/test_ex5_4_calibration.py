@@ -51,6 +51,14 @@ def test_channel_stats_of_a_known_input():
     expect_tensor_close(got["rms"], torch.tensor([5.0**0.5, 8.0**0.5]), "rms", atol=1e-6)
 
 
+def test_channel_stats_and_the_hessian_are_per_last_dimension_channel():
+    x = torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(3))  # (batch, tokens, channels)
+    rows = x.reshape(15, 4)
+    expect_tensor_close(channel_stats(x)["max_abs"], rows.abs().amax(0), "max_abs of (3, 5, 4) activations", atol=0)
+    expect_tensor_close(hessian(x), hessian(rows), "H of (3, 5, 4) activations", atol=1e-12)
+    expect_tensor(hessian(x), "H of (3, 5, 4) activations", shape=(4, 4))
+
+
 def test_channel_stats_rejects_an_empty_input():
     with pytest.raises(ValueError, match=r"\bx\b"):
         channel_stats(torch.zeros(0, 4))

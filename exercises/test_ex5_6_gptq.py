@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from exercises.ex5_6_gptq import gptq_quantize_layer, gptq_quantize_model
-from kata.check import expect_at_most, expect_equal, expect_tensor, expect_tensor_close
+from kata.check import expect_at_most, expect_equal, expect_tensor, expect_tensor_close, expect_tensor_equal
 from kata.llama import tiny_llama
 from kata.oracles import distinct_per_group, kl_against_rtn, logit_error_against_rtn, quantize_groups, rtn
 
@@ -52,10 +52,12 @@ def test_the_result_has_the_weights_shape_and_dtype():
     expect_tensor(gptq_quantize_layer(w, H, 4, 32), "ŵ", shape=tuple(w.shape), dtype=torch.float32)
 
 
-def test_with_uncorrelated_inputs_gptq_is_round_to_nearest():
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_with_uncorrelated_inputs_gptq_is_round_to_nearest(symmetric):
     # H = I: no column can compensate for another, so no error moves and GPTQ reduces to RTN.
     w, _, _ = layer_problem()
-    expect_tensor_close(gptq_quantize_layer(w, torch.eye(128), 4, 32), rtn(w, 4, 32), "GPTQ with H = I", atol=1e-5)
+    expect_tensor_close(gptq_quantize_layer(w, torch.eye(128), 4, 32, symmetric=symmetric),
+                        rtn(w, 4, 32, symmetric=symmetric), f"GPTQ with H = I, symmetric={symmetric}", atol=1e-5)
 
 
 @pytest.mark.parametrize("act_order", [False, True])
@@ -155,3 +157,10 @@ def test_on_the_real_model_gptq_beats_rtn(smollm2, smollm2_reference, record_pro
                                   baseline)
     record_property("measured", f"5.6 W4 g64 KL to the baseline: GPTQ + act-order {ours:.4f}, RTN {theirs:.4f}")
     expect_at_most(ours, 0.75 * theirs, f"GPTQ's KL to the baseline (RTN: {theirs:.4f})")
+
+
+def test_the_defaults_are_asymmetric_4_bit_groups_of_64_in_blocks_of_128():
+    w, _, H = layer_problem(dim=256)
+    expect_tensor_equal(gptq_quantize_layer(w, H), gptq_quantize_layer(w, H, 4, 64, symmetric=False, damp=0.01,
+                                                                        block_size=128, act_order=False),
+                        "gptq_quantize_layer(w, H) against the explicit defaults")

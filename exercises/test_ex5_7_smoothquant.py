@@ -6,11 +6,13 @@ import pytest
 import torch
 from torch import nn
 
+import exercises.ex5_7_smoothquant as ex5_7
 from exercises.ex5_7_smoothquant import (
     W8A8Linear,
     fold_smoothing,
     int8_matmul,
     int8_matmul_exact,
+    int_mm_runs,
     quantize_activations,
     search_alpha,
     smoothing_scales,
@@ -65,6 +67,14 @@ def test_per_tensor_scale_is_one_number_for_the_whole_tensor():
     expect_equal(int(q.abs().max()), 127, "largest |code|")
 
 
+def test_per_token_is_per_row_of_the_last_dimension_and_the_default():
+    x = activations_with_outliers()[:24].reshape(2, 12, 128)  # (batch, tokens, channels)
+    q, scale = quantize_activations(x)
+    expect_tensor(q, "q", shape=(2, 12, 128), dtype=torch.int8)
+    expect_tensor(scale, "scale", shape=(2, 12, 1), dtype=torch.float32)
+    expect_tensor_close(scale, x.abs().amax(-1, keepdim=True) / 127, "per-token scale", atol=0, rtol=1e-6)
+
+
 def test_codes_stay_within_plus_minus_127():
     q, _ = quantize_activations(torch.tensor([[-1.0, 1.0, 0.5]]), "token")
     expect_tensor_equal(q, torch.tensor([[-127, 127, 64]], dtype=torch.int8), "codes")
@@ -78,6 +88,11 @@ def test_an_unknown_granularity_is_a_value_error():
 def test_nan_activations_are_a_value_error():
     with pytest.raises(ValueError, match=r"\bNaN\b"):
         quantize_activations(torch.tensor([[1.0, float("nan")]]))
+
+
+def test_empty_activations_are_a_value_error():
+    with pytest.raises(ValueError, match=r"\bx\b"):
+        quantize_activations(torch.ones(0, 4))
 
 
 def test_the_int8_product_is_exact_in_int32():
@@ -110,10 +125,27 @@ def test_the_int8_matmul_wants_m_by_k_and_n_by_k(a_shape, b_shape):
         int8_matmul(int8(a_shape, 0), int8(b_shape, 1))
 
 
+@pytest.mark.parametrize(("device", "m", "k", "n", "runs"), [
+    ("cpu", 1, 3, 5, True),  # the CPU takes any shape
+    (torch.device("cpu"), 16, 64, 64, True),
+    ("cuda", 17, 64, 64, True),
+    ("cuda:0", 17, 8, 8, True),
+    ("cuda", 16, 64, 64, False),  # CUDA wants more than 16 rows …
+    ("cuda", 17, 60, 64, False),  # … and k, n multiples of 8
+    ("cuda", 17, 64, 60, False),
+    ("meta", 32, 64, 64, False),  # and no other device has it
+])
+def test_where_torch_int_mm_runs(device, m, k, n, runs):
+    expect_equal(int_mm_runs(device, m, k, n), runs, f"int_mm_runs({device!r}, m={m}, k={k}, n={n})")
+
+
 def test_where_torch_int_mm_does_not_run_the_emulation_answers(monkeypatch):
-    monkeypatch.setitem(int8_matmul.__globals__, "int_mm_runs", lambda a, b: False)
+    asked = []
+    monkeypatch.setattr(ex5_7, "int_mm_runs", lambda *args: asked.append(args) or False)
     a, b = int8((3, 64), 4), int8((5, 64), 5)
     expect_tensor_equal(int8_matmul(a, b), (a.long() @ b.long().T).to(torch.int32), "int8_matmul without _int_mm")
+    expect_equal([(torch.device(d), m, k, n) for d, m, k, n in asked], [(a.device, 3, 64, 5)],
+                 "int_mm_runs asked about (device, M, K, N)")
 
 
 def test_the_w8a8_state_is_int8_weights_and_float32_channel_scales():
@@ -134,6 +166,20 @@ def test_the_w8a8_forward_is_the_integer_product_rescaled(granularity):
                         f"{granularity} W8A8 output", rtol=1e-5, atol=1e-6)
 
 
+def test_a_w8a8_layer_is_per_token_and_bias_free_by_default():
+    layer = W8A8Linear(128, 96)
+    expect_equal(layer.granularity, "token", "default granularity")
+    assert layer.bias is None, "W8A8Linear(…) 默认没有 bias / has no bias by default"
+    with pytest.raises(ValueError, match=r"\bgranularity\b"):
+        W8A8Linear(128, 96, "channel")
+
+
+def test_the_w8a8_forward_adds_the_bias_in_float():
+    w, x, bias = weight(), activations_with_outliers()[:16], torch.linspace(-1, 1, 96)
+    got = W8A8Linear.from_weight(w, bias)(x)
+    expect_tensor_close(got, w8a8_output(x, w, "token") + bias, "W8A8 output with bias", rtol=1e-5, atol=1e-6)
+
+
 def test_the_output_comes_back_in_the_inputs_dtype():
     got = W8A8Linear.from_weight(weight())(activations_with_outliers()[:8].bfloat16())
     expect_tensor(got, "output", dtype=torch.bfloat16)
@@ -146,7 +192,7 @@ def test_smoothing_scales_follow_the_formula():
     expect_tensor_close(smoothing_scales(act, wmax, 0.0), 1 / wmax, "s at α = 0 (1 / max|W_j|)", atol=0, rtol=1e-6)
 
 
-@pytest.mark.parametrize("alpha", [-0.1, 1.5])
+@pytest.mark.parametrize("alpha", [-0.1, 1.5, True])  # True is a bool, not an α (though True == 1)
 def test_alpha_outside_zero_one_is_a_value_error(alpha):
     with pytest.raises(ValueError, match=r"\balpha\b"):
         smoothing_scales(torch.ones(3), torch.ones(3), alpha)
@@ -210,6 +256,19 @@ def test_swap_linears_replaces_every_block_linear():
     kinds = {type(m).__name__ for n, m in model.named_modules() if n.endswith("_proj")}
     expect_equal(kinds, {"W8A8Linear"}, "types of the *_proj layers")
     assert type(model.lm_head) is nn.Linear
+
+
+def test_swap_linears_skips_the_layers_named_in_skip():
+    model = tiny_llama()
+    expect_equal(swap_linears(model, "token", skip=("lm_head", "self_attn")), 6, "layers swapped (2 blocks × 3 mlp)")
+    assert type(model.layers[0].self_attn.q_proj) is nn.Linear, "self_attn 被 skip / skipped: stays nn.Linear"
+
+
+def test_swap_linears_skips_lm_head_and_is_per_token_by_default():
+    model = tiny_llama()
+    expect_equal(swap_linears(model), 14, "layers swapped in the whole model (lm_head skipped)")
+    assert type(model.lm_head) is nn.Linear, "lm_head 默认保持浮点 / lm_head stays float by default"
+    expect_equal({m.granularity for m in model.modules() if isinstance(m, W8A8Linear)}, {"token"}, "granularity")
 
 
 def loud_tiny_llama() -> nn.Module:

@@ -198,6 +198,7 @@ def test_speed_is_measured_unless_the_format_says_why_not():
     expect_equal([r["tokens_per_s"] for r in rows], [123.0, None, 123.0], "tokens_per_s")
     expect_equal([r["note"] for r in rows], ["", "no kernel", ""], "notes")
     expect_equal(len(timed), 2, "speed() calls")
+    assert all(isinstance(m, nn.Module) for m in timed), f"speed() must get the quantized model, got {timed}"
 
 
 def test_no_speed_function_means_no_speed_column():
@@ -207,7 +208,8 @@ def test_no_speed_function_means_no_speed_column():
 
 def test_progress_names_each_format():
     said = []
-    compare_formats(tiny_llama, formats(), IDS, progress=said.append)
+    compare_formats(tiny_llama, formats(), IDS, progress=said.append, speed=lambda model: 1.0)
+    assert all(isinstance(line, str) for line in said), f"progress lines must be text: {said}"
     for name in ("baseline", "broken", "int8 per tensor"):
         assert any(name in line for line in said), f"no progress line names {name!r}: {said}"
     count = len(formats())
@@ -241,3 +243,20 @@ def test_formats_must_be_format_objects():
     with pytest.raises(TypeError, match=r"\bformats\b") as error:
         compare_formats(tiny_llama, ["W4A16 RTN g64"], IDS)
     assert re.search(r"\bstr\b", str(error.value)), f"the message should say what it got (str): {error.value}"
+
+
+def test_nf4_groups_are_64_wide_by_default():
+    layer = nn.Linear(128, 8, bias=False)
+    expect_equal((NF4Linear(128, 8).group_size, NF4Linear.from_linear(layer).group_size), (64, 64),
+                 "NF4Linear group_size by default")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_fp8_forward_multiplies_by_the_dequantized_weight_in_the_inputs_dtype(dtype):
+    g = torch.Generator().manual_seed(3)
+    layer = FP8Linear.from_linear(nn.Linear(64, 16, bias=False))
+    x = torch.randn(5, 64, generator=g).to(dtype)
+    got = layer(x)
+    expect_tensor(got, "FP8Linear output", shape=(5, 16), dtype=dtype)
+    expect_tensor_close(got.float(), (x @ layer.dequantized_weight().to(dtype).T).float(), "FP8Linear output",
+                        atol=1e-6, rtol=1e-6)

@@ -184,6 +184,13 @@ def test_bits_out_of_range_and_groups_that_do_not_divide_are_value_errors():
         QATLinear(nn.Linear(64, 8), 1, 32)
     with pytest.raises(ValueError, match=r"\bgroup_size\b"):
         QATLinear(nn.Linear(64, 8), 4, 48)
+    with pytest.raises(ValueError, match=r"\bgroup_size\b"):
+        lsq_fake_quantize(torch.ones(2, 64), torch.ones(2, 1), 4, 48)
+
+
+def test_two_bits_is_the_narrowest_qat_layer():
+    layer = QATLinear(nn.Linear(64, 8), 2, 32)
+    expect_tensor(layer(torch.ones(3, 64)), "QATLinear at 2 bits", shape=(3, 8))
 
 
 @pytest.mark.parametrize("num_bits", [2, 4, 8])
@@ -217,11 +224,10 @@ def test_a_qat_linear_runs_in_bfloat16_with_its_bias():
 
 def test_qat_returns_one_loss_per_step_and_repeats_exactly():
     ids = torch.randint(0, 256, (6, 16), generator=torch.Generator().manual_seed(8))
-    runs = []
-    for _ in range(2):
-        student = tiny_llama()
+    students, teacher = [tiny_llama(), tiny_llama()], tiny_llama()  # built first: nothing reseeds between runs
+    for student in students:
         prepare_qat(student, 4, 32)
-        runs.append(qat_finetune(student, tiny_llama(), ids, steps=4, batch_size=2))
+    runs = [qat_finetune(student, teacher, ids, steps=4, batch_size=2) for student in students]
     expect_equal(len(runs[0]), 4, "len(losses) for steps=4")
     assert all(isinstance(loss, float) for loss in runs[0]), f"losses must be floats, got {runs[0]}"
     expect_equal(runs[0], runs[1], "losses of two identical runs (batches drawn with a seeded generator)")
@@ -234,3 +240,33 @@ def test_progress_names_the_step_and_the_total():
     qat_finetune(student, tiny_llama(), torch.zeros(2, 8, dtype=torch.long), steps=25, progress=said.append)
     assert len(said) == 1 and "25/25" in said[0], f"progress lines: {said}"
 
+
+
+def test_the_defaults_are_100_steps_on_batches_of_4_sequences():
+    student, teacher = tiny_llama(), tiny_llama()
+    prepare_qat(student, 4, 32)
+    batches = []
+    teacher.register_forward_pre_hook(lambda module, args: batches.append(tuple(args[0].shape)))
+    losses = qat_finetune(student, teacher, torch.randint(0, 256, (6, 8), generator=torch.Generator().manual_seed(9)))
+    expect_equal((len(losses), len(batches), batches[0]), (100, 100, (4, 8)), "(losses, teacher calls, batch shape)")
+
+
+def test_a_batch_never_holds_more_sequences_than_ids_has():
+    student, teacher = tiny_llama(), tiny_llama()
+    prepare_qat(student, 4, 32)
+    batches = []
+    teacher.register_forward_pre_hook(lambda module, args: batches.append(tuple(args[0].shape)))
+    qat_finetune(student, teacher, torch.zeros(2, 8, dtype=torch.long), steps=1, batch_size=4)
+    expect_equal(batches, [(2, 8)], "batch shapes for 2 sequences and batch_size=4")
+
+
+def test_a_float32_qat_layer_answers_a_bfloat16_input_in_bfloat16():
+    layer = QATLinear(nn.Linear(64, 8), 4, 32)
+    expect_tensor(layer(torch.randn(3, 64).bfloat16()), "QATLinear(float32 weights)(bf16 x)", shape=(3, 8),
+                  dtype=torch.bfloat16)
+
+
+def test_prepare_qat_skips_the_layers_named_in_skip():
+    model = tiny_llama()
+    expect_equal(prepare_qat(model, 4, 32, skip=("lm_head", "mlp")), 8, "linears swapped (2 blocks × 4 attention)")
+    assert type(model.layers[0].mlp.up_proj) is nn.Linear, "mlp 被 skip，应保持 nn.Linear / skipped: stays nn.Linear"

@@ -21,6 +21,7 @@ sum over K in registers, split-K partial sums added atomically); larger M, and W
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 
 import torch
@@ -66,10 +67,10 @@ def prepare(qweight: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor
     if not group_size or k % group_size or group_size % 16:
         raise ValueError(f"group_size 必须整除 in_features 且是 16 的倍数 / group_size must divide in_features={k} "
                          f"and be a multiple of 16, got {group_size!r}")
-    codes = torch.stack((qweight & 0xF, qweight >> 4), dim=-1).reshape(n, k).int()  # (N, K), 0..15
+    codes = torch.stack((qweight & 0xF, qweight >> 4), dim=-1).reshape(n, k).long()  # (N, K), 0..15
     nibbles = codes.t().reshape(k // 8, 8, n)  # (K/8, 8, N): the 8 codes of each word
-    shifts = (4 * torch.arange(8, device=qweight.device, dtype=torch.int32)).view(1, 8, 1)
-    words = (nibbles << shifts).sum(dim=1, dtype=torch.int64)  # 32 bits of codes: fits in int64, then wrap
+    shifts = 4 * torch.arange(8, device=qweight.device).view(1, 8, 1)
+    words = (nibbles << shifts).sum(dim=1)  # 0 … 2³² − 1 in int64; int32 reads the same bits from −2³¹
     words = torch.where(words >= 2**31, words - 2**32, words).int()
     return KernelWeights(words.contiguous(), scale.t().half().contiguous(), zero_point.t().half().contiguous(), 4,
                          group_size)
@@ -189,17 +190,23 @@ def quantized_matmul(x: torch.Tensor, weights: KernelWeights) -> torch.Tensor:
     return y.to(x.dtype).reshape(*x.shape[:-1], N)
 
 
+def triton_runs(x: torch.Tensor) -> bool:
+    """Whether the fused kernel takes x here: float16 / bfloat16 on CUDA, or on the CPU in Triton's interpreter."""
+    interpreted = x.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"
+    return (x.is_cuda or interpreted) and x.dtype in (torch.float16, torch.bfloat16)
+
+
 class KernelLinear(nn.Module):
-    """A 5.3 QuantLinear that runs the fused kernel on CUDA (fp16 / bf16 inputs); anywhere else it calls the
+    """A 5.3 QuantLinear that runs the fused kernel where Triton runs (triton_runs); anywhere else it calls the
     layer's own forward, the readable dequantize path that stays the oracle."""
 
     def __init__(self, layer: nn.Module) -> None:
         super().__init__()
         self.layer = layer
-        self.weights: KernelWeights | None = None  # prepared on the first CUDA call
+        self.weights: KernelWeights | None = None  # prepared on the first call that takes the kernel
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (x.is_cuda and x.dtype in (torch.float16, torch.bfloat16)):
+        if not triton_runs(x):
             return self.layer(x)
         if self.weights is None:
             layer = self.layer

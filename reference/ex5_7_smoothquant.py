@@ -33,11 +33,11 @@ def quantize_activations(x: torch.Tensor, granularity: str = "token") -> tuple[t
     return q, scale
 
 
-def int_mm_runs(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Whether torch._int_mm takes (M, K) @ (K, N) here: on CUDA it wants M > 16 and K, N multiples of 8."""
-    if a.device.type == "cpu":
-        return True
-    return a.device.type == "cuda" and a.shape[0] > 16 and a.shape[1] % 8 == 0 and b.shape[0] % 8 == 0
+def int_mm_runs(device: torch.device | str, m: int, k: int, n: int) -> bool:
+    """Whether torch._int_mm takes (m, k) @ (k, n) on this device: any shape on the CPU; on CUDA m > 16 and k, n
+    multiples of 8; nowhere else."""
+    kind = torch.device(device).type
+    return kind == "cpu" or (kind == "cuda" and m > 16 and k % 8 == 0 and n % 8 == 0)
 
 
 def int8_matmul_exact(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -53,7 +53,7 @@ def int8_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[1]:
         raise ValueError(f"形状应为 (M, K) 与 (N, K) / shapes must be (M, K) and (N, K), got {tuple(a.shape)} "
                          f"and {tuple(b.shape)}")
-    if int_mm_runs(a, b):
+    if int_mm_runs(a.device, a.shape[0], a.shape[1], b.shape[0]):
         return torch._int_mm(a, b.T)
     return int8_matmul_exact(a, b)
 
