@@ -12,6 +12,8 @@
 plan_precision 对每个权重实测 target_bits..8 比特的 SQNR，再逐层套用规则。
 plan_precision measures each weight's SQNR at target_bits..8 bits and applies the rules per weight.
 坏输入 / bad input: target_bits 不在 2..8，或 sqnr_db 没有 target_bits → ValueError（写明 target_bits）.
+在真实模型上，5.11 的 choose_scheme 用逐层 KL 和最好的 PTQ 结果再回答一次（实验报告第 8 节）/ on the real model,
+5.11's choose_scheme answers again from per-layer KL and the best PTQ result (lab section 8).
 
 提示 / hints: python -m kata hint ex3_2
 """

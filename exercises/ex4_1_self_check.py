@@ -19,6 +19,8 @@
 坏输入 / bad input: num_params_b ≤ 0 → ValueError; crest_factor 的 x 为空/非浮点/含 NaN（信息含 "NaN"）→
 ValueError/TypeError;
 ptq_floor 少于两个位宽 → ValueError（写明 sqnr_db）.
+问题 3 在真实模型上的回答：5.11 的 choose_scheme（逐层 KL、目标位宽下最好的 PTQ KL、比特预算）/ Q3 on the real
+model: 5.11's choose_scheme, from per-layer KL, the best PTQ KL at the target bits and the bits budget.
 
 提示 / hints: python -m kata hint ex4_1
 """

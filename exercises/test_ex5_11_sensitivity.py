@@ -24,8 +24,11 @@ from kata.oracles import rtn
 IDS = torch.randint(0, 256, (3, 24), generator=torch.Generator().manual_seed(0))
 
 # Measured by `python -m kata.lab --sensitivity` (SmolLM2-135M, torch 2.13 CPU, 2026-11-25): best PTQ KL at W4 g64
-# and W3 g64 (GPTQ + act-order, section 6), and the share of the summed W3 layer KL held by the top 10 % of layers.
-LAB = {"ptq_kl_w4": 0.1197, "ptq_kl_w3": 0.5113}
+# and W3 g64 (GPTQ + act-order, section 6), and the share of the summed W3 layer KL held by the top 10 % of the
+# 210 layers (section 8).
+LAB = {"ptq_kl_w4": 0.1197, "ptq_kl_w3": 0.5113, "top_share_w3": 0.42}
+# 210 layers whose top 21 hold the lab's 42 %: 21·a / (21·a + 189) = 0.42.
+LAB_LAYERS = {f"layer{i}": (0.42 * 189 / (21 * 0.58) if i < 21 else 1.0) for i in range(210)}
 
 
 def square_shapes(*names: str) -> dict[str, tuple[int, int]]:
@@ -245,3 +248,13 @@ def test_choose_scheme_names_what_it_rejects(kwargs, argument):
     arguments = {"ptq_kl": 0.5, "max_kl": 0.15, "layer_kl": SPREAD, "target_bits": 3, "budget_bits": 3.5} | kwargs
     with pytest.raises(ValueError, match=rf"\b{argument}\b"):
         choose_scheme(**arguments)
+
+
+def test_the_labs_w4_question_is_answered_by_ptq():
+    expect_equal(choose_scheme(LAB["ptq_kl_w4"], 0.15, LAB_LAYERS, 4, 4.375)[0], "PTQ", "W4 g64 with GPTQ's 0.1197")
+
+
+def test_the_labs_w3_question_is_answered_by_qat():
+    scheme, reason = choose_scheme(LAB["ptq_kl_w3"], 0.15, LAB_LAYERS, 3, 3.375)
+    expect_equal(scheme, "QAT", f"W3 g64 with GPTQ's 0.5113 and a 42 % top share ({reason})")
+    assert "42%" in reason, f"the reason should quote the measured share: {reason}"
