@@ -16,7 +16,7 @@ sensitivity(model, ids, baseline, groups, num_bits=3, group_size=64, progress=No
     每 30 组和最后一组调用 progress(一行文字) / progress every 30 groups and at the end.
 plan_precision(kl, shapes, budget_bits, options=OPTIONS): kl[层][比特] 是实测敏感度。贪心：所有层先取最便宜的
     options[0]；只要还有升级放得进预算，就选“每多花一个字节 KL 降得最多”的那个升级（可升到任何更宽的选项，
-    KL 必须真的下降）。平均比特 ≤ budget_bits。返回 {层: (bits, group_size)}。
+    KL 必须真的下降；并列时取 kl 里排在前面的层）。平均比特 ≤ budget_bits。返回 {层: (bits, group_size)}。
     greedy: all at options[0]; keep taking the upgrade with the largest KL drop per extra byte that fits the budget.
 choose_scheme(ptq_kl, max_kl, layer_kl, target_bits, budget_bits, top_share=0.1, concentrated=0.5) → (方案, 理由):
     "PTQ"：目标位宽下最好的 PTQ 的 KL ≤ max_kl；否则 "wider format"：预算够每个权重多给 1 比特
@@ -36,6 +36,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
+
+from kata.llama import Llama
 
 KINDS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
          "mlp.up_proj", "mlp.down_proj")
@@ -64,7 +66,7 @@ def quantize_layers(model: nn.Module, plan: Mapping[str, Format]) -> None:
     raise NotImplementedError("5.11: quantize_layers — 提示 / hint: python -m kata hint ex5_11")
 
 
-def sensitivity(model: nn.Module, ids: torch.Tensor, baseline: list[torch.Tensor],
+def sensitivity(model: Llama, ids: torch.Tensor, baseline: list[torch.Tensor],
                 groups: Mapping[str, Sequence[str]], num_bits: int = 3, group_size: int | None = 64,
                 progress: Callable[[str], None] | None = None) -> dict[str, float]:
     """每组只量化它的层时的 KL / the KL with only each group's layers quantized."""

@@ -52,8 +52,13 @@ def test_codes_round_up_to_whole_bytes():
     expect_equal(layer_bytes(1, 3, 3, None), 2 + 3, "1 × 3 weights at 3 bits (9 bits → 2 bytes) + one group")
 
 
-@pytest.mark.parametrize(("num_bits", "group_size", "argument"), [(4, 100, "group_size"), (9, 64, "num_bits"),
-                                                                  (1, 64, "num_bits")])
+def test_layer_bytes_is_a_whole_number_even_for_groups_of_one():
+    got = layer_bytes(2, 4, 4, 1)  # 4 bytes of codes, 8 groups of 3 bytes
+    expect_equal((got, type(got)), (28, int), "layer_bytes(2, 4, 4, 1) and its type")
+
+
+@pytest.mark.parametrize(("num_bits", "group_size", "argument"), [(4, 100, "group_size"), (4, 0, "group_size"),
+                                                                  (9, 64, "num_bits"), (1, 64, "num_bits")])
 def test_layer_bytes_names_what_it_rejects(num_bits, group_size, argument):
     with pytest.raises(ValueError, match=rf"\b{argument}\b"):
         layer_bytes(96, 384, num_bits, group_size)
@@ -163,6 +168,14 @@ def test_the_greedy_ranks_upgrades_by_kl_drop_per_extra_byte():
     expect_equal(plan_precision(kl, shapes, budget), {"e": (4, 64), "f": (4, 64)}, "plan")
 
 
+def test_a_tie_goes_to_the_first_layer():
+    shapes = square_shapes("a", "b")
+    kl = {"a": {3: 0.5, 4: 0.1, 8: 0.0}, "b": {3: 0.5, 4: 0.1, 8: 0.0}}
+    w3, w4 = layer_bytes(64, 64, 3, 64), layer_bytes(64, 64, 4, 64)
+    budget = 8 * (2 * w3 + (w4 - w3)) / (2 * 64 * 64)  # room for one W3 → W4 upgrade
+    expect_equal(plan_precision(kl, shapes, budget), {"a": (4, 64), "b": (3, 64)}, "plan with two equal layers")
+
+
 def test_an_upgrade_may_skip_a_width():
     shapes = square_shapes("d")
     kl = {"d": {3: 1.0, 4: 0.99, 8: 0.0}}  # W4 buys almost nothing, W8 everything
@@ -221,7 +234,28 @@ def test_a_kl_exactly_on_the_bar_passes():
 
 
 def test_a_budget_for_one_more_bit_everywhere_means_a_wider_format():
-    expect_equal(choose_scheme(LAB["ptq_kl_w3"], 0.15, SPREAD, 3, 4.0)[0], "wider format", "scheme at 4.0 bits")
+    scheme, reason = choose_scheme(LAB["ptq_kl_w3"], 0.15, SPREAD, 3, 4.0)
+    expect_equal(scheme, "wider format", f"scheme at 4.0 bits ({reason})")
+    assert "4 bits everywhere" in reason, f"the reason should name the wider format (4 bits): {reason}"
+
+
+def test_a_lossless_ptq_result_and_lossless_layers_are_valid_input():
+    expect_equal(choose_scheme(0.0, 0.15, {"a": 0.0, "b": 1.0}, 4, 4.375)[0], "PTQ", "scheme for a PTQ KL of 0")
+
+
+def test_layers_that_all_lose_nothing_are_not_concentrated():
+    expect_equal(choose_scheme(0.5, 0.15, dict.fromkeys(SPREAD, 0.0), 3, 3.5)[0], "QAT", "scheme, every layer KL 0")
+
+
+def test_the_share_does_not_depend_on_the_kls_scale():
+    small = {name: kl / 100 for name, kl in PEAKED.items()}  # the same shape, summing to 0.118
+    expect_equal(choose_scheme(0.5, 0.15, small, 3, 3.5)[0], "mixed precision", "scheme for PEAKED / 100")
+
+
+def test_with_few_layers_the_top_share_is_at_least_one_layer():
+    scheme, reason = choose_scheme(0.5, 0.15, {"a": 10.0, "b": 1.0, "c": 1.0, "d": 1.0, "e": 1.0}, 3, 3.5)
+    expect_equal(scheme, "mixed precision", f"scheme when 1 of 5 layers holds 71 % ({reason})")
+    assert "1 most sensitive of 5" in reason, f"10 % of 5 layers rounds to 0: the top must be 1 layer: {reason}"
 
 
 def test_concentrated_sensitivity_means_mixed_precision():
@@ -241,7 +275,8 @@ def test_the_concentration_threshold_is_inclusive():
 
 
 @pytest.mark.parametrize(("kwargs", "argument"), [
-    ({"ptq_kl": -0.1}, "ptq_kl"), ({"max_kl": 0.0}, "max_kl"), ({"budget_bits": 0}, "budget_bits"),
+    ({"ptq_kl": -0.1}, "ptq_kl"), ({"ptq_kl": True}, "ptq_kl"), ({"max_kl": 0.0}, "max_kl"),
+    ({"budget_bits": 0}, "budget_bits"),
     ({"layer_kl": {}}, "layer_kl"), ({"layer_kl": {"a": -1.0}}, "layer_kl"), ({"target_bits": 1}, "target_bits"),
 ])
 def test_choose_scheme_names_what_it_rejects(kwargs, argument):

@@ -103,8 +103,13 @@ SURVIVORS: tuple[Survivor, ...] = (
              "a zeroed buffer where an uninitialised one would do: slower, same values"),
     Survivor("equivalent", "ex5_10_int4_kernel", "quantized_matmul", r"_launch\(.*, None\)$",
              "without the SM count K is never split: slower on a GPU, the same values (survived on the H100 too)"),
+    Survivor("equivalent", "ex5_11_sensitivity", "plan_precision", r"isinstance\(budget_bits, bool\) and not",
+             "True is 1 bit, below every option's bits, so the range check rejects it anyway"),
+    Survivor("equivalent", "ex5_11_sensitivity", "plan_precision", r"for up in range\((len\(options\)|now - 1, )",
+             "a step to the same or a narrower option saves no KL (drop ≤ 0), so it is never taken; from the first "
+             "option, index −1 is the last option, which the original reaches with the same drop per byte"),
     # Error messages: mutmut wraps the whole string in "XX"; the message still names the argument.
-    Survivor("equivalent", "*", "*", r'raise ValueError\("XX.* / .*XX"\)',
+    Survivor("equivalent", "*", "*", r'raise ValueError\("XX.* / .*XX"\)|at least one kl, each ≥ 0"\)',
              "the message still names the argument (mutmut wraps the whole string in XX)"),
     # CUDA-only paths (5.10): device placement and split-K, reached by the GPU-marked tests only.
     Survivor("cuda", "ex5_10_int4_kernel", "*", r"device=None|torch\.zeros\(1, n, dtype=torch\.float16, \)|"

@@ -62,8 +62,7 @@ def quantize_layers(model: nn.Module, plan: Mapping[str, Format]) -> None:
 def _check_names(names: Sequence[str], known: Mapping[str, object], argument: str) -> None:
     unknown = [name for name in names if name not in known]
     if unknown:
-        raise ValueError(f"{argument} 里有未知的层 / {argument} names unknown layers: {unknown[:3]}"
-                         f"{' …' if len(unknown) > 3 else ''}")
+        raise ValueError(f"{argument} 里有未知的层 / {argument} names unknown layers: {unknown}")
 
 
 @torch.no_grad()
@@ -104,7 +103,8 @@ def plan_precision(kl: Mapping[str, Mapping[int, float]], shapes: Mapping[str, t
                    budget_bits: float, options: Sequence[Format] = OPTIONS) -> dict[str, Format]:
     """Per layer a format from options (cheapest first) with average bits ≤ budget_bits and the least summed KL,
     greedily: all layers at options[0]; then, while one fits, take the upgrade (to any wider option) with the
-    largest KL drop per extra byte. kl[layer][bits] is the layer's measured sensitivity at that width."""
+    largest KL drop per extra byte (on a tie, the first in kl's order). kl[layer][bits] is the layer's measured
+    sensitivity at that width."""
     _check_names(list(kl), shapes, "kl")
     widths = {bits for bits, _ in options}
     lacking = [name for name in kl if not widths <= set(kl[name])]
