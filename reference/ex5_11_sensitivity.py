@@ -50,13 +50,13 @@ def plan_bits(plan: Mapping[str, Format], shapes: Mapping[str, tuple[int, int]])
     return 8 * sum(layer_bytes(*shapes[name], *fmt) for name, fmt in plan.items()) / weights
 
 
-@torch.no_grad()
 def quantize_layers(model: nn.Module, plan: Mapping[str, Format]) -> None:
     """Round-to-nearest in place, only the layers in plan, each at its (bits, group_size): asymmetric below 8
     bits, symmetric per row at 8 (kata.oracles.rtn)."""
-    for name, (num_bits, group_size) in plan.items():
-        layer = model.get_submodule(name)
-        layer.weight.copy_(rtn(layer.weight, num_bits, group_size, symmetric=num_bits == 8))
+    with torch.no_grad():
+        for name, (num_bits, group_size) in plan.items():
+            layer = model.get_submodule(name)
+            layer.weight.copy_(rtn(layer.weight, num_bits, group_size, symmetric=num_bits == 8))
 
 
 def _check_names(names: Sequence[str], known: Mapping[str, object], argument: str) -> None:
@@ -65,7 +65,6 @@ def _check_names(names: Sequence[str], known: Mapping[str, object], argument: st
         raise ValueError(f"{argument} 里有未知的层 / {argument} names unknown layers: {unknown}")
 
 
-@torch.no_grad()
 def sensitivity(model: Llama, ids: torch.Tensor, baseline: list[torch.Tensor],
                 groups: Mapping[str, Sequence[str]], num_bits: int = 3, group_size: int | None = 64,
                 progress: Callable[[str], None] | None = None) -> dict[str, float]:
@@ -74,29 +73,30 @@ def sensitivity(model: Llama, ids: torch.Tensor, baseline: list[torch.Tensor],
 
     The blocks before a group's first layer compute what the float model computes, so their outputs are worked
     out once (float32) and each run starts at the first block the group touches."""
-    check_num_bits(num_bits)
-    shapes = linear_shapes(model)
-    _check_names([name for names in groups.values() for name in names], shapes, "groups")
-    cos, sin = rope(model, ids.shape[1])
-    stream = [first_block_input(model, ids)]  # stream[i]: the float input of block i
-    for block in model.layers:
-        stream.append(run_block(block, stream[-1], cos, sin, dtype=None))
-    reference = torch.stack(baseline).float()  # (B, T − 1, vocab) log-probabilities of the float model
-    out = {}
-    for index, (label, names) in enumerate(groups.items()):
-        saved = [model.get_submodule(name).weight.detach().clone() for name in names]
-        quantize_layers(model, dict.fromkeys(names, (num_bits, group_size)))
-        first = min(int(name.split(".")[1]) for name in names)  # "layers.7.mlp.up_proj" → block 7
-        x = stream[first]
-        for block in model.layers[first:]:
-            x = run_block(block, x, cos, sin, dtype=None)
-        logp = F.log_softmax(model.lm_head(model.norm(x))[:, :-1].float(), dim=-1)
-        out[label] = ((reference.exp() * (reference - logp)).sum(-1).mean()).item()  # mean over positions
-        for name, weight in zip(names, saved, strict=True):
-            model.get_submodule(name).weight.copy_(weight)
-        if progress is not None and ((index + 1) % 30 == 0 or index + 1 == len(groups)):
-            progress(f"W{num_bits} sensitivity {index + 1}/{len(groups)}: {label} KL {out[label]:.4f}")
-    return out
+    with torch.no_grad():
+        check_num_bits(num_bits)
+        shapes = linear_shapes(model)
+        _check_names([name for names in groups.values() for name in names], shapes, "groups")
+        cos, sin = rope(model, ids.shape[1])
+        stream = [first_block_input(model, ids)]  # stream[i]: the float input of block i
+        for block in model.layers:
+            stream.append(run_block(block, stream[-1], cos, sin, dtype=None))
+        reference = torch.stack(baseline).float()  # (B, T − 1, vocab) log-probabilities of the float model
+        out = {}
+        for index, (label, names) in enumerate(groups.items()):
+            saved = [model.get_submodule(name).weight.detach().clone() for name in names]
+            quantize_layers(model, dict.fromkeys(names, (num_bits, group_size)))
+            first = min(int(name.split(".")[1]) for name in names)  # "layers.7.mlp.up_proj" → block 7
+            x = stream[first]
+            for block in model.layers[first:]:
+                x = run_block(block, x, cos, sin, dtype=None)
+            logp = F.log_softmax(model.lm_head(model.norm(x))[:, :-1].float(), dim=-1)
+            out[label] = ((reference.exp() * (reference - logp)).sum(-1).mean()).item()  # mean over positions
+            for name, weight in zip(names, saved, strict=True):
+                model.get_submodule(name).weight.copy_(weight)
+            if progress is not None and ((index + 1) % 30 == 0 or index + 1 == len(groups)):
+                progress(f"W{num_bits} sensitivity {index + 1}/{len(groups)}: {label} KL {out[label]:.4f}")
+        return out
 
 
 def plan_precision(kl: Mapping[str, Mapping[int, float]], shapes: Mapping[str, tuple[int, int]],

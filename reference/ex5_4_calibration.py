@@ -9,28 +9,28 @@ import torch
 from torch import nn
 
 
-@torch.no_grad()
 def capture_inputs(model: nn.Module, names: Sequence[str], ids: torch.Tensor,
                    batch_size: int = 8) -> dict[str, torch.Tensor]:
     """Run `ids` (B, T) through the model and return each named module's input, flattened to (B·T, in)."""
-    modules = dict(model.named_modules())
-    missing = [n for n in names if n not in modules]
-    if missing:
-        raise ValueError(f"names 中有不存在的模块 / names has unknown modules {missing}; 例如 / e.g. "
-                         f"{[n for n, m in modules.items() if isinstance(m, nn.Linear)][:3]}")
-    captured: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    with torch.no_grad():
+        modules = dict(model.named_modules())
+        missing = [n for n in names if n not in modules]
+        if missing:
+            raise ValueError(f"names 中有不存在的模块 / names has unknown modules {missing}; 例如 / e.g. "
+                             f"{[n for n, m in modules.items() if isinstance(m, nn.Linear)][:3]}")
+        captured: dict[str, list[torch.Tensor]] = {n: [] for n in names}
 
-    def hook(name):
-        return lambda module, args: captured[name].append(args[0].reshape(-1, args[0].shape[-1]).float())
+        def hook(name):
+            return lambda module, args: captured[name].append(args[0].reshape(-1, args[0].shape[-1]).float())
 
-    handles = [modules[n].register_forward_pre_hook(hook(n)) for n in names]
-    try:  # hooks must come off even if the forward fails
-        for start in range(0, ids.shape[0], batch_size):
-            model(ids[start:start + batch_size])
-    finally:
-        for handle in handles:
-            handle.remove()
-    return {n: torch.cat(chunks) for n, chunks in captured.items()}
+        handles = [modules[n].register_forward_pre_hook(hook(n)) for n in names]
+        try:  # hooks must come off even if the forward fails
+            for start in range(0, ids.shape[0], batch_size):
+                model(ids[start:start + batch_size])
+        finally:
+            for handle in handles:
+                handle.remove()
+        return {n: torch.cat(chunks) for n, chunks in captured.items()}
 
 
 def channel_stats(x: torch.Tensor) -> dict[str, torch.Tensor]:

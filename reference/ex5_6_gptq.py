@@ -88,28 +88,28 @@ def gptq_quantize_layer(w: torch.Tensor, H: torch.Tensor, num_bits: int = 4, gro
     return Q[:, invperm]
 
 
-@torch.no_grad()
 def gptq_quantize_model(model: Llama, calib_ids: torch.Tensor, num_bits: int = 4, group_size: int | None = 64, *,
                         symmetric: bool = False, act_order: bool = True, damp: float = 0.01,
                         block_size: int = 128) -> dict[str, float]:
     """Quantize every block's linears in place, block by block: each block's Hessians come from the
     outputs of the blocks already quantized. lm_head and the embeddings stay as they are."""
-    started = time.perf_counter()
-    cos, sin = rope(model, calib_ids.shape[1])
-    x = first_block_input(model, calib_ids)
-    for block in model.layers:
-        inputs = block_linear_inputs(block, x, cos, sin)
-        for key, names in INPUT_GROUPS.items():
-            X = inputs[key]
-            H = (2 / X.shape[0]) * gram(X)  # ex5_4's Hessian (2/N)·XᵀX, in float32 for speed
-            # GPTQ treats rows independently, so linears sharing an input share H, its Cholesky factor and the
-            # column order: quantize them stacked, as one matrix (q/k/v, gate/up), and split the rows back.
-            layers = linears(block, names)
-            Q = gptq_quantize_layer(torch.cat([layer.weight for layer in layers]), H, num_bits, group_size,
-                                    symmetric=symmetric, damp=damp, block_size=block_size, act_order=act_order)
-            for layer, rows in zip(layers, Q.split([layer.out_features for layer in layers]), strict=True):
-                layer.weight.copy_(rows)
-        x = run_block(block, x, cos, sin)
-    return {"seconds": time.perf_counter() - started, "layers": 7 * len(model.layers)}
+    with torch.no_grad():
+        started = time.perf_counter()
+        cos, sin = rope(model, calib_ids.shape[1])
+        x = first_block_input(model, calib_ids)
+        for block in model.layers:
+            inputs = block_linear_inputs(block, x, cos, sin)
+            for key, names in INPUT_GROUPS.items():
+                X = inputs[key]
+                H = (2 / X.shape[0]) * gram(X)  # ex5_4's Hessian (2/N)·XᵀX, in float32 for speed
+                # GPTQ treats rows independently, so linears sharing an input share H, its Cholesky factor and the
+                # column order: quantize them stacked, as one matrix (q/k/v, gate/up), and split the rows back.
+                layers = linears(block, names)
+                Q = gptq_quantize_layer(torch.cat([layer.weight for layer in layers]), H, num_bits, group_size,
+                                        symmetric=symmetric, damp=damp, block_size=block_size, act_order=act_order)
+                for layer, rows in zip(layers, Q.split([layer.out_features for layer in layers]), strict=True):
+                    layer.weight.copy_(rows)
+            x = run_block(block, x, cos, sin)
+        return {"seconds": time.perf_counter() - started, "layers": 7 * len(model.layers)}
 
 

@@ -105,40 +105,40 @@ def smoothing_scales(act_absmax: torch.Tensor, weight_absmax: torch.Tensor, alph
     return act_absmax.float().clamp(min=1e-5).pow(alpha) / weight_absmax.float().clamp(min=1e-5).pow(1 - alpha)
 
 
-@torch.no_grad()
 def fold_smoothing(previous: nn.Module, following: Sequence[nn.Linear], s: torch.Tensor) -> None:
     """X/s and W·diag(s): divide s out of the RMSNorm weight (or the output rows of the Linear) that makes X,
     multiply it into the input columns of every Linear reading X. The float model's function is unchanged."""
-    if isinstance(previous, RMSNorm):
-        previous.weight.div_(s)
-    elif isinstance(previous, nn.Linear):
-        previous.weight.div_(s[:, None])
-        if previous.bias is not None:
-            previous.bias.div_(s)
-    else:
-        raise TypeError(f"previous 必须是 RMSNorm 或 nn.Linear / previous must be RMSNorm or nn.Linear, "
-                        f"got {type(previous).__name__}")
-    for layer in following:
-        layer.weight.mul_(s)
+    with torch.no_grad():
+        if isinstance(previous, RMSNorm):
+            previous.weight.div_(s)
+        elif isinstance(previous, nn.Linear):
+            previous.weight.div_(s[:, None])
+            if previous.bias is not None:
+                previous.bias.div_(s)
+        else:
+            raise TypeError(f"previous 必须是 RMSNorm 或 nn.Linear / previous must be RMSNorm or nn.Linear, "
+                            f"got {type(previous).__name__}")
+        for layer in following:
+            layer.weight.mul_(s)
 
 
-@torch.no_grad()
 def search_alpha(weights: Sequence[torch.Tensor], x: torch.Tensor, granularity: str = "token",
                  alphas: Sequence[float] = ALPHAS) -> tuple[float, torch.Tensor]:
     """The α among `alphas` whose smoothing gives the least W8A8 output error on x; returns (α, s)."""
-    x = x.float()
-    act_absmax = x.abs().amax(0)
-    weight_absmax = torch.stack([w.abs().amax(0) for w in weights]).amax(0)  # per input channel, over all
-    w = torch.cat(list(weights)).float()  # the linears sharing x, stacked: one matmul for all of them
-    expected = x @ w.T
-    best = (float("inf"), 0.0, torch.ones_like(act_absmax))
-    for alpha in alphas:
-        s = smoothing_scales(act_absmax, weight_absmax, alpha)
-        got = W8A8Linear.from_weight(w * s, granularity=granularity)(x / s)
-        error = (got - expected).pow(2).sum(-1).mean().item()  # Σ over the linears of the mean ‖error‖²
-        if error < best[0]:
-            best = (error, alpha, s)
-    return best[1], best[2]
+    with torch.no_grad():
+        x = x.float()
+        act_absmax = x.abs().amax(0)
+        weight_absmax = torch.stack([w.abs().amax(0) for w in weights]).amax(0)  # per input channel, over all
+        w = torch.cat(list(weights)).float()  # the linears sharing x, stacked: one matmul for all of them
+        expected = x @ w.T
+        best = (float("inf"), 0.0, torch.ones_like(act_absmax))
+        for alpha in alphas:
+            s = smoothing_scales(act_absmax, weight_absmax, alpha)
+            got = W8A8Linear.from_weight(w * s, granularity=granularity)(x / s)
+            error = (got - expected).pow(2).sum(-1).mean().item()  # Σ over the linears of the mean ‖error‖²
+            if error < best[0]:
+                best = (error, alpha, s)
+        return best[1], best[2]
 
 
 def swap_linears(model: nn.Module, granularity: str = "token", skip: tuple[str, ...] = ("lm_head",)) -> int:
@@ -146,7 +146,6 @@ def swap_linears(model: nn.Module, granularity: str = "token", skip: tuple[str, 
     return replace_linears(model, lambda linear: W8A8Linear.from_linear(linear, granularity), skip)
 
 
-@torch.no_grad()
 def smoothquant_model(model: Llama, calib_ids: torch.Tensor, granularity: str = "token",
                       alphas: Sequence[float] = ALPHAS) -> dict[str, list[float]]:
     """Smooth every block in place, α searched per place, then swap every block linear for a W8A8Linear.
@@ -154,23 +153,24 @@ def smoothquant_model(model: Llama, calib_ids: torch.Tensor, granularity: str = 
     Smoothing folds into input_layernorm (q, k, v), post_attention_layernorm (gate, up) and up_proj (down);
     o_proj stays as it is (its input's heads share value heads, so no single row scale folds into v_proj).
     Smoothing leaves the float model unchanged, so the statistics come from the float model, block by block."""
-    check_choice(granularity, GRANULARITIES, "granularity")
-    for name in ("input_layernorm", "post_attention_layernorm"):
-        if not all(isinstance(getattr(block, name, None), RMSNorm) for block in model.layers):
-            raise TypeError(f"model 的每个块都需要 RMSNorm {name} / every block of model needs an RMSNorm {name}")
-    cos, sin = rope(model, calib_ids.shape[1])
-    x = first_block_input(model, calib_ids)
-    chosen = []
-    for block in model.layers:
-        inputs = block_linear_inputs(block, x, cos, sin)
-        attn, mlp = block.self_attn, block.mlp
-        for key, previous, layers in (("self_attn.q_proj", block.input_layernorm, [attn.q_proj, attn.k_proj,
-                                                                                    attn.v_proj]),
-                                      ("mlp.gate_proj", block.post_attention_layernorm, [mlp.gate_proj, mlp.up_proj]),
-                                      ("mlp.down_proj", mlp.up_proj, [mlp.down_proj])):
-            alpha, s = search_alpha([m.weight for m in layers], inputs[key], granularity, alphas)
-            fold_smoothing(previous, layers, s)
-            chosen.append(alpha)
-        x = run_block(block, x, cos, sin)
-    swap_linears(model.layers, granularity)
-    return {"alphas": chosen}
+    with torch.no_grad():
+        check_choice(granularity, GRANULARITIES, "granularity")
+        for name in ("input_layernorm", "post_attention_layernorm"):
+            if not all(isinstance(getattr(block, name, None), RMSNorm) for block in model.layers):
+                raise TypeError(f"model 的每个块都需要 RMSNorm {name} / every block of model needs an RMSNorm {name}")
+        cos, sin = rope(model, calib_ids.shape[1])
+        x = first_block_input(model, calib_ids)
+        chosen = []
+        for block in model.layers:
+            inputs = block_linear_inputs(block, x, cos, sin)
+            attn, mlp = block.self_attn, block.mlp
+            places = (("self_attn.q_proj", block.input_layernorm, [attn.q_proj, attn.k_proj, attn.v_proj]),
+                      ("mlp.gate_proj", block.post_attention_layernorm, [mlp.gate_proj, mlp.up_proj]),
+                      ("mlp.down_proj", mlp.up_proj, [mlp.down_proj]))
+            for key, previous, layers in places:
+                alpha, s = search_alpha([m.weight for m in layers], inputs[key], granularity, alphas)
+                fold_smoothing(previous, layers, s)
+                chosen.append(alpha)
+            x = run_block(block, x, cos, sin)
+        swap_linears(model.layers, granularity)
+        return {"alphas": chosen}

@@ -83,7 +83,6 @@ def prepare_qat(model: nn.Module, num_bits: int, group_size: int, skip: tuple[st
     return replace_linears(model, lambda linear: QATLinear(linear, num_bits, group_size), skip)
 
 
-@torch.no_grad()
 def freeze(model: nn.Module) -> int:
     """Replace every QATLinear by a plain nn.Linear holding its quantized weight ŵ; returns how many."""
     def frozen(layer: QATLinear) -> nn.Linear:
@@ -94,7 +93,8 @@ def freeze(model: nn.Module) -> int:
             linear.bias.copy_(layer.bias)
         return linear
 
-    return replace_modules(model, lambda name, m: isinstance(m, QATLinear), frozen)
+    with torch.no_grad():
+        return replace_modules(model, lambda name, m: isinstance(m, QATLinear), frozen)
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
