@@ -125,6 +125,14 @@ def test_sensitivity_restores_every_weight():
         expect_tensor_equal(got, expected, f"{name} after sensitivity()")
 
 
+def test_sensitivity_is_measured_at_w3_g64_by_default():
+    model = tiny_llama()
+    baseline = log_probs(model, IDS)
+    groups = {"up": ["layers.0.mlp.up_proj"]}
+    expect_equal(sensitivity(model, IDS, baseline, groups), sensitivity(model, IDS, baseline, groups, 3, 64),
+                 "sensitivity with the default width")
+
+
 def test_fewer_bits_hurt_more():
     model = tiny_llama()
     baseline = log_probs(model, IDS)

@@ -18,6 +18,12 @@ def test_inputs_are_captured_flattened_per_module():
     expect_tensor(got["layers.1.mlp.down_proj"], "down_proj input", shape=(60, 128), dtype=torch.float32)
 
 
+def test_more_sequences_than_tokens_are_all_captured():
+    ids = torch.randint(0, 256, (10, 4), generator=torch.Generator().manual_seed(6))
+    got = capture_inputs(tiny_llama(), ["layers.0.mlp.up_proj"], ids, batch_size=8)
+    expect_tensor(got["layers.0.mlp.up_proj"], "up_proj input of 10 × 4 tokens", shape=(40, 64))
+
+
 def test_the_first_q_proj_sees_the_normed_embeddings_in_token_order():
     model = tiny_llama()
     got = capture_inputs(model, ["layers.0.self_attn.q_proj"], IDS, batch_size=2)["layers.0.self_attn.q_proj"]

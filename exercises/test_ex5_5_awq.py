@@ -150,3 +150,68 @@ def test_on_the_real_model_awq_beats_rtn(smollm2, smollm2_reference, record_prop
     ours, theirs = kl_against_rtn(smollm2, lambda m: awq_quantize_model(m, calib, 4, 64), ids, baseline)
     record_property("measured", f"5.5 W4 g64 KL to the baseline: AWQ {ours:.4f}, RTN {theirs:.4f}")
     expect_at_most(ours, 0.75 * theirs, f"AWQ's KL to the baseline (RTN: {theirs:.4f})")
+
+
+def test_the_defaults_are_4_bit_asymmetric_groups_of_64_on_a_20_point_grid():
+    w, x = layer_with_salient_inputs()
+    _, s = search_awq_scale([w], x)
+    expect_tensor_close(s, search_awq_scale([w], x, 4, 64, symmetric=False, grid=20)[1], "default AWQ scales", atol=0)
+    expect_tensor_close(search_clip(w, x), search_clip(w, x, 4, 64, symmetric=False, grid=20, max_shrink=0.5),
+                        "default clip ratios", atol=0)
+    ids = torch.randint(0, 256, (4, 32), generator=torch.Generator().manual_seed(0))
+    ours, explicit = tiny_llama(), tiny_llama()
+    info = awq_quantize_model(ours, ids)
+    awq_quantize_model(explicit, ids, 4, 64, symmetric=False, grid=20, clip=True, max_tokens=4096,
+                       round_weights=True)
+    for (name, got), (_, expected) in zip(ours.state_dict().items(), explicit.state_dict().items(), strict=True):
+        expect_tensor_close(got, expected, f"{name} with the default arguments", atol=0)
+    assert 0 <= info["seconds"] < 600 and 0 <= info["mean_ratio"] < 1, f"info: {info}"
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_the_clip_search_takes_each_groups_best_candidate(symmetric):
+    _, x = layer_with_salient_inputs()
+    w = torch.randn(64, 128, generator=torch.Generator().manual_seed(3))
+    w[:, 0] *= 30  # one outlier per row in group 0: there the largest shrink, c = 0.5, wins
+    candidates = [1 - k / 10 for k in range(6)]  # grid 10, max_shrink 0.5
+
+    def group_errors(c):  # each group's share of the output error, mean over tokens, for one c everywhere
+        diff = (w - rtn(w, 3, 32, symmetric=symmetric, clip_ratio=c)).reshape(64, 4, 32)
+        return torch.einsum("ngk,ogk->nog", x.reshape(-1, 4, 32), diff).pow(2).mean(0)
+
+    errors = torch.stack([group_errors(c) for c in candidates])  # (candidates, out, groups)
+    expected = torch.tensor(candidates)[errors.argmin(0)]
+    got = search_clip(w, x, 3, 32, symmetric=symmetric, grid=10)
+    expect_tensor_close(got, expected, f"clip ratios (symmetric={symmetric})", atol=1e-6)
+    expect_close(got[:, 0].min().item(), 0.5, "the smallest ratio reached in the outlier group", rel=1e-6)
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_the_scale_search_scores_the_grid_it_is_given(symmetric):
+    w, x = layer_with_salient_inputs()
+    loud = torch.randn(16, 128, generator=torch.Generator().manual_seed(100)) * 0.02
+    loud[:, [3, 40, 77]] *= 8  # fewer rows, and large weights on the loud inputs: alone it wants less scaling
+
+    def summed_error(s):  # Σ over the linears of mean_n ‖x_n·Wᵀ − (x_n/s)·Q(W·s)ᵀ‖², each divided by its width
+        return sum((x @ m.T - (x / s) @ rtn(m * s, 4, 32, symmetric=symmetric).T).pow(2).mean().item()
+                   for m in (loud, w))
+
+    ratio, s = search_awq_scale([loud, w], x, 4, 32, symmetric=symmetric, grid=10)
+    best = min(summed_error(awq_scales(x.abs().mean(0), k / 10)) for k in range(10))
+    expect_at_most(summed_error(s), best * (1 + 1e-4), f"summed error at ratio {ratio}, symmetric={symmetric}")
+
+
+def test_folding_into_a_linear_with_bias_keeps_its_function():
+    g = torch.Generator().manual_seed(4)
+    first, second = torch.nn.Linear(8, 6), torch.nn.Linear(6, 3)
+    x, s = torch.randn(5, 8, generator=g), 0.5 + torch.rand(6, generator=g)
+    with torch.no_grad():
+        before = second(first(x))
+        fold_scales(first, [second], s)
+        expect_tensor_close(second(first(x)), before, "output after folding into a Linear with bias", atol=1e-5)
+
+
+def test_the_type_error_names_what_it_was_given():
+    with pytest.raises(TypeError) as err:
+        fold_scales(torch.nn.ReLU(), [torch.nn.Linear(4, 4)], torch.ones(4))
+    assert "ReLU" in str(err.value), f"the message should name the type it got: {err.value}"

@@ -164,3 +164,30 @@ def test_the_defaults_are_asymmetric_4_bit_groups_of_64_in_blocks_of_128():
     expect_tensor_equal(gptq_quantize_layer(w, H), gptq_quantize_layer(w, H, 4, 64, symmetric=False, damp=0.01,
                                                                         block_size=128, act_order=False),
                         "gptq_quantize_layer(w, H) against the explicit defaults")
+
+
+MODEL_IDS = torch.randint(0, 256, (4, 32), generator=torch.Generator().manual_seed(0))
+
+
+def gptq_model(**kwargs):
+    model = tiny_llama()
+    info = gptq_quantize_model(model, MODEL_IDS, **kwargs)
+    return model, info
+
+
+def test_the_model_flow_defaults_are_4_bit_asymmetric_g64_with_act_order():
+    (ours, info), (explicit, _) = gptq_model(), gptq_model(num_bits=4, group_size=64, symmetric=False,
+                                                           act_order=True, damp=0.01, block_size=128)
+    for (name, got), (_, expected) in zip(ours.state_dict().items(), explicit.state_dict().items(), strict=True):
+        expect_tensor_equal(got, expected, f"{name} with the default arguments")
+    expect_equal(info["layers"], 14, "layers quantized (2 blocks × 7)")
+    assert 0 <= info["seconds"] < 600, f"seconds: {info['seconds']}"
+
+
+@pytest.mark.parametrize(("argument", "one", "other"), [("symmetric", False, True), ("act_order", False, True),
+                                                         ("group_size", 32, None), ("damp", 0.01, 1.0)])
+def test_every_model_flow_argument_reaches_the_layers(argument, one, other):
+    a, _ = gptq_model(**{argument: one})
+    b, _ = gptq_model(**{argument: other})
+    change = (a.layers[1].mlp.down_proj.weight - b.layers[1].mlp.down_proj.weight).abs().max().item()
+    assert change > 0, f"{argument}={one!r} and {argument}={other!r} gave the same weights"

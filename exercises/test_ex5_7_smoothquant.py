@@ -321,3 +321,33 @@ def test_on_the_real_model_smoothquant_halves_naive_w8a8s_kl(smollm2, smollm2_re
     record_property("measured", f"5.7 W8A8 per-token KL: SmoothQuant {ours['kl']:.4f}, naive "
                                 f"{naive_result['kl']:.4f}; perplexity {ours['ppl']:.2f}")
     expect_at_most(ours["kl"], 0.5 * naive_result["kl"], f"SmoothQuant KL (naive W8A8: {naive_result['kl']:.4f})")
+
+
+def test_folding_into_a_linear_with_bias_keeps_its_function():
+    g = torch.Generator().manual_seed(4)
+    first, second = nn.Linear(8, 6), nn.Linear(6, 3)
+    x, s = torch.randn(5, 8, generator=g), 0.5 + torch.rand(6, generator=g)
+    with torch.no_grad():
+        before = second(first(x))
+        fold_smoothing(first, [second], s)
+        expect_tensor_close(second(first(x)), before, "output after folding into a Linear with bias", atol=1e-5)
+
+
+def test_the_fold_type_error_names_what_it_was_given():
+    with pytest.raises(TypeError) as err:
+        fold_smoothing(nn.ReLU(), [nn.Linear(4, 4)], torch.ones(4))
+    assert "ReLU" in str(err.value), f"the message should name the type it got: {err.value}"
+
+
+def test_the_alpha_search_is_per_token_by_default():
+    x, w = activations_with_outliers(), weight()
+    expect_equal(search_alpha([w], x)[0], search_alpha([w], x, "token")[0], "default α")
+
+
+def test_smoothquant_reports_the_alphas_it_chose_and_swaps_in_its_granularity():
+    model = loud_tiny_llama()
+    info = smoothquant_model(model, torch.randint(0, 256, (2, 16), generator=torch.Generator().manual_seed(5)),
+                             "tensor", alphas=(0.2, 0.7))
+    expect_equal(len(info["alphas"]), 6, "α per place (2 blocks × 3 places)")
+    assert set(info["alphas"]) <= {0.2, 0.7}, f"every α must come from alphas: {info['alphas']}"
+    expect_equal({m.granularity for m in model.modules() if isinstance(m, W8A8Linear)}, {"tensor"}, "granularity")

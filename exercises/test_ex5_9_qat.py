@@ -270,3 +270,13 @@ def test_prepare_qat_skips_the_layers_named_in_skip():
     model = tiny_llama()
     expect_equal(prepare_qat(model, 4, 32, skip=("lm_head", "mlp")), 8, "linears swapped (2 blocks × 4 attention)")
     assert type(model.layers[0].mlp.up_proj) is nn.Linear, "mlp 被 skip，应保持 nn.Linear / skipped: stays nn.Linear"
+
+
+def test_freezing_keeps_a_bias():
+    model = nn.Sequential(nn.Linear(64, 8))
+    prepare_qat(model, 4, 32)
+    x = torch.randn(3, 64, generator=torch.Generator().manual_seed(10))
+    with torch.no_grad():
+        before = model(x)
+        freeze(model)
+        expect_tensor_close(model(x), before, "output of the frozen layer with its bias", atol=1e-6)

@@ -49,7 +49,7 @@ SURVIVORS: tuple[Survivor, ...] = (
     Survivor("equivalent", "*", "*", r"dtype=None\)|torch\.(eye|ones|zeros|linspace)\([^=]*, \)|"
              r"\(M, N, device=x\.device, \)",
              "float32 is torch's default dtype, and the dtype the argument names on these paths"),
-    Survivor("equivalent", "ex5_1_granularity", "mse_clip_ratio", r'float\("INF"\)', 'float("INF") is inf'),
+    Survivor("equivalent", "*", "*", r'float\("INF"\)', 'float("INF") is inf'),
     Survivor("equivalent", "ex5_6_gptq", "gptq_quantize_layer", r"group_qparams\(cols, num_bits, symmetric=symmetric\)",
              "group_qparams' group_size is None by default, the value dropped"),
     Survivor("equivalent", "ex5_9_qat", "qat_finetune", r"torch\.randint\(ids\.shape\[0\], ",
@@ -108,6 +108,35 @@ SURVIVORS: tuple[Survivor, ...] = (
     Survivor("equivalent", "ex5_11_sensitivity", "plan_precision", r"for up in range\((len\(options\)|now - 1, )",
              "a step to the same or a narrower option saves no KL (drop ≤ 0), so it is never taken; from the first "
              "option, index −1 is the last option, which the original reaches with the same drop per byte"),
+    # Scales that cancel, ties, starting values that the first candidate replaces.
+    Survivor("equivalent", "ex5_6_gptq", "gptq_quantize_model", r"^H = \((2 \* X\.shape\[0\]|3 / X\.shape\[0\]|"
+             r"2 / X\.shape\[1\])\)", "GPTQ is unchanged by a positive factor on H: the updates use ratios of H⁻¹ "
+             "entries and the damping is relative to H's mean diagonal"),
+    Survivor("equivalent", "ex5_6_gptq", "gptq_quantize_model",
+             r"^symmetric=symmetric, damp=damp, act_order=act_order\)|block_size: int = 129\)",
+             "block_size only regroups the same updates (the lazy-batch property the tests check)"),
+    Survivor("equivalent", "*", "*", r"zip\(.*(strict=None|strict=False|, )\):$",
+             "the lengths always match here: strict only guards a mismatch that cannot happen"),
+    Survivor("equivalent", "*", "*", r"(error|loss) <= best\[0\]|better = err <= best_err",
+             "only ties differ, and a tie scores the same"),
+    Survivor("equivalent", "*", "*", r'best = \(float\("(INF|inf)"\), (0\.0|1\.0), ',
+             "the first candidate always beats inf and replaces the starting value"),
+    Survivor("equivalent", "ex5_7_smoothquant", "search_alpha", r"\.pow\(2\)\.sum\((None|\+1|-2)\)\.mean\(\)",
+             "every variant sums the same squared errors up to a constant factor: the same α wins"),
+    Survivor("equivalent", "ex5_5_awq", "search_awq_scale", r"^loss = 1\.0$|/ w\.shape\[1\]$|"
+             r"^gram = x\.T @ x (\* x\.shape\[0\]|/ x\.shape\[1\])$",
+             "a constant added to, or a constant factor on, every candidate's loss picks the same ratio (the linears "
+             "sharing x all have its width)"),
+    Survivor("equivalent", "ex5_5_awq", "search_clip", r"xg\) (\* xg\.shape\[1\]|/ xg\.shape\[2\])|"
+             r"^best = torch\.ones\(groups\)$",
+             "a constant factor on every candidate's error picks the same ratio; a (groups,) start broadcasts to "
+             "(out, groups) at the first update"),
+    Survivor("equivalent", "ex5_5_awq", "awq_quantize_model", r"max_tokens: int = 4097",
+             "4097 // T equals 4096 // T unless T divides 4097 = 17 · 241: no window length the kata uses"),
+    Survivor("equivalent", "ex5_4_calibration", "capture_inputs", r"batch_size: int = 9\)",
+             "the batch size only changes how many sequences run at once, not what is captured"),
+    Survivor("equivalent", "ex5_4_calibration", "capture_inputs", r"if isinstance\(m, nn\.Linear\)\]\[:4\]",
+             "the error message lists one more example name"),
     # Error messages: mutmut wraps the whole string in "XX"; the message still names the argument.
     Survivor("equivalent", "*", "*", r'raise ValueError\("XX.* / .*XX"\)|at least one kl, each ≥ 0"\)',
              "the message still names the argument (mutmut wraps the whole string in XX)"),

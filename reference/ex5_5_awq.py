@@ -29,7 +29,8 @@ def awq_scales(act_mean_abs: torch.Tensor, ratio: float) -> torch.Tensor:
 def search_awq_scale(weights: Sequence[torch.Tensor], x: torch.Tensor, num_bits: int = 4, group_size: int = 64, *,
                      symmetric: bool = False, grid: int = 20) -> tuple[float, torch.Tensor]:
     """The ratio α in {0, 1/grid, …, (grid-1)/grid} whose scales minimise the output error summed over the
-    linears sharing input x (N, in), mean over tokens of ‖x·Wᵀ − (x/s)·Q(W·s)ᵀ‖²; returns (α, s)."""
+    linears sharing input x (N, in), mean over tokens of ‖x·Wᵀ − (x/s)·Q(W·s)ᵀ‖², each linear's divided by its
+    output width; returns (α, s)."""
     with torch.no_grad():
         x = x.float()
         act = x.abs().mean(0)
