@@ -6,7 +6,7 @@
     python -m kata.lab                      # reference, writes lab-report.md (about 13 minutes on 2 cores)
     python -m kata.lab --quick              # sections 1–5 only (under a minute)
     python -m kata.lab --full               # section 6 with every method at every bit width (about 21 minutes)
-    python -m kata.lab --sensitivity        # add section 8: layer sensitivity and mixed precision (about 7 more)
+    python -m kata.lab --sensitivity        # add section 8: layer sensitivity and mixed precision (about 12 more)
     python -m kata.lab --target exercises   # your own code; unfinished exercises are marked so
     python -m kata.lab --readme README.md   # also replace README's measured-results block with this report
     (README's block comes from: python -m kata.lab --sensitivity --out docs/lab-report.md --readme README.md)
@@ -63,7 +63,7 @@ class Lab:
         self._model: Llama | None = None
         self.only_formats: tuple[str, ...] = ()  # section 7 runs only these (all when empty)
         self.full = False  # section 6: every method at every bit width (about 8 more minutes)
-        self.sensitivity = False  # section 8: layer sensitivity and mixed precision (about 7 more minutes)
+        self.sensitivity = False  # section 8: layer sensitivity and mixed precision (about 12 more minutes)
         self.calibrated: dict[str, dict] = {}  # quality-table results the format comparison reuses
         self.baseline: list[torch.Tensor] | None = None  # the float model's log-probabilities on the eval windows
         self.baseline_result: dict[str, float] = {}
@@ -557,8 +557,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="第 6 节跑全部方法与位宽（多约 8 分钟）/ section 6 with every method at every bit width "
                              "(about 8 more minutes)")
     parser.add_argument("--sensitivity", action="store_true",
-                        help="加第 8 节：层敏感度与混合精度（多约 7 分钟）/ add section 8: layer sensitivity and mixed "
-                             "precision (about 7 more minutes)")
+                        help="加第 8 节：层敏感度与混合精度（多约 12 分钟）/ add section 8: layer sensitivity and "
+                             "mixed precision (about 12 more minutes)")
     parser.add_argument("--formats", default="",
                         help="第 7 节只跑这些格式（分号分隔）/ section 7 runs only these formats (separated by ;): "
                              + "; ".join(FORMAT_NAMES))

@@ -105,7 +105,7 @@ MUTANTS = [  # (module, text in the reference, wrong text, the mistake)
      "per-channel instead of per-token activation scales"),
     ("ex5_7_smoothquant", ".pow(alpha) / weight_absmax.float().clamp(min=1e-5).pow(1 - alpha)",
      ".pow(alpha) * weight_absmax.float().clamp(min=1e-5).pow(1 - alpha)", "weight maximum multiplied, not divided"),
-    ("ex5_7_smoothquant", "    for layer in following:\n        layer.weight.mul_(s)", "    pass",
+    ("ex5_7_smoothquant", "        for layer in following:\n            layer.weight.mul_(s)", "        pass",
      "smoothing folded into the norm only"),
     ("ex5_7_smoothquant", "got = W8A8Linear.from_weight(w * s, granularity=granularity)(x / s)",
      "got = W8A8Linear.from_weight(w * s, granularity=granularity)(x)", "α search forgets to divide x by s"),
@@ -129,8 +129,8 @@ MUTANTS = [  # (module, text in the reference, wrong text, the mistake)
     ("ex5_8_compare_formats", "result = evaluate(model, ids, baseline)",
      "result = evaluate(model, ids, log_probs(model, ids))", "KL measured against the format's own model"),
     ("ex5_11_sensitivity", "metadata = 2 + (num_bits < 8)", "metadata = 2", "zero points left out of the bytes"),
-    ("ex5_11_sensitivity", "        for name, weight in zip(names, saved, strict=True):\n"
-     "            model.get_submodule(name).weight.copy_(weight)\n", "", "weights not restored after each group"),
+    ("ex5_11_sensitivity", "            for name, weight in zip(names, saved, strict=True):\n"
+     "                model.get_submodule(name).weight.copy_(weight)\n", "", "weights not restored after each group"),
     ("ex5_11_sensitivity", "(best is None or drop / extra > best[0]):\n"
      "                    best = (drop / extra, name, up)",
      "(best is None or drop > best[0]):\n                    best = (drop, name, up)",
