@@ -43,7 +43,6 @@ CALIBRATION_WINDOWS = 32  # 32 × 512 = 16,384 calibration tokens
 THREADS = 2  # fixed, so that two runs on one machine give the same digits; --threads changes it
 PROMPT_TOKENS = 64
 SENSITIVITY_WINDOWS, SENSITIVITY_TOKENS = 2, 256  # section 8 ranks layers on 2 × 256 evaluation tokens
-SENSITIVITY_BITS = (3, 4)
 MIXED_BITS = 3.5  # section 8's second budget: about 3.5 bits per weight
 MAX_KL = 0.15  # self-check Q3's quality bar, in nats per token (about W4 GPTQ's KL here)
 TOP_LAYERS = 12
@@ -318,13 +317,13 @@ class Lab:
         shapes = m.linear_shapes(model)
         started = time.perf_counter()
         kinds = {kind: [name for name in shapes if name.endswith(kind)] for kind in m.KINDS}
-        by_kind = {bits: m.sensitivity(model, ids, baseline, kinds, bits, GROUP_SIZE) for bits in SENSITIVITY_BITS}
+        by_kind = {bits: m.sensitivity(model, ids, baseline, kinds, bits, GROUP_SIZE) for bits in (3, 4)}
         by_layer = {}
-        for bits in SENSITIVITY_BITS:
+        for bits in (3, 4):
             by_layer[bits] = m.sensitivity(model, ids, baseline, {name: [name] for name in shapes}, bits, GROUP_SIZE,
                                            lambda message: say(f"{message} ({time.perf_counter() - started:.0f} s)"))
         sensitivity_seconds = time.perf_counter() - started
-        kl = {name: {**{bits: by_layer[bits][name] for bits in SENSITIVITY_BITS}, 8: 0.0} for name in shapes}
+        kl = {name: {**{bits: by_layer[bits][name] for bits in (3, 4)}, 8: 0.0} for name in shapes}
 
         full_ids = eval_windows(model_path=self.model_path)
         full_baseline = self.baseline if self.baseline is not None else log_probs(self.load(), full_ids)
@@ -356,7 +355,7 @@ class Lab:
                          "—" if predicted is None else f"{predicted:.4f}", f"{result['kl']:.4f}",
                          f"{result['ppl']:.2f}", counts))
             say(f"{label}: KL {result['kl']:.4f}, perplexity {result['ppl']:.2f}")
-        kind_rows = [(kind, *(f"{by_kind[bits][kind]:.4f}" for bits in SENSITIVITY_BITS),
+        kind_rows = [(kind, *(f"{by_kind[bits][kind]:.4f}" for bits in (3, 4)),
                       f"{by_kind[3][kind] / by_kind[4][kind]:.1f}×",
                       f"{sum(by_layer[3][n] for n in names):.4f}") for kind, names in kinds.items()]
         top = sorted(shapes, key=lambda n: -by_layer[3][n])[:TOP_LAYERS]
@@ -373,7 +372,7 @@ class Lab:
                      for bits, budget_bits in questions]
         return (
             "**每类层 / per kind** (all 30 layers of a kind quantized together, nothing else):\n\n"
-            + markdown_table(("kind", *(f"KL W{b} g{GROUP_SIZE}" for b in SENSITIVITY_BITS), "W3 / W4",
+            + markdown_table(("kind", *(f"KL W{b} g{GROUP_SIZE}" for b in (3, 4)), "W3 / W4",
                               "Σ of its layers' W3 KL"), kind_rows)
             + f"\n\n**最敏感的层 / the {TOP_LAYERS} most sensitive layers** (one layer quantized, nothing else; "
               f"in brackets the KL the plan predicts for it):\n\n"
