@@ -29,7 +29,9 @@ and divide s back out of the input:
                       然后每层按截断比例量化到网格（权重仍是浮点）；下一块的输入用本块量化后的输出。
                       Scales fold into the norms and up_proj; o_proj is only clipped (GQA); every linear is then
                       rounded to its grid in place; the next block sees this block's quantized output.
-                      搜索只看约 max_tokens 个 token（整段窗口，均匀选取）/ searches see about max_tokens tokens.
+                      搜索只看约 max_tokens 个 token：n 段长 T 的窗口中取 count = max(1, min(n, max_tokens // T))
+                      段，torch.linspace(0, n − 1, count).long() / searches see about max_tokens tokens:
+                      whole windows, count of the n, spread evenly with torch.linspace(0, n − 1, count).long().
                       round_weights=False：只折叠缩放、不截断不取整（浮点模型输出不变，可接着跑 GPTQ）/
                       only fold the scales (the float model is unchanged; e.g. run GPTQ next).
                       返回 / returns {"seconds": ..., "mean_ratio": ...}.

@@ -154,6 +154,8 @@ def test_on_the_real_model_awq_beats_rtn(smollm2, smollm2_reference, record_prop
 
 def test_the_defaults_are_4_bit_asymmetric_groups_of_64_on_a_20_point_grid():
     w, x = layer_with_salient_inputs()
+    w = w + 0.02  # weights off centre: there the symmetric grid wants another ratio (0.25 against 0.35)
+    assert search_awq_scale([w], x, symmetric=True)[0] != search_awq_scale([w], x, symmetric=False)[0]
     _, s = search_awq_scale([w], x)
     expect_tensor_close(s, search_awq_scale([w], x, 4, 64, symmetric=False, grid=20)[1], "default AWQ scales", atol=0)
     expect_tensor_close(search_clip(w, x), search_clip(w, x, 4, 64, symmetric=False, grid=20, max_shrink=0.5),
@@ -189,6 +191,7 @@ def test_the_clip_search_takes_each_groups_best_candidate(symmetric):
 @pytest.mark.parametrize("symmetric", [False, True])
 def test_the_scale_search_scores_the_grid_it_is_given(symmetric):
     w, x = layer_with_salient_inputs()
+    w = w + 0.02  # off centre: the symmetric and asymmetric grids pick different ratios here (0.2 and 0.1)
     loud = torch.randn(16, 128, generator=torch.Generator().manual_seed(100)) * 0.02
     loud[:, [3, 40, 77]] *= 8  # fewer rows, and large weights on the loud inputs: alone it wants less scaling
 
@@ -215,3 +218,86 @@ def test_the_type_error_names_what_it_was_given():
     with pytest.raises(TypeError) as err:
         fold_scales(torch.nn.ReLU(), [torch.nn.Linear(4, 4)], torch.ones(4))
     assert "ReLU" in str(err.value), f"the message should name the type it got: {err.value}"
+
+
+def awq_as_described(model, ids, num_bits, group_size, *, symmetric, grid, clip, round_weights):
+    """The flow the docstring describes, written out with this module's own searches and every argument explicit:
+    block by block, scale search and fold per shared input, clip search on the scaled input, round."""
+    from kata.sequential import block_linear_inputs, first_block_input, rope, run_block
+
+    with torch.no_grad():
+        cos, sin = rope(model, ids.shape[1])
+        x = first_block_input(model, ids)
+        for block in model.layers:
+            inputs = block_linear_inputs(block, x, cos, sin)
+            attn, mlp = block.self_attn, block.mlp
+            for key, previous, layers in [
+                ("self_attn.q_proj", block.input_layernorm, [attn.q_proj, attn.k_proj, attn.v_proj]),
+                ("mlp.gate_proj", block.post_attention_layernorm, [mlp.gate_proj, mlp.up_proj]),
+                ("mlp.down_proj", mlp.up_proj, [mlp.down_proj]),
+                ("self_attn.o_proj", None, [attn.o_proj]),
+            ]:
+                sample = inputs[key]
+                if previous is not None:
+                    _, s = search_awq_scale([m.weight for m in layers], sample, num_bits, group_size,
+                                            symmetric=symmetric, grid=grid)
+                    fold_scales(previous, layers, s)
+                    sample = sample / s
+                if not round_weights:
+                    continue
+                for layer in layers:
+                    c = search_clip(layer.weight, sample, num_bits, group_size, symmetric=symmetric, grid=20,
+                                    max_shrink=0.5) if clip else 1.0
+                    layer.weight.copy_(rtn(layer.weight, num_bits, group_size, symmetric=symmetric, clip_ratio=c))
+            x = run_block(block, x, cos, sin)
+
+
+def expect_same_weights(got_model, expected_model, what):
+    """Every linear as the recipe makes it. A few (row, group) clip choices may flip on float rounding if the
+    flow computes x / s differently: allow 1 % of the weights to differ (each mistake tried moves far more)."""
+    for (name, got), (_, expected) in zip(got_model.state_dict().items(), expected_model.state_dict().items(),
+                                          strict=True):
+        moved = (got - expected).abs() > 1e-5 * (1 + expected.abs())
+        assert moved.float().mean() <= 0.01, (
+            f"{what}: {name} 有 {moved.float().mean():.1%} 的权重与逐块流程不同 / "
+            f"{moved.float().mean():.1%} of {name} differs from the block-by-block recipe")
+
+
+@pytest.mark.parametrize(("num_bits", "group_size", "symmetric", "grid", "clip", "round_weights"), [
+    (3, 32, True, 10, True, True),    # none of the defaults: every argument must reach the searches and the rounding
+    (4, 16, False, 8, False, True),   # clip=False: scales, then plain rounding
+    (4, 32, False, 10, True, False),  # round_weights=False: every place's scales folded, nothing rounded
+])
+def test_the_model_flow_is_the_block_by_block_recipe(num_bits, group_size, symmetric, grid, clip, round_weights):
+    ids = torch.randint(0, 256, (4, 32), generator=torch.Generator().manual_seed(1))
+    ours, recipe = tiny_llama(), tiny_llama()
+    with torch.no_grad():  # loud channels, so that the searches have something to find (5.4)
+        for model in (ours, recipe):
+            model.embed_tokens.weight[:, [3, 17, 40]] *= 20
+    options = {"symmetric": symmetric, "grid": grid, "clip": clip, "round_weights": round_weights}
+    awq_quantize_model(ours, ids, num_bits, group_size, **options)
+    awq_as_described(recipe, ids, num_bits, group_size, **options)
+    expect_same_weights(ours, recipe, f"W{num_bits} g{group_size} {options}")
+
+
+@pytest.mark.parametrize(("max_tokens", "windows"), [
+    (32, [0]),            # less than two windows: one window, never none
+    (100, [0, 2, 5]),     # 100 // 32 = 3 windows, spread evenly: torch.linspace(0, 5, 3).long()
+    (128, [0, 1, 3, 5]),  # 4 of 6: torch.linspace(0, 5, 4).long()
+    (4096, [0, 1, 2, 3, 4, 5]),  # more than the text: every window, once
+])
+def test_the_searches_see_whole_windows_spread_evenly(max_tokens, windows):
+    ids = torch.randint(0, 256, (6, 32), generator=torch.Generator().manual_seed(2))
+    ours, on_those_windows = tiny_llama(), tiny_llama()
+    awq_quantize_model(ours, ids, 4, 32, max_tokens=max_tokens)
+    awq_quantize_model(on_those_windows, ids[windows], 4, 32, max_tokens=10**6)
+    expect_same_weights(ours, on_those_windows, f"max_tokens={max_tokens}: the searches should see windows {windows}")
+
+
+def test_the_reported_seconds_are_the_time_it_took():
+    import time
+
+    ids = torch.randint(0, 256, (2, 16), generator=torch.Generator().manual_seed(0))
+    started = time.perf_counter()
+    info = awq_quantize_model(tiny_llama(), ids, 4, 32)
+    assert 0 <= info["seconds"] <= time.perf_counter() - started, f"seconds: {info['seconds']}"

@@ -96,7 +96,8 @@ def awq_quantize_model(model: Llama, calib_ids: torch.Tensor, num_bits: int = 4,
 
     Scales fold into input_layernorm (q, k, v), post_attention_layernorm (gate, up) and up_proj (down).
     o_proj is left unscaled: with 9 query heads sharing 3 value heads its scale cannot fold into v_proj.
-    Searches see about `max_tokens` tokens: whole windows spread evenly over the calibration text.
+    Searches see about `max_tokens` tokens: count = max(1, min(n, max_tokens // T)) of the n windows of length T,
+    spread evenly over the calibration text (torch.linspace(0, n − 1, count)).
     """
     with torch.no_grad():
         started = time.perf_counter()
