@@ -54,7 +54,7 @@ def bench(session: nox.Session) -> None:
 def mutation(session: nox.Session) -> None:
     """变异测试 / Mutation testing: mutmut mutates reference/ one change at a time and runs each exercise's fast
     tests against every mutant; prints the score per exercise (goal ≥ 90 %), `-- --survivors` lists the rest.
-    About 15 minutes on 2 cores; needs `pip install -e ".[mutation]"`."""
+    About 5 minutes on 2 cores; needs `pip install -e ".[mutation]"`."""
     if importlib.util.find_spec("mutmut") is None:
         session.error("没有安装 mutmut / mutmut is not installed: pip install -e \".[mutation]\"")
     # One thread: mutmut forks its workers, and a fork of a process whose OpenMP pool is running can hang.

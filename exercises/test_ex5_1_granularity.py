@@ -146,6 +146,8 @@ def test_percentile_clip_ratio_of_a_known_row():
     w = torch.arange(1.0, 101.0).reshape(1, 100)
     ratio = percentile_clip_ratio(w, 50.0, granularity="channel")
     expect_tensor_close(ratio, torch.tensor([[50.5 / 100]]), "median / max", atol=1e-6)
+    small = percentile_clip_ratio(w * 1e-3, 50.0, granularity="channel")  # a ratio: the weights' scale cancels
+    expect_tensor_close(small, torch.tensor([[50.5 / 100]]), "median / max of weights below 1", atol=1e-6)
 
 
 def test_mse_clip_search_never_does_worse_than_min_max_and_here_does_better():
