@@ -119,7 +119,7 @@ def block_qat(model: Llama, teacher: Llama, calib_ids: torch.Tensor, num_bits: i
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
         for _ in range(steps):
             batch = torch.randint(0, x.shape[0], (min(batch_size, x.shape[0]),), generator=generator)
-            with torch.autocast("cpu", dtype=torch.bfloat16):  # about 2× faster here; the targets stay float32
+            with torch.autocast("cpu", dtype=torch.bfloat16):  # 1.3× faster here (measured); targets stay float32
                 loss = F.mse_loss(block(x[batch], cos, sin).float(), target[batch])
             optimizer.zero_grad()
             loss.backward()
