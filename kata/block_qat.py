@@ -28,7 +28,7 @@ from torch import nn
 
 from kata.llama import Llama, replace_modules
 from kata.sequential import first_block_input, rope, run_block
-from kata.validate import check_num_bits, check_positive
+from kata.validate import check_num_bits, check_positive, check_positive_int
 
 
 def grid_of(w: torch.Tensor, num_bits: int, group_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,8 +92,7 @@ def block_qat(model: Llama, teacher: Llama, calib_ids: torch.Tensor, num_bits: i
     check_num_bits(num_bits, 2, 8)
     check_positive(lr, "lr")
     check_positive(step_lr, "step_lr")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps 必须是正整数 / steps must be a positive int, got {steps!r}")
+    check_positive_int(steps, "steps")
     started = time.perf_counter()
     generator = torch.Generator().manual_seed(0)
     cos, sin = rope(model, calib_ids.shape[1])

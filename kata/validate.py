@@ -36,6 +36,12 @@ def check_choice(value: object, choices: Collection[str], name: str) -> None:
         raise ValueError(f"未知的 {name} / unknown {name} {value!r}; 可选 / valid: {', '.join(sorted(choices))}")
 
 
+def check_positive_int(value: object, name: str) -> None:
+    """Raise ValueError unless `value` is an int ≥ 1 (a bool is not an int here)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} 必须是正整数 / {name} must be a positive int, got {value!r}")
+
+
 def check_positive(value: object, name: str) -> None:
     """Raise ValueError unless `value` is a positive real number."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:

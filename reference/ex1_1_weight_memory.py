@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kata.validate import check_choice, check_positive
+from kata.validate import check_choice, check_positive, check_positive_int
 
 BITS = {"fp32": 32, "fp16": 16, "bf16": 16, "fp8": 8, "int8": 8, "int4": 4}
 
@@ -13,8 +13,7 @@ def bits_per_weight(dtype: str, group_size: int | None = None, scale_bits: int =
     check_choice(dtype, BITS, "dtype")
     if group_size is None:
         return float(BITS[dtype])
-    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size <= 0:
-        raise ValueError(f"group_size 必须是正整数 / group_size must be a positive int, got {group_size!r}")
+    check_positive_int(group_size, "group_size")
     return BITS[dtype] + (scale_bits + zero_point_bits) / group_size
 
 

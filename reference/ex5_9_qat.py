@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kata.llama import replace_linears, replace_modules
-from kata.validate import check_float_tensor, check_num_bits, check_positive
+from kata.validate import check_float_tensor, check_num_bits, check_positive, check_positive_int
 
 
 class RoundSTE(torch.autograd.Function):
@@ -111,8 +111,7 @@ def qat_finetune(student: nn.Module, teacher: nn.Module, ids: torch.Tensor, step
     """Train the student's QATLinear weights and steps (everything else frozen) to match the teacher's
     next-token distributions on ids (B, T) with Adam; returns the loss of every step."""
     check_positive(lr, "lr")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps 必须是正整数 / steps must be a positive int, got {steps!r}")
+    check_positive_int(steps, "steps")
     trained = [p for m in student.modules() if isinstance(m, QATLinear) for p in m.parameters()]
     if not trained:
         raise ValueError("student 里没有 QATLinear：先 prepare_qat / student has no QATLinear: call prepare_qat first")
