@@ -46,9 +46,11 @@ SENSITIVITY_WINDOWS, SENSITIVITY_TOKENS = 2, 256  # section 8 ranks layers on 2 
 MIXED_BITS = 3.5  # section 8's second budget: about 3.5 bits per weight
 MAX_KL = 0.15  # self-check Q3's quality bar, in nats per token (about W4 GPTQ's KL here)
 TOP_LAYERS = 12
-# Section 9: block-wise QAT where PTQ falls short; Adam steps a block (about 0.1 s each on 2 threads) and the
-# learning rate of steps and zero points. W2's coarse grid gains from learning its steps faster: there 150 steps
-# at 1e-4 gave KL 1.52 where 100 at 1e-5 gave 1.88 (measured once, 2026-11-26).
+# Section 9: block-wise QAT where PTQ falls short. Every bit width: Adam on QAT_BATCH windows a step, weights at
+# QAT_WEIGHT_LR; per bit width: steps a block (about 0.1 s each on 2 threads) and the learning rate of steps and
+# zero points. W2's coarse grid gains from learning its steps faster: there 150 steps at 1e-4 gave KL 1.52 where
+# 100 at 1e-5 gave 1.88 (measured once, 2026-11-26).
+QAT_WEIGHT_LR, QAT_BATCH = 3e-3, 2
 QAT_SETTINGS = {3: {"steps": 100, "step_lr": 1e-5}, 2: {"steps": 150, "step_lr": 1e-4}}
 QAT_PROMPT, QAT_NEW_TOKENS = "The capital of France is", 4
 README_START, README_END = "<!-- lab-report:start -->", "<!-- lab-report:end -->"
@@ -439,18 +441,20 @@ class Lab:
             with block_progress(model, f"W{bits} GPTQ + act-order"):
                 gptq(model, calib, bits, GROUP_SIZE, act_order=True)
             ptq_kl = row(bits, "GPTQ + act-order", model, time.perf_counter() - started)
-            block_qat(model, teacher, calib, bits, GROUP_SIZE, qat=qat, progress=say, **settings)
+            block_qat(model, teacher, calib, bits, GROUP_SIZE, qat=qat, lr=QAT_WEIGHT_LR, batch_size=QAT_BATCH,
+                      progress=say, **settings)
             row(bits, "block QAT from GPTQ + act-order", model, time.perf_counter() - started, ptq_kl)
         return (markdown_table(("method", "format", "perplexity", "KL to baseline", "KL cut vs GPTQ", "time (s)",
                                 f"{QAT_PROMPT!r} →"), rows)
                 + "\n\nBlock QAT: each of the 30 blocks in turn, starting from GPTQ + act-order's weights, trains its "
-                  "linears' weights, steps and zero points (Adam on 2 calibration windows a step, bf16 autocast; "
+                  f"linears' weights, steps and zero points (Adam on {QAT_BATCH} calibration windows a step, bf16 "
+                  "autocast; "
                   + "; ".join(f"W{b}: {c['steps']} steps a block, step / zero learning rate {c['step_lr']:g}"
                               for b, c in QAT_SETTINGS.items())
-                  + f", weights 3e-3) so that its output, fed the trained blocks before it, matches the float block's; "
-                  f"same format and bytes as the PTQ start. Time includes the GPTQ start. Goal (issue 11): at W3 KL "
-                  f"at least 25 % below the best PTQ; at W2 a model that still says Paris. Greedy continuation, "
-                  f"{QAT_NEW_TOKENS} tokens, KV cache.")
+                  + f", weights {QAT_WEIGHT_LR:g}) so that its output, fed the trained blocks before it, matches the "
+                  "float block's; same format and bytes as the PTQ start. Time includes the GPTQ start. Goal (issue "
+                  "11): at W3 KL at least 25 % below the best PTQ; at W2 a model that still says Paris. Greedy "
+                  f"continuation, {QAT_NEW_TOKENS} tokens, KV cache.")
 
     def sections(self, quality: bool = True) -> Iterator[str]:
         """The report, one Markdown section at a time, each computed only when asked for."""

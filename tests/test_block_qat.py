@@ -7,11 +7,19 @@ import torch
 from torch import nn
 
 import reference.ex5_9_qat as qat
-from kata.block_qat import GridLinear, block_qat, grid_of
+from kata.block_qat import GridLinear, block_qat
 from kata.llama import tiny_llama
 from kata.oracles import distinct_per_group, round_to_nearest, rtn
 
 IDS = torch.randint(0, 256, (8, 32), generator=torch.Generator().manual_seed(0))
+
+
+def grid_linear(w, num_bits, group_size=32):
+    """A GridLinear made from a Linear holding w: its step and zero point come from grid_of(w)."""
+    linear = nn.Linear(w.shape[1], w.shape[0], bias=False)
+    with torch.no_grad():
+        linear.weight.copy_(w)
+    return GridLinear(linear, num_bits, group_size, qat)
 
 
 def rtn_start(num_bits=3, group_size=32):
@@ -25,22 +33,16 @@ def rtn_start(num_bits=3, group_size=32):
 @pytest.mark.parametrize("num_bits", [2, 3, 4, 8])
 def test_the_recovered_grid_reproduces_the_ptq_weights_exactly(num_bits):
     w = rtn(torch.randn(16, 64, generator=torch.Generator().manual_seed(num_bits)), num_bits, 32)
-    layer = GridLinear(nn.Linear(64, 16, bias=False), num_bits, 32, qat)
     with torch.no_grad():
-        layer.weight.copy_(w)
-        layer.step.copy_(grid_of(w, num_bits, 32)[0])
-        layer.zero.copy_(grid_of(w, num_bits, 32)[1])
-        assert torch.allclose(layer.quantized_weight(), w, atol=1e-6), "the start must be the PTQ weights"
+        start = grid_linear(w, num_bits).quantized_weight()
+    assert torch.allclose(start, w, atol=1e-6), "the start must be the PTQ weights"
 
 
 @pytest.mark.parametrize("value", [0.25, -0.25, 0.0])
 def test_a_constant_group_keeps_its_value(value):
-    layer = GridLinear(nn.Linear(32, 2, bias=False), 3, 32, qat)
+    w = torch.full((2, 32), value)
     with torch.no_grad():
-        layer.weight.fill_(value)
-        layer.step.copy_(grid_of(layer.weight, 3, 32)[0])
-        layer.zero.copy_(grid_of(layer.weight, 3, 32)[1])
-        assert torch.equal(layer.quantized_weight(), layer.weight), f"a group of {value}s"
+        assert torch.equal(grid_linear(w, 3).quantized_weight(), w), f"a group of {value}s"
 
 
 def test_training_lowers_the_block_output_error_below_the_ptq_start():
