@@ -1,2 +1,2 @@
-# quant-kata's pytest plugin: --target switch, progress table, hints (see kata/plugin.py).
-pytest_plugins = ["kata.plugin"]
+# quant-kata's pytest plugin: --target switch, progress table, hints (see kata/harness/plugin.py).
+pytest_plugins = ["kata.harness.plugin"]

@@ -59,7 +59,7 @@ def mutation(session: nox.Session) -> None:
         session.error("没有安装 mutmut / mutmut is not installed: pip install -e \".[mutation]\"")
     # One thread: mutmut forks its workers, and a fork of a process whose OpenMP pool is running can hang.
     session.run("mutmut", "run", env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
-    session.run("python", "-m", "kata.mutation_score", *session.posargs)
+    session.run("python", "-m", "kata.grade.mutation_score", *session.posargs)
 
 
 @nox.session

@@ -25,7 +25,7 @@ qat_finetune(student, teacher, ids, steps, lr, batch_size, progress): 只训练 
     group_size 不整除 in_features → ValueError; w 含 NaN → ValueError.
 
 真实模型 / on the real model: python -m kata.lab --qat（第 9 节）用你的 RoundSTE 和 scale_gradient 从 GPTQ 出发
-    逐块训练 SmolLM2（kata/block_qat.py）/ section 9 trains SmolLM2 block by block from GPTQ with your RoundSTE
+    逐块训练 SmolLM2（kata/lab/block_qat.py）/ section 9 trains SmolLM2 block by block from GPTQ with your RoundSTE
     and scale_gradient.
 
 提示 / hints: python -m kata hint ex5_9

@@ -5,7 +5,7 @@ import re
 import pytest
 
 from exercises.ex1_1_weight_memory import bits_per_weight, calculate_weight_memory
-from kata.check import expect_close, expect_equal
+from kata.harness.check import expect_close, expect_equal
 
 
 def test_calculate_weight_memory():

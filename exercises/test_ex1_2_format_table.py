@@ -3,7 +3,7 @@
 import pytest
 
 from exercises.ex1_2_format_table import build_format_table, render_format_table
-from kata.check import expect_close, expect_equal
+from kata.harness.check import expect_close, expect_equal
 
 BITS = {"fp32": 32, "fp16": 16, "bf16": 16, "fp8": 8, "int8": 8, "int4": 4}
 

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from exercises.ex2_1_per_tensor import dequantize_per_tensor, quantize_per_tensor
-from kata.check import expect_at_most, expect_close, expect_tensor, expect_tensor_close, expect_tensor_equal
+from kata.harness.check import expect_at_most, expect_close, expect_tensor, expect_tensor_close, expect_tensor_equal
 
 
 def test_quantize_per_tensor():

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from exercises.ex3_1_savings_vs_error import savings_vs_error
-from kata.check import expect_close, expect_equal
+from kata.harness.check import expect_close, expect_equal
 from kata.oracles import dequantize_symmetric as dequantize
 from kata.oracles import quantize_symmetric as quantize  # 3.1 stands without your 2.1
 

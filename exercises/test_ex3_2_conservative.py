@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from exercises.ex3_2_conservative import plan_precision, recommend_scheme
-from kata.check import expect_equal
+from kata.harness.check import expect_equal
 from kata.oracles import measure_sqnr
 
 

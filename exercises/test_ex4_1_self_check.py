@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from exercises.ex4_1_self_check import activation_vs_weight, crest_factor, memory_gap, ptq_floor
-from kata.check import expect_close, expect_equal
+from kata.harness.check import expect_close, expect_equal
 from kata.oracles import measure_sqnr
 
 BITS = {"fp32": 32, "fp16": 16, "int8": 8, "int4": 4}

@@ -12,7 +12,7 @@ pytest.importorskip("triton", reason="5.10 需要 Triton（Linux：pip install t
                                      "(Linux: pip install triton)")
 
 from exercises.ex5_10_int4_kernel import KernelLinear, prepare, quantized_matmul, triton_runs, use_kernel
-from kata.check import expect_at_most, expect_equal, expect_tensor, expect_tensor_equal
+from kata.harness.check import expect_at_most, expect_equal, expect_tensor, expect_tensor_equal
 from kata.oracles import dequantize_groups, quantize_groups
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"

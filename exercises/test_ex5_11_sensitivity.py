@@ -16,8 +16,8 @@ from exercises.ex5_11_sensitivity import (
     quantize_layers,
     sensitivity,
 )
-from kata.check import expect_at_most, expect_close, expect_equal, expect_tensor_equal
 from kata.evaluate import evaluate, log_probs
+from kata.harness.check import expect_at_most, expect_close, expect_equal, expect_tensor_equal
 from kata.llama import tiny_llama
 from kata.oracles import rtn
 

@@ -13,7 +13,7 @@ from exercises.ex5_1_granularity import (
     percentile_clip_ratio,
     quantize,
 )
-from kata.check import (
+from kata.harness.check import (
     expect_at_least,
     expect_at_most,
     expect_close,

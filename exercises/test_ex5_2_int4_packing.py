@@ -14,7 +14,7 @@ from exercises.ex5_2_int4_packing import (
     to_torch_int4_cpu,
     unpack_int4,
 )
-from kata.check import expect_equal, expect_tensor, expect_tensor_close, expect_tensor_equal
+from kata.harness.check import expect_equal, expect_tensor, expect_tensor_close, expect_tensor_equal
 from kata.oracles import dequantize_groups, quantize_groups
 
 HAS_CPU_INT4 = hasattr(torch, "_convert_weight_to_int4pack_for_cpu") and hasattr(torch, "_weight_int4pack_mm_for_cpu")

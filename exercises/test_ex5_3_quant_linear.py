@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from exercises.ex5_3_quant_linear import QuantLinear, quantize_model
-from kata.check import expect_at_most, expect_equal, expect_tensor, expect_tensor_close
+from kata.harness.check import expect_at_most, expect_equal, expect_tensor, expect_tensor_close
 from kata.llama import tiny_llama, weight_bytes
 from kata.oracles import dequantize_groups, group_qparams, quantize_groups, quantize_to_grid
 

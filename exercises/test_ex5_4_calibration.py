@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from exercises.ex5_4_calibration import HessianAccumulator, capture_inputs, channel_stats, hessian
-from kata.check import expect_equal, expect_tensor, expect_tensor_close
+from kata.harness.check import expect_equal, expect_tensor, expect_tensor_close
 from kata.llama import tiny_llama
 
 IDS = torch.randint(0, 256, (5, 12), generator=torch.Generator().manual_seed(0))

@@ -6,9 +6,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from exercises.ex5_5_awq import awq_quantize_model, awq_scales, fold_scales, search_awq_scale, search_clip
-from kata.check import expect_at_most, expect_close, expect_tensor, expect_tensor_close
+from kata.harness.check import (
+    expect_at_most,
+    expect_beats_rtn_on_the_real_model,
+    expect_close,
+    expect_linears_on_grid,
+    expect_tensor,
+    expect_tensor_close,
+)
 from kata.llama import rope_tables, tiny_llama
-from kata.oracles import distinct_per_group, kl_against_rtn, logit_error_against_rtn, rtn
+from kata.oracles import distinct_per_group, logit_error_against_rtn, rtn
 
 
 def layer_with_salient_inputs(seed=0):
@@ -114,9 +121,7 @@ def test_the_model_flow_puts_every_linear_on_the_grid():
     ids = torch.randint(0, 256, (4, 32), generator=torch.Generator().manual_seed(0))
     info = awq_quantize_model(model, ids, 4, 32)
     assert info["seconds"] >= 0
-    for name, module in model.named_modules():
-        if name.endswith("_proj"):
-            assert distinct_per_group(module.weight, 32) <= 16, f"{name} is not on a 4-bit grid"
+    expect_linears_on_grid(model, 4, 32)
 
 
 def test_scales_alone_leave_the_float_model_unchanged():
@@ -145,11 +150,9 @@ def test_the_model_flow_beats_round_to_nearest_on_the_tiny_model():
 def test_on_the_real_model_awq_beats_rtn(smollm2, smollm2_reference, record_property):
     from kata.evaluate import calibration_windows
 
-    ids, baseline = smollm2_reference
     calib = calibration_windows(8)
-    ours, theirs = kl_against_rtn(smollm2, lambda m: awq_quantize_model(m, calib, 4, 64), ids, baseline)
-    record_property("measured", f"5.5 W4 g64 KL to the baseline: AWQ {ours:.4f}, RTN {theirs:.4f}")
-    expect_at_most(ours, 0.75 * theirs, f"AWQ's KL to the baseline (RTN: {theirs:.4f})")
+    expect_beats_rtn_on_the_real_model(record_property, "5.5 AWQ", smollm2,
+                                       lambda m: awq_quantize_model(m, calib, 4, 64), smollm2_reference)
 
 
 def test_the_defaults_are_4_bit_asymmetric_groups_of_64_on_a_20_point_grid():

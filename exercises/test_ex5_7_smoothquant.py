@@ -19,7 +19,7 @@ from exercises.ex5_7_smoothquant import (
     smoothquant_model,
     swap_linears,
 )
-from kata.check import expect_at_most, expect_equal, expect_tensor, expect_tensor_close, expect_tensor_equal
+from kata.harness.check import expect_at_most, expect_equal, expect_tensor, expect_tensor_close, expect_tensor_equal
 from kata.llama import tiny_llama
 
 

@@ -14,7 +14,7 @@ from exercises.ex5_8_compare_formats import (
     compare_formats,
     nf4_codebook,
 )
-from kata.check import expect_at_most, expect_close, expect_equal, expect_tensor, expect_tensor_close
+from kata.harness.check import expect_at_most, expect_close, expect_equal, expect_tensor, expect_tensor_close
 from kata.llama import tiny_llama
 from kata.oracles import rtn
 

@@ -17,8 +17,8 @@ from exercises.ex5_9_qat import (
     qat_finetune,
     scale_gradient,
 )
-from kata.check import expect_at_most, expect_close, expect_equal, expect_tensor, expect_tensor_close
 from kata.evaluate import evaluate, log_probs
+from kata.harness.check import expect_at_most, expect_close, expect_equal, expect_tensor, expect_tensor_close
 from kata.llama import tiny_llama
 from kata.oracles import rtn
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kata.curriculum import EXERCISES, find
-from kata.progress import pad
+from kata.harness.curriculum import EXERCISES, find
+from kata.harness.progress import pad
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,13 +25,20 @@ WINDOW = 512
 EVAL_WINDOWS = 16  # 16 × 511 = 8,176 predicted tokens
 
 
+def text_tokens(name: str, tokenizer=None) -> torch.Tensor:
+    """The whole text file tokenized with `tokenizer` (a `tokenizers.Tokenizer`; default: the real model's, read
+    once per process): (n_tokens,) int64."""
+    if tokenizer is None:
+        return _default_tokens(name)
+    text = (DATA / name).read_text(encoding="utf-8")
+    return torch.tensor(tokenizer.encode(text).ids, dtype=torch.long)
+
+
 @functools.cache
-def text_tokens(name: str, model_path: Path | None = None) -> torch.Tensor:
-    """The whole text file tokenized with the model's tokenizer (default: the real model's): (n_tokens,) int64."""
+def _default_tokens(name: str) -> torch.Tensor:
     from kata.smollm2 import load_tokenizer
 
-    text = (DATA / name).read_text(encoding="utf-8")
-    return torch.tensor(load_tokenizer(model_path).encode(text).ids, dtype=torch.long)
+    return text_tokens(name, load_tokenizer())
 
 
 def windows(tokens: torch.Tensor, count: int, length: int = WINDOW) -> torch.Tensor:
@@ -41,12 +48,12 @@ def windows(tokens: torch.Tensor, count: int, length: int = WINDOW) -> torch.Ten
     return tokens[: count * length].view(count, length)
 
 
-def eval_windows(count: int = EVAL_WINDOWS, model_path: Path | None = None) -> torch.Tensor:
-    return windows(text_tokens(EVAL_TEXT, model_path), count)
+def eval_windows(count: int = EVAL_WINDOWS, tokenizer=None) -> torch.Tensor:
+    return windows(text_tokens(EVAL_TEXT, tokenizer), count)
 
 
-def calibration_windows(count: int, model_path: Path | None = None) -> torch.Tensor:
-    return windows(text_tokens(CALIBRATION_TEXT, model_path), count)
+def calibration_windows(count: int, tokenizer=None) -> torch.Tensor:
+    return windows(text_tokens(CALIBRATION_TEXT, tokenizer), count)
 
 
 def _window_log_probs(model: nn.Module, row: torch.Tensor) -> torch.Tensor:

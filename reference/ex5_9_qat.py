@@ -10,7 +10,7 @@
 QAT then trains the quantized model itself, here by distillation: the float model's next-token distribution is the
 target, so no labels are needed and the student learns what the quantized weights lose.
 On the real model, `python -m kata.lab --qat` (section 9) trains SmolLM2 block by block from GPTQ with this
-module's RoundSTE and scale_gradient (kata/block_qat.py): the whole model's backward pass would not fit a laptop.
+module's RoundSTE and scale_gradient (kata/lab/block_qat.py): the whole model's backward pass would not fit a laptop.
 """
 
 from __future__ import annotations

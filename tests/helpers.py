@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from kata.target import ROOT
+from kata.harness.target import ROOT
 
 
 def run_python(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 300):
@@ -33,7 +33,7 @@ def load_file(path: Path, name: str) -> ModuleType:
 
 def copy_checkout(dest: Path) -> Path:
     """A fork as a learner would have it: every file of this checkout but caches and environments."""
-    from kata.tamper import tree_files
+    from kata.grade.tamper import tree_files
 
     for rel, path in tree_files(ROOT).items():
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)

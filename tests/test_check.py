@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from kata.check import (
+from kata.harness.check import (
     expect_at_least,
     expect_at_most,
     expect_close,

@@ -6,9 +6,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from kata.curriculum import BY_ID
-from kata.grade import CaseResult, ExerciseResult, results_json
-from kata.target import ROOT
+from kata.grade.results import CaseResult, ExerciseResult, results_json
+from kata.harness.curriculum import BY_ID
+from kata.harness.target import ROOT
 from tests.helpers import copy_checkout, grade_fork
 
 FAULTS = {  # exercise → code appended to its stub that breaks it in one way; each must cost only that exercise

@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from kata.curriculum import EXERCISES
-from kata.target import ROOT
+from kata.harness.curriculum import EXERCISES
+from kata.harness.target import ROOT
 from tests.helpers import copy_kata, load_file, run_python
 
 IDS = [ex.id for ex in EXERCISES]

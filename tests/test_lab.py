@@ -1,15 +1,19 @@
 """The lab: the chapter's tables from measurement, written as each finishes, clear errors for bad options."""
 
 import pytest
+import torch
 
-from kata import lab
+from kata.lab import context, formats, run
+from kata.llama import Llama, LlamaConfig
 from kata.smollm2 import ModelUnavailable, check_model_path
 from tests.helpers import run_python
+
+pytestmark = pytest.mark.usefixtures("torch_settings")  # the lab's main() sets threads, determinism and the seed
 
 
 @pytest.mark.slow
 def test_the_reference_lab_has_the_chapter_tables_and_measured_memory():
-    report = "\n".join(lab.Lab("reference").sections(quality=False))
+    report = "\n".join(run.sections(context.Context(context.Settings()), quality_sections=False))
     assert "| int4 | 3.50 | 0.25× |" in report  # 1.1/1.2: 7B memory by format
     assert "| int4-g128 | 3.61 | 0.26× |" in report  # 4.125 bits per weight
     assert "| fp16 | 16 | 0% |" in report  # 3.1: saving next to error
@@ -30,21 +34,22 @@ def test_the_lab_on_the_stubs_marks_each_section_not_implemented(tmp_path):
 
 
 def test_each_finished_section_is_written_before_the_next_starts(tmp_path, monkeypatch):
-    def two_sections_then_interrupted(self, quality=True):
+    def two_sections_then_interrupted(ctx, quality_sections=True):
         yield "# report\n"
         yield "## 1. first\n\nbody\n"
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(lab.Lab, "sections", two_sections_then_interrupted)
+    monkeypatch.setattr(run, "sections", two_sections_then_interrupted)
+    monkeypatch.setattr(context.Context, "__init__", lambda self, settings: None)  # no model needed
     out = tmp_path / "report.md"
     with pytest.raises(KeyboardInterrupt):
-        lab.main(["--out", str(out), "--threads", "1"])
+        run.main(["--out", str(out), "--threads", "1"])
     assert out.read_text(encoding="utf-8") == "# report\n\n## 1. first\n\nbody\n\n"
 
 
 def test_a_model_path_that_does_not_exist_is_a_plain_usage_error(capsys):
     with pytest.raises(SystemExit) as stop:
-        lab.main(["--model", "/nonexistent/checkpoint"])
+        run.main(["--model", "/nonexistent/checkpoint"])
     assert stop.value.code == 2
     assert "no such file or folder: /nonexistent/checkpoint" in capsys.readouterr().err
 
@@ -62,31 +67,29 @@ def test_a_hugging_face_checkpoint_without_transformers_says_which_extra_to_inst
 
 
 def test_block_progress_reports_every_fifth_block_and_the_last(capsys):
-    from kata.llama import Llama, LlamaConfig
-
     model = Llama(LlamaConfig(vocab_size=16, hidden_size=8, intermediate_size=8, num_layers=7, num_heads=2,
                               num_kv_heads=1))
-    with lab.block_progress(model, "W4 test"):
-        model.hidden_states(lab.torch.zeros(1, 3, dtype=lab.torch.long))
+    with context.block_progress(model, "W4 test"):
+        model.hidden_states(torch.zeros(1, 3, dtype=torch.long))
     out = capsys.readouterr().out
     assert "W4 test: block 5/7" in out and "W4 test: block 7/7" in out and "block 1/7" not in out
     assert not model.layers[0]._forward_pre_hooks, "the progress hooks must come off"
 
 
 def test_the_readme_block_is_replaced_between_its_markers():
-    readme = f"intro\n{lab.README_START}\nold\n{lab.README_END}\noutro\n"
-    got = lab.splice_readme(readme, "# report\n\n## 1. table\n\n| a |\n")
-    assert got == f"intro\n{lab.README_START}\n## report\n\n### 1. table\n\n| a |\n{lab.README_END}\noutro\n"
+    readme = f"intro\n{run.README_START}\nold\n{run.README_END}\noutro\n"
+    got = run.splice_readme(readme, "# report\n\n## 1. table\n\n| a |\n")
+    assert got == f"intro\n{run.README_START}\n## report\n\n### 1. table\n\n| a |\n{run.README_END}\noutro\n"
 
 
 def test_a_readme_without_markers_is_refused():
     with pytest.raises(ValueError, match="lab-report:start"):
-        lab.splice_readme("no markers here", "# report")
+        run.splice_readme("no markers here", "# report")
 
 
 def test_an_unknown_format_name_is_a_usage_error_listing_the_valid_ones(capsys):
     with pytest.raises(SystemExit) as stop:
-        lab.main(["--formats", "W4A16 RTN g64; W5 magic"])
+        run.main(["--formats", "W4A16 RTN g64; W5 magic"])
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert "--formats" in err and "'W5 magic'" in err and "NF4 g64" in err, err
@@ -94,15 +97,15 @@ def test_an_unknown_format_name_is_a_usage_error_listing_the_valid_ones(capsys):
 
 def test_the_pareto_front_keeps_the_points_nothing_beats_on_both_axes():
     points = [(4.375, 0.12), (4.25, 0.30), (4.75, 0.31), (8.0, 0.004), (8.0, 0.03), (16.0, 0.001)]
-    assert lab.pareto_front(points) == [(4.25, 0.30), (4.375, 0.12), (8.0, 0.004), (16.0, 0.001)]
+    assert formats.pareto_front(points) == [(4.25, 0.30), (4.375, 0.12), (8.0, 0.004), (16.0, 0.001)]
 
 
 def test_the_gpu_note_lists_the_benchmarks_json_or_says_how_to_get_it(tmp_path):
-    assert "nox -s bench" in lab.gpu_note((tmp_path,))
+    assert "nox -s bench" in formats.gpu_note((tmp_path,))
     (tmp_path / "kernel_8192x8192_m1.json").write_text(
         '{"device": "NVIDIA H100", "torch": "2.11", "triton": "3.6", "M": 1, '
         '"results": {"fp16 F.linear": [60.0, 1], "int4": [30.0, 1]}}')
-    note = lab.gpu_note((tmp_path / "absent", tmp_path))
+    note = formats.gpu_note((tmp_path / "absent", tmp_path))
     assert "NVIDIA H100, torch 2.11, Triton 3.6" in note and "M = 1: fp16 F.linear 60.0 µs (1.00×), int4 30.0 µs " \
         "(2.00×)" in note, note
 
@@ -112,12 +115,14 @@ def test_the_formats_picture_is_drawn(tmp_path):
     rows = [{"format": "BF16", "bits_per_weight": 16.0, "kl": 0.001, "tokens_per_s": 23.0},
             {"format": "W4", "bits_per_weight": 4.375, "kl": 0.3, "tokens_per_s": 44.0},
             {"format": "baseline", "bits_per_weight": 32.0, "kl": 0.0, "tokens_per_s": None}]
-    assert lab.draw_formats(rows, tmp_path / "formats.png")
+    assert formats.draw_formats(rows, tmp_path / "formats.png")
     assert (tmp_path / "formats.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_format_names_can_be_selected_one_by_one(monkeypatch):
     chosen = []
-    monkeypatch.setattr(lab.Lab, "sections", lambda self, quality=True: chosen.append(self.only_formats) or iter(()))
-    lab.main(["--formats", "W8A8 naive, per-token; NF4 g64", "--out", "/dev/null", "--threads", "1"])
+    monkeypatch.setattr(context.Context, "__init__", lambda self, settings: setattr(self, "settings", settings))
+    monkeypatch.setattr(run, "sections", lambda ctx, quality_sections=True: chosen.append(ctx.settings.only_formats)
+                        or iter(()))
+    run.main(["--formats", "W8A8 naive, per-token; NF4 g64", "--out", "/dev/null", "--threads", "1"])
     assert chosen == [("W8A8 naive, per-token", "NF4 g64")], chosen

@@ -6,8 +6,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kata.check import expect_equal, expect_tensor_close
 from kata.decode import decode_speed, generate
+from kata.harness.check import expect_equal, expect_tensor_close
 from kata.llama import KVCache, tiny_llama
 
 MODEL = tiny_llama()

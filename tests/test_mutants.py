@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from kata.target import ROOT
+from kata.harness.target import ROOT
 from tests.helpers import copy_kata, run_python
 
 MUTANTS = [  # (module, text in the reference, wrong text, the mistake)

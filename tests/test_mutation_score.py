@@ -2,7 +2,7 @@
 
 import json
 
-from kata import mutation_score
+from kata.grade import mutation_score
 
 
 def test_killed_and_timed_out_mutants_count_survivors_and_untested_ones_do_not(tmp_path):

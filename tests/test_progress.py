@@ -3,9 +3,9 @@
 import pytest
 
 from kata.__main__ import main as kata_cli
-from kata.curriculum import BY_ID
-from kata.progress import DONE, FAILING, NOT_STARTED, Outcomes, render
-from kata.target import ROOT
+from kata.harness.curriculum import BY_ID
+from kata.harness.progress import DONE, FAILING, NOT_STARTED, Outcomes, render
+from kata.harness.target import ROOT
 from tests.helpers import copy_kata, run_python
 
 
@@ -72,7 +72,7 @@ def test_what_a_real_model_test_measured_is_printed_even_when_it_fails(tmp_path)
         "def test_kl(record_property):\n"
         "    record_property('measured', 'KL 0.4321 vs RTN 0.3000')\n"
         "    assert False\n")
-    proc = run_python("-m", "pytest", str(tmp_path / "test_measure.py"), "-p", "kata.plugin", cwd=tmp_path,
+    proc = run_python("-m", "pytest", str(tmp_path / "test_measure.py"), "-p", "kata.harness.plugin", cwd=tmp_path,
                       env={"PYTHONPATH": str(ROOT)})
     assert "实测 / measured" in proc.stdout and "KL 0.4321 vs RTN 0.3000 — failed" in proc.stdout, proc.stdout[-1500:]
 
@@ -98,7 +98,7 @@ def test_an_unknown_target_is_a_plain_usage_error():
 
 
 def test_the_curriculum_list_lines_up_its_columns_with_chinese_chapter_names(capsys):
-    from kata.progress import display_width
+    from kata.harness.progress import display_width
 
     assert kata_cli(["list"]) == 0
     starts = {display_width(line[:line.index("exercises/")]) for line in capsys.readouterr().out.splitlines()}

@@ -2,14 +2,16 @@
 
 import pytest
 
-from kata import lab
-from kata.target import ROOT
+from kata.harness.target import ROOT
+from kata.lab import context, quality, run
+
+pytestmark = pytest.mark.usefixtures("torch_settings")  # the tests below pin the lab's thread count
 
 
 def readme_block() -> str:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert text.count(lab.README_START) == 1 and text.count(lab.README_END) == 1, "README needs one marker pair"
-    return text.split(lab.README_START)[1].split(lab.README_END)[0]
+    assert text.count(run.README_START) == 1 and text.count(run.README_END) == 1, "README needs one marker pair"
+    return text.split(run.README_START)[1].split(run.README_END)[0]
 
 
 def test_the_readme_block_is_a_whole_lab_report_of_the_reference():
@@ -28,9 +30,9 @@ def test_the_formats_picture_readme_shows_is_committed():
 @pytest.mark.slow
 def test_sections_1_to_5_match_a_fresh_lab_run():
     block = readme_block()
-    for part in list(lab.Lab("reference").sections(quality=False))[1:]:
-        demoted = lab.splice_readme(f"{lab.README_START}{lab.README_END}", part).split(lab.README_START)[1]
-        body = demoted.split(lab.README_END)[0].strip()
+    for part in list(run.sections(context.Context(context.Settings()), quality_sections=False))[1:]:
+        demoted = run.splice_readme(f"{run.README_START}{run.README_END}", part).split(run.README_START)[1]
+        body = demoted.split(run.README_END)[0].strip()
         assert body in block, f"README differs from the lab for:\n{body[:300]}"
 
 
@@ -42,15 +44,15 @@ def test_the_baseline_and_rtn_rows_match_a_fresh_evaluation():
     from kata.oracles import round_to_nearest
     from kata.smollm2 import load_model
 
-    torch.set_num_threads(lab.THREADS)
+    torch.set_num_threads(run.DEFAULT_THREADS)
     ids = eval_windows()
     baseline_model = load_model()
     baseline = log_probs(baseline_model, ids)
     block = readme_block()
     assert f"| baseline (dequantized Q4_1) | — | {evaluate(baseline_model, ids)['ppl']:.2f} |" in block
-    for bits in lab.QUALITY_BITS:
+    for bits in quality.QUALITY_BITS:
         model = load_model()
-        round_to_nearest(model, bits, lab.GROUP_SIZE)
+        round_to_nearest(model, bits, context.GROUP_SIZE)
         got = evaluate(model, ids, baseline)
-        row = f"| RTN | W{bits} g{lab.GROUP_SIZE} asym | {got['ppl']:.2f} | {got['kl']:.4f} |"
+        row = f"| RTN | W{bits} g{context.GROUP_SIZE} asym | {got['ppl']:.2f} | {got['kl']:.4f} |"
         assert row in block, f"README's RTN row at W{bits} should read {row}"

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from kata.tamper import fork_changes, scan_answer
-from kata.target import ROOT
+from kata.grade.tamper import fork_changes, scan_answer
+from kata.harness.target import ROOT
 from tests.helpers import copy_checkout, grade_fork
 
 STUB = (ROOT / "exercises/ex1_1_weight_memory.py").read_text(encoding="utf-8")
@@ -30,8 +30,8 @@ HARNESS_CHEATS = {  # cheat → (files the fork writes, extra environment, what 
                                           {}, "A pytest.ini"),
     "edits pyproject.toml's addopts": ({"pyproject.toml": (ROOT / "pyproject.toml").read_text().replace(
         'addopts = "', 'addopts = "-p cheat '), "cheat.py": PASS_EVERYTHING}, {}, "M pyproject.toml"),
-    "edits the kata's plugin": ({"kata/plugin.py": (ROOT / "kata/plugin.py").read_text() + PASS_EVERYTHING}, {},
-                                "M kata/plugin.py"),
+    "edits the kata's plugin": ({"kata/harness/plugin.py": (ROOT / "kata/harness/plugin.py").read_text()
+                                 + PASS_EVERYTHING}, {}, "M kata/harness/plugin.py"),
     "adds a sitecustomize.py": ({"sitecustomize.py": "import os\nos.environ['PYTEST_PLUGINS'] = 'cheat'\n",
                                  "cheat.py": PASS_EVERYTHING}, {"PYTHONPATH": "{fork}"}, "A sitecustomize.py"),
     "sets PYTEST_ADDOPTS, PYTEST_PLUGINS and PYTHONPATH": ({"cheat.py": PASS_EVERYTHING}, {
@@ -51,11 +51,11 @@ def _passed(self, *args, **kwargs):
 _pytest.reports.TestReport.__init__ = _passed
 """
 SILENCE_CHECKS = """
-import kata.check
+import kata.harness.check
 
-for _name in dir(kata.check):
+for _name in dir(kata.harness.check):
     if _name.startswith("expect"):
-        setattr(kata.check, _name, lambda *args, **kwargs: None)
+        setattr(kata.harness.check, _name, lambda *args, **kwargs: None)
 
 
 def bits_per_weight(*args, **kwargs):
@@ -67,7 +67,7 @@ def calculate_weight_memory(*args, **kwargs):
 """
 ANSWER_CHEATS = {  # cheat → (what the answer module adds to the stub, what the summary must name)
     "forges every report through pytest internals": (FORGE_REPORTS, "imports _pytest.reports"),
-    "silences the check helpers": (SILENCE_CHECKS, "patches kata.check with setattr()"),
+    "silences the check helpers": (SILENCE_CHECKS, "patches kata.harness.check with setattr()"),
     "rewrites its own test file": (
         "from pathlib import Path\nPath(__file__).with_name('test_ex1_1_weight_memory.py').write_text('')\n",
         "calls write_text()"),
@@ -76,7 +76,7 @@ ANSWER_CHEATS = {  # cheat → (what the answer module adds to the stub, what th
     # Hidden from the static scan: caught after the run, because the grading tree's harness changed.
     "edits the harness where the scan cannot see": (
         "from pathlib import Path\np = Path(__file__).resolve().parents[1] / 'kata' / 'check.py'\n"
-        "getattr(p, 'write_' + 'text')(p.read_text() + '\\n')\n", "modified kata/check.py"),
+        "getattr(p, 'write_' + 'text')(p.read_text() + '\\n')\n", "modified kata/harness/check.py"),
 }
 
 
@@ -130,7 +130,7 @@ def test_ordinary_code_is_not_flagged(code):
 
 @pytest.mark.parametrize(("code", "named"), [
     ("import pytest", "imports pytest"), ("from _pytest import runner", "imports _pytest"),
-    ("import kata.plugin", "imports kata.plugin"), ("from kata import grade", "imports kata.grade"),
+    ("import kata.harness.plugin", "imports kata.harness.plugin"), ("from kata import grade", "imports kata.grade"),
     ("import kata.oracles as o\no.rtn = None", "patches o.rtn"), ("import torch\nsetattr(torch, 'x', 1)", "patches"),
     ("open('f', 'w')", "opens a file for writing"), ("import os\nos.remove('f')", "os.remove"),
     ("import sys\nsys.modules['x'] = None", "sys.modules"), ("exec('1')", "exec()"), ("__import__('os')", "__import__"),

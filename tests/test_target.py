@@ -4,7 +4,7 @@ import types
 
 import pytest
 
-from kata import target
+from kata.harness import target
 from tests.helpers import run_python
 
 ONE_TEST_FILE = "exercises/test_ex1_1_weight_memory.py"

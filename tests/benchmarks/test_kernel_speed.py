@@ -2,9 +2,11 @@
 
 GPU 速度：同一次运行里并排测 FP16、5.3 的反量化再乘（eager 与 torch.compile）、tinygemm 和目标自己的 5.10 内核；
 再在随机权重的真实形状模型上测逐 token 解码速度。`nox -s bench -- --target exercises` 测你自己的代码。
-Device time with CUDA events, L2 flushed before every timed call; speed-ups against FP16 from the same run;
-bandwidth = weight bytes read / time, against the measured copy bandwidth. Results: bench-results/*.json, then
-Markdown tables written from those JSON files.
+Two times per format (tests/benchmarks/timing.py): device time — a CUDA graph of n × (L2 flush, call) minus a
+graph of n flushes, so no host work can hide in it — and, in its own column, the host-inclusive time of one eager
+call, which a decode loop without graphs pays. Speed-ups against FP16 from the same run, on device time;
+bandwidth = weight bytes read / device time, against the measured copy bandwidth. Results: bench-results/*.json,
+then Markdown tables written from those JSON files.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kata.bench import copy_bandwidth, device_time_us
 from kata.oracles import quantize_groups
 from kata.report import markdown_table
+from tests.benchmarks.timing import copy_bandwidth, eager_time_us, graph_time_us
 
 pytestmark = pytest.mark.gpu
 triton = pytest.importorskip("triton", reason="5.10 的内核需要 Triton / 5.10's kernel needs Triton")
@@ -94,14 +96,28 @@ def formats(k: int, n: int, m: int, compiled: bool) -> dict:
 def render(path: Path) -> str:
     """A Markdown table from one benchmark's JSON (so the table and the JSON cannot disagree)."""
     info = json.loads(path.read_text(encoding="utf-8"))
+    fp16 = info["results"]["fp16 F.linear"]["device_us"]
     rows = []
-    for name, (us, weight_bytes) in info["results"].items():
-        bandwidth = weight_bytes / (us * 1e-6)
-        rows.append((name, f"{us:.1f}", f"{info['results']['fp16 F.linear'][0] / us:.2f}×",
-                     f"{bandwidth / 1e12:.2f}", f"{bandwidth / info['copy_bandwidth']:.0%}"))
-    header = (f"**{info['shape']}, M = {info['M']}** — {info['device']}, torch {info['torch']}, Triton "
-              f"{info['triton']}, L2 flushed; measured copy bandwidth {info['copy_bandwidth'] / 1e12:.2f} TB/s\n\n")
-    return header + markdown_table(("format", "device µs", "vs fp16", "weight TB/s", "of measured copy"), rows)
+    for name, r in info["results"].items():
+        bandwidth = r["weight_bytes"] / (r["device_us"] * 1e-6)
+        rows.append((name, f"{r['device_us']:.1f}", f"{fp16 / r['device_us']:.2f}×", f"{bandwidth / 1e12:.2f}",
+                     f"{bandwidth / info['copy_bandwidth']:.0%}", f"{r['eager_us']:.1f}"))
+    header = (f"**{info['shape']}, M = {info['M']}** — {info['device']}, driver {info['driver']}, torch "
+              f"{info['torch']}, Triton {info['triton']}, {info['date']}; L2 flushed; measured copy bandwidth "
+              f"{info['copy_bandwidth'] / 1e12:.2f} TB/s\n\n")
+    return header + markdown_table(("format", "device µs (graph)", "vs fp16", "weight TB/s", "of measured copy",
+                                    "eager µs (host-inclusive)"), rows)
+
+
+def machine() -> dict:
+    """Card, driver, torch, Triton and date, recorded beside every number."""
+    import datetime
+    import subprocess
+
+    driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                            capture_output=True, text=True, check=False).stdout.strip() or "?"
+    return {"device": torch.cuda.get_device_name(), "driver": driver, "torch": torch.__version__,
+            "triton": triton.__version__, "date": datetime.date.today().isoformat()}
 
 
 @pytest.fixture(scope="module")
@@ -118,21 +134,25 @@ def test_matmul_formats_side_by_side(benchmark, shape, m, copy_limit):
 
     def measure():
         for name, (fn, weight_bytes) in candidates.items():
-            results[name] = (device_time_us(fn), weight_bytes)
+            results[name] = {"device_us": graph_time_us(fn), "eager_us": eager_time_us(fn),
+                             "weight_bytes": weight_bytes}
 
     benchmark.pedantic(measure, rounds=1, iterations=1)
-    info = {"shape": shape, "M": m, "device": torch.cuda.get_device_name(), "torch": torch.__version__,
-            "triton": triton.__version__, "copy_bandwidth": copy_limit, "results": results}
+    info = {"shape": shape, "M": m, **machine(), "copy_bandwidth": copy_limit, "results": results}
     benchmark.extra_info.update(info)
     OUT.mkdir(exist_ok=True)
     path = OUT / f"kernel_{k}x{n}_m{m}.json"
     path.write_text(json.dumps(info, indent=2), encoding="utf-8")
     print("\n" + render(path))
-    # A loose sanity ratio from this same run, where the weight is big enough to be timed rather than launched
-    # (the goals live in tests/benchmarks/README.md, not in a test): the fused kernel beats dequantizing first.
+    # Ratios measured in this same run, with floors well under the goals (tests/benchmarks/README.md) so that noise
+    # cannot flake them: where the weight is big enough to be timed rather than launched, the fused W4 kernel
+    # beats dequantizing first at every M, and at M = 1 it beats fp16.
     if k * n >= 4096 * 4096:
-        eager = results["W4 dequantize + matmul (eager)"][0]
-        assert results[f"W4 g{GROUP} target kernel (5.10)"][0] < eager, "the fused kernel is slower than dequantizing"
+        kernel = results[f"W4 g{GROUP} target kernel (5.10)"]["device_us"]
+        assert kernel < results["W4 dequantize + matmul (eager)"]["device_us"], "slower than dequantizing first"
+        if m == 1:
+            speedup = results["fp16 F.linear"]["device_us"] / kernel
+            assert speedup >= 1.2, f"W4 kernel at M = 1 only {speedup:.2f}× fp16 (goal 2.5×, floor 1.2×)"
 
 
 def random_llama(cfg, device="cuda", dtype=torch.bfloat16):
@@ -200,13 +220,19 @@ def test_decode_tokens_per_second(benchmark, name):
             torch.cuda.empty_cache()
 
     benchmark.pedantic(measure, rounds=1, iterations=1)
-    info = {"model": name, "layers": cfg.num_layers, "device": torch.cuda.get_device_name(),
-            "torch": torch.__version__, "triton": triton.__version__,
+    info = {"model": name, "layers": cfg.num_layers, **machine(),
             "tokens_per_s": {k: v["tokens_per_s"] for k, v in results.items()}}
     benchmark.extra_info.update(info)
     OUT.mkdir(exist_ok=True)
     (OUT / f"decode_{name}.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
-    bf16 = {b: info["tokens_per_s"][f"bf16, batch {b}"] for b in (1, 16)}
-    rows = [(k, f"{v:.0f}", f"{v / bf16[int(k.rsplit(' ', 1)[1])]:.2f}×") for k, v in info["tokens_per_s"].items()]
+    speed = info["tokens_per_s"]
+    bf16 = {b: speed[f"bf16, batch {b}"] for b in (1, 16)}
+    rows = [(k, f"{v:.0f}", f"{v / bf16[int(k.rsplit(' ', 1)[1])]:.2f}×") for k, v in speed.items()]
     print(f"\n**decode, {name} ({cfg.num_layers} layers, random weights)** — {info['device']}, torch {info['torch']}, "
-          f"32-token prompt, 32 new tokens, median of 3\n\n" + markdown_table(("variant", "tokens/s", "vs bf16"), rows))
+          f"32-token prompt, 32 new tokens, median of 3, eager (host-bound)\n\n"
+          + markdown_table(("variant", "tokens/s", "vs bf16"), rows))
+    # Eager decode is bound by the host's launches, not by the bytes: the floor only says that the target's kernel
+    # costs the host no more than twice what torch's own INT4 kernel does (measured in this same run).
+    for batch in (1, 16):
+        ours, theirs = speed[f"W4 g64 target kernel (5.10), batch {batch}"], speed[f"W4 g64 tinygemm, batch {batch}"]
+        assert ours >= 0.5 * theirs, f"batch {batch}: the 5.10 kernel decodes {ours:.0f} tok/s, tinygemm {theirs:.0f}"

@@ -5,11 +5,11 @@ mutmut mutates the solutions one change at a time and runs the fast tests agains
 killed when a test fails (or it hangs past mutmut's timeout); it survives when every test still passes; "no
 tests" means no fast test calls the mutated function. Score = killed / (killed + survived + no tests).
 
-Survivors that no test can kill are explained in kata/mutation_equivalents.py (a module, a function and a
+Survivors that no test can kill are explained in kata/grade/mutation_equivalents.py (a module, a function and a
 regular expression for the mutated line, with the reason): "equivalent" mutants compute the same thing, so the
 second score leaves them out; "cuda" mutants change a path that only runs on a CUDA GPU and stay counted.
 
-    python -m kata.mutation_score [--min 90] [--survivors] [--out docs/mutation-score.md]
+    python -m kata.grade.mutation_score [--min 90] [--survivors] [--out docs/mutation-score.md]
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from kata.curriculum import EXERCISES
-from kata.mutation_equivalents import SURVIVORS, Survivor
+from kata.grade.mutation_equivalents import SURVIVORS, Survivor
+from kata.harness.curriculum import EXERCISES
+from kata.harness.target import ROOT
 from kata.report import markdown_table
-from kata.target import ROOT
 
 # mutmut's exit codes (mutmut.stats): a failing test (1, 3), a hang (timeouts) or a crash all catch the mutant.
 KILLED = {1: "killed", 3: "killed", 37: "killed", -11: "killed", -9: "killed",
@@ -68,7 +68,7 @@ def function_of(name: str) -> str:
 
 
 def explain(module: str, name: str, line: str, survivors: tuple[Survivor, ...] = SURVIVORS) -> Survivor | None:
-    """The first explanation in kata/mutation_equivalents.py that covers this surviving mutant, if any."""
+    """The first explanation in kata/grade/mutation_equivalents.py that covers this surviving mutant, if any."""
     for known in survivors:
         if known.module in (module, "*") and known.function in (function_of(name), "*") \
                 and re.search(known.line, line):
@@ -92,7 +92,7 @@ def score(codes: dict[str, int | None], equivalent: int = 0) -> tuple[Counter, f
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kata.mutation_score", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m kata.grade.mutation_score", description=__doc__.split("\n\n")[0])
     parser.add_argument("--min", type=float, default=90.0, help="每个练习的最低得分 / lowest score per exercise")
     parser.add_argument("--survivors", action="store_true", help="列出存活的变异体 / list the surviving mutants")
     parser.add_argument("--out", type=Path, default=None, help="把得分表写进这个 Markdown 文件 / write the table here")
@@ -131,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
 
         args.out.write_text(f"# 变异得分 / mutation score per exercise\n\n{table}\n\nmutmut {version('mutmut')}, torch "
                             f"{torch.__version__}, Python {platform.python_version()}; `nox -s mutation` "
-                            f"(`python -m kata.mutation_score --survivors` lists the survivors; "
-                            f"kata/mutation_equivalents.py says why each explained survivor cannot be "
+                            f"(`python -m kata.grade.mutation_score --survivors` lists the survivors; "
+                            f"kata/grade/mutation_equivalents.py says why each explained survivor cannot be "
                             f"killed).\n", encoding="utf-8")
     if args.survivors:
         for kind, name, line, reason in sorted(listing, key=lambda item: item[0] != "unexplained"):

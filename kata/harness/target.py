@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.abc
 import importlib.util
 import os
@@ -15,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TARGETS = ("exercises", "reference")
 ENV_VAR = "KATA_TARGET"
 _EXERCISE_MODULE = re.compile(r"^exercises\.(ex\d+_\d+_\w+)$")
@@ -31,6 +32,11 @@ def resolve(option: str | None) -> str:
 
 def folder(target: str) -> Path:
     return ROOT / target
+
+
+def exercise_module(target: str, name: str) -> ModuleType:
+    """The exercise module `name` (say "ex5_6_gptq") from the target's folder, for code outside pytest (the lab)."""
+    return importlib.import_module(f"{resolve(target)}.{name}")
 
 
 class _ReferenceFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):

@@ -9,7 +9,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from kata.curriculum import EXERCISES, Exercise
+from kata.harness.curriculum import EXERCISES, Exercise
 
 DONE, FAILING, NOT_STARTED = "done", "failing", "not started"
 LABELS = {DONE: "✔ 已完成 done", FAILING: "✘ 未通过 failing", NOT_STARTED: "· 未开始 not started"}

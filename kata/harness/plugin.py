@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from kata import progress, target
+from kata.harness import progress, target
 
 _TARGET = pytest.StashKey[str]()
 

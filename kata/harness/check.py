@@ -118,3 +118,36 @@ def expect_tensor_close(actual: object, expected: torch.Tensor, what: str, *, at
         raise AssertionError(f"{what}: 最大偏差在 / worst element at {index}: 期望 / expected "
                              f"{expected[index].item():.6g}, 实际 / got {actual[index].item():.6g} "
                              f"(atol={atol:g}, rtol={rtol:g})")
+
+
+def expect_linears_on_grid(model: torch.nn.Module, num_bits: int, group_size: int, what: str = "") -> int:
+    """Every `*_proj` linear of `model` holds at most 2^num_bits distinct values in each group of `group_size`
+    input columns; returns how many it checked, and fails when the model has none (a loop that saw nothing)."""
+    __tracebackhide__ = True
+    from kata.oracles import distinct_per_group
+
+    checked = 0
+    for name, module in model.named_modules():
+        if name.endswith("_proj"):
+            distinct = distinct_per_group(module.weight, group_size)
+            if distinct > 2**num_bits:
+                raise AssertionError(f"{what}{name}: 不在 {num_bits} 比特网格上 / not on a {num_bits}-bit grid: "
+                                     f"期望每组至多 / expected at most {2**num_bits} distinct values per group of "
+                                     f"{group_size}, 实际 / got {distinct}")
+            checked += 1
+    if not checked:
+        raise AssertionError(f"{what}模型里没有 *_proj 线性层 / the model has no *_proj linear to check")
+    return checked
+
+
+def expect_beats_rtn_on_the_real_model(record_property, label: str, model: torch.nn.Module, quantize,
+                                       reference: tuple[torch.Tensor, list[torch.Tensor]], ratio: float = 0.75) -> None:
+    """`quantize(model)` (in place, W4 g64) must land at most `ratio` × plain RTN's KL to the float baseline on the
+    evaluation windows of `reference` = (ids, baseline log-probs); both KLs are recorded as measured."""
+    __tracebackhide__ = True
+    from kata.oracles import kl_against_rtn
+
+    ids, baseline = reference
+    ours, theirs = kl_against_rtn(model, quantize, ids, baseline)
+    record_property("measured", f"{label} W4 g64 KL to the baseline: {ours:.4f}, RTN {theirs:.4f}")
+    expect_at_most(ours, ratio * theirs, f"{label}'s KL to the baseline (RTN: {theirs:.4f})")

@@ -16,7 +16,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from kata.curriculum import EXERCISES
+from kata.harness.curriculum import EXERCISES
 
 ANSWER_FILES = frozenset(f"exercises/{ex.module}.py" for ex in EXERCISES)
 SKIPPED_DIRS = {".git", ".venv", "venv", ".nox", "__pycache__", ".ruff_cache", ".pytest_cache", ".benchmarks",
@@ -27,10 +27,8 @@ FORBIDDEN_IMPORTS = {  # top-level module (or kata submodule) → what importing
     "pytest": "pytest 内部 / pytest internals", "_pytest": "pytest 内部 / pytest internals",
     "pluggy": "pytest 内部 / pytest internals", "py": "pytest 内部 / pytest internals",
     "conftest": "评分框架 / the harness", "tests": "评分框架 / the harness",
-    "kata.plugin": "评分框架 / the harness", "kata.check": "评分框架 / the harness",
-    "kata.grade": "评分框架 / the harness", "kata.progress": "评分框架 / the harness",
-    "kata.curriculum": "评分框架 / the harness", "kata.target": "评分框架 / the harness",
-    "kata.tamper": "评分框架 / the harness", "reference": "参考答案 / the reference solutions",
+    "kata.harness": "评分框架 / the harness", "kata.grade": "评分框架 / the harness",
+    "kata.lab": "实验 / the lab", "reference": "参考答案 / the reference solutions",
     "builtins": "解释器 / the interpreter", "inspect": "解释器 / the interpreter", "gc": "解释器 / the interpreter",
     "ctypes": "解释器 / the interpreter", "importlib": "解释器 / the interpreter",
     "atexit": "解释器 / the interpreter", "subprocess": "子进程 / subprocesses", "shutil": "文件 / files",

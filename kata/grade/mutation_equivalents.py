@@ -1,4 +1,4 @@
-"""Surviving mutants that no CPU test can kill, and why (read by kata.mutation_score).
+"""Surviving mutants that no CPU test can kill, and why (read by kata.grade.mutation_score).
 
 存活变异体的解释：每条给出练习模块、函数、匹配变异后那一行的正则，以及原因。
 Each entry names the exercise module (or "*"), the function (or "*"), a regular expression searched in the

@@ -1,0 +1,59 @@
+"""Command line of the grader: `python -m kata.grade` (see kata/grade/run.py for what a grade run does).
+
+评分命令行：python -m kata.grade [--answers FORK] [--unsolved] [--only ex2_1,ex5_6] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from kata.grade.run import DEFAULT_MEMORY_GIB, DEFAULT_TIMEOUT_S, grade, run_all
+from kata.harness import target
+from kata.harness.curriculum import EXERCISES, find
+from kata.harness.target import ROOT
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kata.grade",
+                                     description="quant-kata 评分 / grade a checkout's exercises")
+    parser.add_argument("--target", choices=target.TARGETS, default="exercises")
+    parser.add_argument("--out", type=Path, default=Path("grade-results"))
+    parser.add_argument("--only", default="", help="逗号分隔的练习 / comma-separated exercise ids")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="每个练习的秒数 / s per exercise")
+    parser.add_argument("--answers", type=Path, default=None,
+                        help="取答案的检出目录（学员的 fork）/ the checkout (a learner's fork) to take answers from")
+    parser.add_argument("--memory-gib", type=float, default=DEFAULT_MEMORY_GIB,
+                        help=f"每个练习的内存上限 / address-space limit per exercise (default {DEFAULT_MEMORY_GIB})")
+    parser.add_argument("--unsolved", action="store_true",
+                        help="检查每个评分测试在原始存根上都失败 / check every graded test fails on the stubs")
+    args = parser.parse_args(argv)
+    exercises = [find(name) for name in args.only.split(",") if name] or list(EXERCISES)
+
+    if args.unsolved:
+        with tempfile.TemporaryDirectory() as tmp:
+            results = run_all(exercises, "exercises", Path(tmp), args.timeout, memory_gib=args.memory_gib)
+        passing = [f"{r.exercise.test_file}::{t.name}" for r in results for t in r.tests if t.status == "pass"]
+        total = sum(len(r.tests) for r in results)
+        if passing:
+            print(f"这些评分测试在存根上通过了 / these graded tests PASS on the stubs ({len(passing)}/{total}):")
+            print("\n".join(f"  {name}" for name in passing))
+            return 1
+        print(f"好 / good: 全部 {total} 个评分测试在存根上都失败 / all {total} graded tests fail on the stubs "
+              f"({len(results)} exercises)")
+        return 0
+
+    answers = args.answers.resolve() if args.answers else None
+    if answers is not None and not (answers / "exercises").is_dir():
+        parser.error(f"--answers 应是含 exercises/ 的检出 / --answers must be a checkout with exercises/: {answers}")
+    data = grade(args.target, args.out, exercises, args.timeout, ROOT, answers, args.memory_gib)
+    print((args.out / "summary.md").read_text(encoding="utf-8"))
+    print(f"写入 / wrote {args.out}/results.json, junit.xml, summary.md — status {data['status']}")
+    return 0
+
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""Grade results: per-test outcomes read from JUnit XML, and the three files a grade is written as.
+
+评分结果：从 JUnit XML 读出每个测试的结果，写成 results.json（exercism v3）、junit.xml 与 summary.md。
+"""
+
+from __future__ import annotations
+
+import ast
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kata.harness.curriculum import Exercise
+
+
+@dataclass
+class CaseResult:
+    name: str
+    status: str  # "pass" | "fail" | "error", as in exercism's v3 results
+    message: str | None = None
+    test_code: str = ""
+
+
+@dataclass
+class ExerciseResult:
+    exercise: Exercise
+    tests: list[CaseResult] = field(default_factory=list)
+    junit: ET.Element | None = None
+    forgery: list[str] = field(default_factory=list)  # why this exercise earns nothing, whatever its tests say
+
+    @property
+    def passed(self) -> int:
+        return 0 if self.forgery else sum(t.status == "pass" for t in self.tests)
+
+    @property
+    def points(self) -> float:
+        return round(self.exercise.points * self.passed / len(self.tests), 1) if self.tests else 0.0
+
+
+def test_sources(test_file: Path) -> dict[str, str]:
+    """Source of each top-level test function, for the v3 `test_code` field (empty if unparsable)."""
+    try:
+        text = test_file.read_text(encoding="utf-8")
+        tree = ast.parse(text)
+    except (OSError, SyntaxError, ValueError):
+        return {}
+    return {node.name: ast.get_source_segment(text, node) or "" for node in tree.body
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test")}
+
+
+def parse_junit(path: Path, sources: dict[str, str]) -> tuple[list[CaseResult], ET.Element | None]:
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        return [], None
+    results = []
+    for case in root.iter("testcase"):
+        name = case.get("name", "?")
+        status, message = "pass", None
+        for tag, verdict in (("failure", "fail"), ("error", "error")):
+            node = case.find(tag)
+            if node is not None:  # the one-line message, then the end of the report (where the error is named)
+                head, body = (node.get("message") or "").strip(), (node.text or "").strip()
+                status, message = verdict, (head + ("\n" + body[-1500:] if body and body != head else ""))[:2000]
+        if case.find("skipped") is not None:
+            continue  # a skipped test (e.g. GPU-only) neither earns nor costs points
+        results.append(CaseResult(name, status, message, sources.get(name.split("[", 1)[0], "")))
+    return results, root
+
+
+def results_json(results: list[ExerciseResult], target: str, error: str | None = None,
+                 changes: list[str] = ()) -> dict:
+    """exercism test-runner v3 results, plus a `quant_kata` block with the points per exercise."""
+    tests = [{"name": f"{r.exercise.id}::{t.name}", "status": t.status, "message": t.message, "output": None,
+              "test_code": t.test_code, "task_id": task_id}
+             for task_id, r in enumerate(results, 1) for t in r.tests]
+    if error is not None:
+        status = "error"
+    else:
+        status = "pass" if tests and all(t["status"] == "pass" for t in tests) else "fail"
+    return {
+        "version": 3,
+        "status": status,
+        "message": error,
+        "tests": tests,
+        "quant_kata": {
+            "target": target,
+            "score": round(sum(r.points for r in results), 1),
+            "max_score": sum(r.exercise.points for r in results),
+            "changed_outside_answers": list(changes),
+            "exercises": [{"id": r.exercise.id, "task_id": task_id, "module": r.exercise.module,
+                           "passed": r.passed, "total": len(r.tests), "points": r.points,
+                           "max_points": r.exercise.points, "forgery": r.forgery}
+                          for task_id, r in enumerate(results, 1)],
+        },
+    }
+
+
+def junit_xml(results: list[ExerciseResult]) -> ET.ElementTree:
+    merged = ET.Element("testsuites", name="quant-kata")
+    for r in results:
+        suites = [] if r.junit is None else list(r.junit.iter("testsuite"))
+        if suites:
+            merged.extend(suites)
+            continue
+        suite = ET.SubElement(merged, "testsuite", name=r.exercise.id, tests="1", errors="1", failures="0")
+        case = ET.SubElement(suite, "testcase", classname=r.exercise.module, name=r.exercise.id)
+        ET.SubElement(case, "error", message=(r.tests[0].message or "")[:500] if r.tests else "")
+    return ET.ElementTree(merged)
+
+
+def summary_markdown(results: list[ExerciseResult], target: str, changes: list[str]) -> str:
+    icon = {True: "✅", False: "❌"}
+    lines = [f"## quant-kata 评分 / grade — target `{target}`", ""]
+    if changes:
+        lines += ["> ⚠️ 答案以外被改动的文件，评分时一律用上游的版本 / files changed outside the answers; grading "
+                  "used upstream's versions (M changed, A added, D removed):", ">",
+                  *[f"> - `{change}`" for change in changes], ""]
+    lines += ["| | 练习 exercise | 章节 chapter | 通过 passed | 分数 points |", "| --- | --- | --- | ---: | ---: |"]
+    for r in results:
+        done = bool(r.tests) and r.passed == len(r.tests)
+        lines.append(f"| {'🚫' if r.forgery else icon[done]} | {r.exercise.id} {r.exercise.title} | "
+                     f"{r.exercise.chapter} | {r.passed}/{len(r.tests)} | {r.points:g}/{r.exercise.points} |")
+    forged = [r for r in results if r.forgery]
+    if forged:
+        lines += ["", "🚫 **记零分，请老师审阅 / scored zero, for the instructor's review:**", ""]
+        lines += [f"- {r.exercise.id} (`exercises/{r.exercise.module}.py`): {finding}"
+                  for r in forged for finding in r.forgery]
+    score, top = sum(r.points for r in results), sum(r.exercise.points for r in results)
+    lines += ["", f"**总分 / total: {score:g} / {top}**"]
+    return "\n".join(lines) + "\n"
