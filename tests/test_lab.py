@@ -104,7 +104,7 @@ def test_the_gpu_note_lists_the_benchmarks_json_or_says_how_to_get_it(tmp_path):
     assert "nox -s bench" in formats.gpu_note((tmp_path,))
     (tmp_path / "kernel_8192x8192_m1.json").write_text(
         '{"device": "NVIDIA H100", "torch": "2.11", "triton": "3.6", "M": 1, '
-        '"results": {"fp16 F.linear": [60.0, 1], "int4": [30.0, 1]}}')
+        '"results": {"fp16 F.linear": {"device_us": 60.0}, "int4": {"device_us": 30.0}}}')
     note = formats.gpu_note((tmp_path / "absent", tmp_path))
     assert "NVIDIA H100, torch 2.11, Triton 3.6" in note and "M = 1: fp16 F.linear 60.0 µs (1.00×), int4 30.0 µs " \
         "(2.00×)" in note, note
