@@ -16,10 +16,11 @@ quantized before it:
 Names inside a block (as in Hugging Face's Llama): input_layernorm, self_attn.{q,k,v,o}_proj,
 post_attention_layernorm, mlp.{gate,up,down}_proj; `print(model.layers[0])` shows them.
 
-block_linear_inputs and run_block compute under bfloat16 autocast by default (CALIBRATION_DTYPE): on CPUs with
-bf16 units that is about 2–5× faster, and its rounding (≈ 0.4 %) is far below 4-bit quantization noise. Pass
-dtype=None for float32. Captured inputs and outputs come back as float32 either way.
-默认在 bf16 autocast 下计算（更快，误差远小于 4 比特噪声）；dtype=None 则全用 float32；返回值都是 float32。
+block_linear_inputs and run_block compute under bfloat16 autocast by default (CALIBRATION_DTYPE) where the CPU
+multiplies bf16 natively (AVX-512 BF16 or AMX): there that is about 2–5× faster, and its rounding (≈ 0.4 %) is far
+below 4-bit quantization noise. Elsewhere (an AVX2-only CPU emulates bf16, measured 57× slower than float32 on an
+AMD EPYC) the default is float32. Pass dtype=None for float32. Captured inputs and outputs are float32 either way.
+在有原生 bf16 的 CPU 上默认 bf16 autocast（更快，误差远小于 4 比特噪声），否则用 float32；返回值都是 float32。
 
 gram(X) = XᵀX, the Hessian's product, in about 75 % of a plain matmul's time with the same numbers.
 """
@@ -32,6 +33,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from kata import cpu
 from kata.llama import Block, Llama, rope_tables
 
 # Linears that read the same tensor: quantizers capture one input per group.
@@ -43,10 +45,11 @@ INPUT_GROUPS = {
 }
 
 
-CALIBRATION_DTYPE = torch.bfloat16
+CALIBRATION_DTYPE = torch.bfloat16 if cpu.has_fast_bf16() else None  # float32 where bf16 would be emulated
 
 
-def _autocast(dtype: torch.dtype | None):
+def autocast(dtype: torch.dtype | None):
+    """CPU autocast to `dtype`, or nothing when dtype is None."""
     return torch.autocast("cpu", dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
@@ -68,7 +71,7 @@ class _Captured(Exception):
 def run_block(block: Block, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, batch_size: int = 8,
               dtype: torch.dtype | None = CALIBRATION_DTYPE) -> torch.Tensor:
     """The block's output for x (B, T, hidden), a few sequences at a time, float32."""
-    with _autocast(dtype):
+    with autocast(dtype):
         return torch.cat([block(x[i:i + batch_size], cos, sin).float() for i in range(0, x.shape[0], batch_size)])
 
 
@@ -93,7 +96,7 @@ def block_linear_inputs(block: Block, x: torch.Tensor, cos: torch.Tensor, sin: t
     handles = [block.get_submodule(n).register_forward_pre_hook(lambda module, args, n=n: capture(n, args[0]))
                for n in names]
     try:
-        with _autocast(dtype):
+        with autocast(dtype):
             for i in range(0, x.shape[0], batch_size):
                 try:
                     block(x[i:i + batch_size], cos, sin)
