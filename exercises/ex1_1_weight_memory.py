@@ -14,6 +14,9 @@ e.g. 7B in fp16 → 14.0 GB; int8 → 7.0 GB; int4 → 3.5 GB.
 Group-wise quantization also stores a scale (and zero point) per group, spread over its weights:
     effective bits = bits + (scale_bits + zero_point_bits) / group_size   (int4, g128, fp16 scale → 4.125)
 
+坏输入 / bad input: 不认识的 dtype → ValueError（列出合法的名字，如 "int4"）; group_size 不是正整数 →
+ValueError; num_params_b ≤ 0 → ValueError. 错误信息写明参数名 / every message names the argument.
+
 提示 / hints: python -m kata hint ex1_1
 """
 

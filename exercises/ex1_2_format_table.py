@@ -15,6 +15,9 @@ function is passed in (the tests give you one), so this exercise does not depend
     | fp16 | 14.00 | 1.00× |
     | int4 | 3.50 | 0.25× |
 
+坏输入 / bad input: formats 为空 → ValueError; num_params_b ≤ 0 → ValueError.
+错误信息写明参数名 / every message names the argument.
+
 提示 / hints: python -m kata hint ex1_2
 """
 

@@ -26,7 +26,8 @@ KernelLinear(layer): 包住一个 5.3 QuantLinear；triton_runs(x) → 第一次
     否则调用 layer 自己的 forward / wraps a QuantLinear: the kernel where Triton runs, its own forward elsewhere.
 use_kernel(model): 把模型里每个有 qweight、scale、num_bits 的模块包成 KernelLinear（只包一次），返回个数。
 
-坏输入 / bad input: num_bits 不是 4/8 → ValueError; group_size 不整除 K 或不是 16 的倍数 → ValueError;
+坏输入 / bad input: num_bits 不是 4/8 → ValueError; K 放不进布局（4 比特：不是 8 的倍数；8 比特：不是 16 的倍数）→
+    ValueError（消息含 "in_features"，先于 group_size 检查）; group_size 不整除 K 或不是 16 的倍数 → ValueError;
     x 不是 float16/bfloat16 → TypeError; x 的最后一维不等于 in_features → ValueError（消息含 "in_features"）.
 
 提示 / hints: python -m kata hint ex5_10

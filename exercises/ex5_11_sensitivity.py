@@ -13,7 +13,7 @@ quantize_layers(model, plan): 只对 plan 里的层就地做 RTN（kata.oracles.
     对称（symmetric=True）/ round-to-nearest in place, only the layers in plan.
 sensitivity(model, ids, baseline, groups, num_bits=3, group_size=64, progress=None): 对每个组（标签 → 一起量化的层名），
     只量化这些层，算 kata.evaluate.evaluate(model, ids, baseline)["kl"]，再把权重恢复原样；返回 {标签: KL}。
-    每 30 组和最后一组调用 progress(一行文字) / progress every 30 groups and at the end.
+    每 30 组和最后一组调用 progress(一行文字，含计数 i/n，如 "30/31") / progress every 30 groups and at the end.
 plan_precision(kl, shapes, budget_bits, options=OPTIONS): kl[层][比特] 是实测敏感度。贪心：所有层先取最便宜的
     options[0]；只要还有升级放得进预算，就选“每多花一个字节 KL 降得最多”的那个升级（可升到任何更宽的选项，
     KL 必须真的下降；并列时取 kl 里排在前面的层）。平均比特 ≤ budget_bits。返回 {层: (bits, group_size)}。
@@ -21,11 +21,15 @@ plan_precision(kl, shapes, budget_bits, options=OPTIONS): kl[层][比特] 是实
 choose_scheme(ptq_kl, max_kl, layer_kl, target_bits, budget_bits, top_share=0.1, concentrated=0.5) → (方案, 理由):
     "PTQ"：目标位宽下最好的 PTQ 的 KL ≤ max_kl；否则 "wider format"：预算够每个权重多给 1 比特
     （budget_bits ≥ target_bits + 1）；否则 "mixed precision"：最敏感的 top_share 比例的层占了层 KL 总和的
-    ≥ concentrated；否则 "QAT"。理由是一句人能读的话，要写出用到的数字 / the reason quotes the numbers.
+    ≥ concentrated（top = max(1, round(top_share · 层数)) 层）；否则 "QAT"。理由是一句人能读的话，写出用到的数字
+    （KL 四位小数如 0.1197，占比取整百分数如 42%）/ the reason quotes the numbers. "wider format" 的理由含
+    "{target_bits + 1} bits everywhere"（如 "4 bits everywhere"）；"mixed precision" 的理由含
+    "{top} most sensitive of {层数}"（如 "1 most sensitive of 5"）。
 
 坏输入 / bad input: budget_bits 低于最便宜的方案或高于 16 → ValueError（消息含 "budget_bits"）；groups 或 kl 里
     有模型没有的层名 → ValueError（消息含参数名）；kl 缺少某个选项的位宽 → ValueError；num_bits 不在 2..8 →
-    ValueError；ptq_kl、max_kl、budget_bits 不是正数、layer_kl 为空或有负值 → ValueError（消息含参数名）。
+    ValueError；ptq_kl 为负（0 可以：无损）、max_kl 或 budget_bits 不是正数、layer_kl 为空或有负值、target_bits 不在
+    2..8 → ValueError（消息含参数名）。错误信息写明参数名 / every message names the argument.
 
 提示 / hints: python -m kata hint ex5_11
 """

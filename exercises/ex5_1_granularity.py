@@ -23,7 +23,8 @@ group_size 不能整除 in → ValueError（写明 group_size 与行长）/ must
                     per (row, group), the c in linspace(1, min_ratio, grid) with the least squared error
 
 坏输入 / bad input: w 非浮点 → TypeError; w 非二维、含 NaN/inf（信息含 "NaN"）、为空 → ValueError; num_bits 不在 2..8 →
-ValueError; 未知 granularity → ValueError（列出合法值）; percentile 不在 (0, 100] → ValueError.
+ValueError; 未知 granularity → ValueError（列出合法值，如 "channel"）; group_size 不整除列数 → ValueError;
+percentile 不在 (0, 100] → ValueError. 错误信息写明参数名 / every message names the argument.
 
 提示 / hints: python -m kata hint ex5_1
 """

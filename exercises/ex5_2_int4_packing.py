@@ -25,6 +25,10 @@ torch 的 CPU INT4 格式 / torch's CPU INT4 format (torch._weight_int4pack_mm_f
     torch 反量化为 ŵ = (q - 8)·scale + zero / torch dequantizes as ŵ = (q - 8)·scale + zero.
     你的是 ŵ = (q - zero_point)·scale，所以 zero = ? / yours is (q - zero_point)·scale, so zero = ?
 
+坏输入 / bad input: pack_int4 的最后一维不是偶数 → ValueError（消息含 "even"）; 码超出 int4 → ValueError（消息含
+"range"）; q 不是 int8 / uint8 → TypeError; unpack_int4 的 packed 不是 uint8 → TypeError; measure_weight_bytes 的 w
+含 NaN 或为空 → ValueError，不是浮点 → TypeError. 错误信息写明参数名 / every message names the argument.
+
 提示 / hints: python -m kata hint ex5_2
 """
 

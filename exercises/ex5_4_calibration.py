@@ -14,6 +14,10 @@ GPTQ 和 AWQ 都要先看一看每个线性层“实际吃进去”的激活 / b
         H ← H · n/(n+m) + (2/(n+m)) · X_bᵀX_b,   n ← n + m
 例 / e.g. X = [[1, 0], [1, 2]] → H = (2/2)·[[2, 2], [2, 4]] = [[2, 2], [2, 4]].
 
+坏输入 / bad input: names 里有不存在的模块 → ValueError; channel_stats 的 x 为空 → ValueError; forward 自己出错
+（如 token id 越界 → torch 的 IndexError）时错误照常抛出，但 hook 先摘掉.
+错误信息写明参数名 / every message names the argument.
+
 提示 / hints: python -m kata hint ex5_4
 """
 

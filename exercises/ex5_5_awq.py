@@ -36,6 +36,9 @@ and divide s back out of the input:
                       only fold the scales (the float model is unchanged; e.g. run GPTQ next).
                       返回 / returns {"seconds": ..., "mean_ratio": ...}.
 
+坏输入 / bad input: fold_scales 的 previous 不是 RMSNorm / nn.Linear → TypeError（消息含收到的类型名，如 "ReLU"）.
+错误信息写明参数名 / every message names the argument.
+
 提示 / hints: python -m kata hint ex5_5
 """
 

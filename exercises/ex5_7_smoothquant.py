@@ -31,7 +31,8 @@ smoothquant_model(model, calib_ids, granularity, alphas): 逐块（照 kata/sequ
 坏输入 / bad input: granularity 不是 "token"/"tensor" → ValueError; alpha 不在 [0, 1] → ValueError;
     act_absmax 与 weight_absmax 形状不同 → ValueError; x 含 NaN → ValueError（消息含 "NaN"）;
     a、b 不是 int8 → TypeError（消息含 "int8"）; 形状不是 (M, K) 与 (N, K) → ValueError（消息含 "shapes"）;
-    previous 不是 RMSNorm/Linear → TypeError; 模型块里的 norm 不是 RMSNorm → TypeError（消息含 "RMSNorm"）/
+    previous 不是 RMSNorm/Linear → TypeError（消息含收到的类型名，如 "ReLU"）; 模型块里的 norm 不是 RMSNorm →
+    TypeError（消息含 "RMSNorm"）/
     messages say "NaN", "int8", "shapes", "RMSNorm".
 
 提示 / hints: python -m kata hint ex5_7

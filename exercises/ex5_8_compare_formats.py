@@ -22,9 +22,11 @@ compare_formats(load_model, formats, ids, speed=None, progress=...): 每个 Form
     r = kata.evaluate.evaluate(model, ids, baseline) → "ppl", "kl";
     "weight_bytes" = kata.llama.linear_weight_bytes(model)（实测 / measured）; "bits_per_weight" = fmt.bits_per_weight;
     "tokens_per_s" = speed(model)，除非 speed 是 None 或 fmt.no_speed 非空（则 None）; "note" = fmt.no_speed。
-    每一步调用 progress(说明) 报告进度（progress 为 None 则不报）/ report each step through progress(message).
-坏输入 / bad input: formats 为空或名字重复 → ValueError; formats 里有不是 Format 的项 → TypeError;
-    group_size 不整除 in_features → ValueError.
+    每一步调用 progress(一行文字)，写出格式名和计数 (i/n)，如 "int8 (2/3)"（progress 为 None 则不报）/ each step
+    reports a line naming the format with its count (i/n).
+坏输入 / bad input: formats 为空或名字重复 → ValueError; formats 里有不是 Format 的项 → TypeError（写明收到的类型，
+    如 "str"）; group_size 不整除 in_features → ValueError; FP8Linear / NF4Linear 遇到有 bias 的层 → ValueError（消息含
+    "bias" 和类名）. 错误信息写明参数名 / every message names the argument.
 
 提示 / hints: python -m kata hint ex5_8
 """

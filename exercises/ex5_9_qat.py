@@ -17,12 +17,14 @@ prepare_qat(model, num_bits, group_size, skip): 把名字不含 skip 的 nn.Line
 freeze(model): 把每个 QATLinear 换回 nn.Linear，权重是 ŵ（训练结束后的量化权重），返回个数。
 distillation_loss(student_logits, teacher_logits): 各位置 KL(p_teacher ‖ p_student) 的平均。
 qat_finetune(student, teacher, ids, steps, lr, batch_size, progress): 只训练 QATLinear 的参数（其余冻结），
-    Adam(lr)；每步从 ids 里随机取 batch_size 行（torch.Generator().manual_seed(0)），蒸馏损失；返回每步的 loss；
-    每 25 步调用 progress(说明)（若给出）/ train the QATLinear parameters only, distilling the teacher.
+    Adam(lr)；g = torch.Generator().manual_seed(0)，每步取 ids[torch.randint(0, n, (min(batch_size, n),),
+    generator=g)]（n = ids 的行数，有放回），蒸馏损失；返回每步的 loss；每 25 步调用 progress(一行文字，
+    含步数 i/n，如 "25/100")（若给出）/ train the QATLinear parameters only, distilling the teacher.
 
 坏输入 / bad input: lr ≤ 0 → ValueError（消息含 "lr"）; steps 不是正整数 → ValueError; student 里没有 QATLinear →
     ValueError（消息含 "QATLinear"）; num_bits 不在 2..8 → ValueError;
-    group_size 不整除 in_features → ValueError; w 含 NaN → ValueError.
+    group_size 不整除 in_features → ValueError; w 不是浮点张量 → TypeError; w 为空或含 NaN → ValueError.
+    错误信息写明参数名 / every message names the argument.
 
 真实模型 / on the real model: python -m kata.lab --qat（第 9 节）用你的 RoundSTE 和 scale_gradient 从 GPTQ 出发
     逐块训练 SmolLM2（kata/lab/block_qat.py）/ section 9 trains SmolLM2 block by block from GPTQ with your RoundSTE

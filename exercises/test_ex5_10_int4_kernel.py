@@ -8,8 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-pytest.importorskip("triton", reason="5.10 需要 Triton（Linux：pip install triton）/ 5.10 needs Triton "
-                                     "(Linux: pip install triton)")
+pytest.importorskip("triton", reason='5.10 需要 Triton / 5.10 needs Triton: pip install -e ".[kernel]" (Linux)')
 
 from exercises.ex5_10_int4_kernel import KernelLinear, prepare, quantized_matmul, triton_runs, use_kernel
 from kata.harness.check import expect_at_most, expect_equal, expect_tensor, expect_tensor_equal

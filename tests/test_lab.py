@@ -126,3 +126,16 @@ def test_format_names_can_be_selected_one_by_one(monkeypatch):
                         or iter(()))
     run.main(["--formats", "W8A8 naive, per-token; NF4 g64", "--out", "/dev/null", "--threads", "1"])
     assert chosen == [("W8A8 naive, per-token", "NF4 g64")], chosen
+
+
+def test_the_lab_takes_its_thread_count_from_the_environment_when_set(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert run.default_threads() == 1
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert run.default_threads() == run.DEFAULT_THREADS
+
+
+def test_a_thread_count_below_one_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as stop:
+        run.main(["--threads", "0"])
+    assert stop.value.code == 2 and "--threads" in capsys.readouterr().err

@@ -117,3 +117,33 @@ def test_an_exercise_that_calls_another_unsolved_stub_is_failing_and_says_which(
     proc = run_python("-m", "pytest", "exercises/test_ex2_2_quant_error.py", cwd=tmp_path)
     assert "✘ 未通过 failing" in proc.stdout and "calls ex2_1_per_tensor, which is still a stub" in proc.stdout, \
         proc.stdout[-3000:]
+
+
+def test_an_exercise_whose_tests_need_a_missing_package_is_listed_with_what_to_install(tmp_path):
+    copy_kata(tmp_path)
+    test_file = tmp_path / "exercises/test_ex5_10_int4_kernel.py"
+    test_file.write_text(test_file.read_text(encoding="utf-8").replace(
+        'pytest.importorskip("triton"', 'pytest.importorskip("a_package_that_is_not_installed"'), encoding="utf-8")
+    proc = run_python("-m", "pytest", "exercises/test_ex5_9_qat.py", "exercises/test_ex5_10_int4_kernel.py",
+                      "-p", "no:randomly", cwd=tmp_path)
+    line = next((row for row in proc.stdout.splitlines() if " ex5_10 " in row), "")
+    assert "缺依赖 needs install" in line and 'pip install -e ".[kernel]"' in line, proc.stdout[-3000:]
+    assert "完成 / done: 0/2" in proc.stdout, "the table still counts it among the exercises"
+
+
+def test_the_hint_is_the_one_keyed_to_the_failing_test():
+    ex = BY_ID["ex1_1"]
+    lines = "\n".join(render([(ex, Outcomes(passed=3, failed=1,
+                                            first_failure="test_an_unknown_dtype_is_a_value_error_listing_valid_names"))],
+                             "x"))
+    assert ex.hints[2][1] in lines and ex.hints[0][1] not in lines, lines
+    assert ex.hint_for("test_something_no_key_names") == ex.hints[0], "without a key: the first hint"
+
+
+def test_a_learners_run_goes_in_the_chapters_order():
+    proc = run_python("-m", "pytest", "exercises/test_ex5_11_sensitivity.py", "exercises/test_ex5_1_granularity.py",
+                      "exercises/test_ex1_1_weight_memory.py", "--collect-only", "-q", "-p", "no:randomly")
+    files = [line.split("::")[0] for line in proc.stdout.splitlines() if "::" in line]
+    order = list(dict.fromkeys(files))
+    assert order == ["exercises/test_ex1_1_weight_memory.py", "exercises/test_ex5_1_granularity.py",
+                     "exercises/test_ex5_11_sensitivity.py"], order

@@ -18,6 +18,12 @@ class Exercise:
     title_en: str
     hints: tuple[tuple[str, str], ...]  # (中文, English) pairs, easiest first
     points: int = 10
+    hint_keys: tuple[tuple[str, int], ...] = ()  # (words in a test's name, the hint that test is about)
+
+    def hint_for(self, test_name: str | None) -> tuple[str, str]:
+        """The hint for a failing test: the first key its name contains picks one; otherwise the first hint."""
+        index = next((i for key, i in self.hint_keys if test_name and key in test_name), 0)
+        return self.hints[index]
 
     @property
     def test_file(self) -> str:
@@ -39,6 +45,7 @@ EXERCISES: tuple[Exercise, ...] = (
             ("未知的 dtype 要抛出 ValueError，并列出所有合法取值。",
              "An unknown dtype raises ValueError listing the valid names."),
         ),
+        hint_keys=(("unknown_dtype", 2), ("group", 1)),
     ),
     Exercise(
         "ex1_2", "ex1_2_format_table", "1.2", "7B 模型格式对比表", "7B format table",
@@ -234,6 +241,7 @@ EXERCISES: tuple[Exercise, ...] = (
             ("GEMV：acc += tl.sum(x[:, None] * ŵ, axis=0)；tl.dot 路径要求 BLOCK_M ≥ 16。",
              "GEMV: acc += tl.sum(x[:, None] * ŵ, axis=0); the tl.dot path needs BLOCK_M ≥ 16."),
         ),
+        hint_keys=(("prepare", 0), ("word", 0), ("leading", 2), ("equals", 3)),
     ),
     Exercise(
         "ex5_11", "ex5_11_sensitivity", "3.2 · 4.1 Q3", "层敏感度、混合精度与方案选择",

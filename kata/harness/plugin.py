@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from kata.harness import progress, target
+from kata.harness.curriculum import EXERCISES
 
 _TARGET = pytest.StashKey[str]()
 
@@ -76,6 +77,9 @@ SLOW_SKIP_REASON = "真实模型测试，加 --slow 运行 / real-model test: ru
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     import torch
 
+    if not config.pluginmanager.has_plugin("randomly"):  # a learner's run goes in the chapter's order
+        order = {f"test_{ex.module}": index for index, ex in enumerate(EXERCISES)}
+        items.sort(key=lambda item: order.get(item.path.stem, len(order)))
     no_gpu = pytest.mark.skip(reason="没有 CUDA GPU / no CUDA GPU")
     not_slow = pytest.mark.skip(reason=SLOW_SKIP_REASON)
     for item in items:
@@ -140,12 +144,17 @@ class _ProgressRecorder:
             outcomes.not_started += 1
         else:
             outcomes.failed += 1
+            outcomes.first_failure = outcomes.first_failure or report.nodeid.split("::", 1)[-1]
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
-        """A test file that cannot even be imported (say, a syntax error in the exercise) is failing."""
+        """A test file that cannot even be imported (say, a syntax error in the exercise) is failing; one skipped
+        whole at import (pytest.importorskip: a package it needs is missing) still shows, with the reason."""
         module = _exercise_module(report.nodeid)
         if module is not None and report.failed:
             self.outcomes.setdefault(module, progress.Outcomes()).failed += 1
+        elif module is not None and report.skipped:
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            self.outcomes.setdefault(module, progress.Outcomes()).unavailable = reason.removeprefix("Skipped: ")
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_terminal_summary(self, terminalreporter):

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 from kata.harness.curriculum import EXERCISES, Exercise
 
-DONE, FAILING, NOT_STARTED = "done", "failing", "not started"
-LABELS = {DONE: "✔ 已完成 done", FAILING: "✘ 未通过 failing", NOT_STARTED: "· 未开始 not started"}
+DONE, FAILING, NOT_STARTED, UNAVAILABLE = "done", "failing", "not started", "needs an install"
+LABELS = {DONE: "✔ 已完成 done", FAILING: "✘ 未通过 failing", NOT_STARTED: "· 未开始 not started",
+          UNAVAILABLE: "○ 缺依赖 needs install"}
 
 
 @dataclass
@@ -21,9 +22,13 @@ class Outcomes:
     failed: int = 0  # failed for a real reason: the learner's code ran and was wrong
     not_started: int = 0  # failed with the stub's own NotImplementedError: untouched
     slow_skipped: int = 0  # real-model tests left out (run them with --slow)
+    first_failure: str | None = None  # the name of the first test that failed for a real reason
+    unavailable: str = ""  # why the test module could not even be collected (a package it needs is missing)
 
     @property
     def status(self) -> str:
+        if self.unavailable:
+            return UNAVAILABLE
         if self.failed == 0 and self.not_started == 0:
             return DONE
         if self.passed == 0 and self.failed == 0:
@@ -52,6 +57,7 @@ def render(rows: Iterable[tuple[Exercise, Outcomes]], target: str) -> list[str]:
     for ex, out in rows:
         total = out.passed + out.failed + out.not_started
         pending = f"  (+{out.slow_skipped} 真实模型未运行 / real-model not run)" if out.slow_skipped else ""
+        pending += f"  — {out.unavailable}" if out.unavailable else ""
         lines.append(f"  {pad(LABELS[out.status], 20)} {ex.id:<6} {pad(ex.chapter, 14)} {out.passed:>2}/{total:<3} "
                      f"{ex.title}{pending}")
     done = sum(out.status == DONE for _, out in rows)
@@ -60,18 +66,19 @@ def render(rows: Iterable[tuple[Exercise, Outcomes]], target: str) -> list[str]:
     if slow:
         lines.append(f"跳过了 {slow} 个真实模型测试 / {slow} real-model tests skipped — 运行它们 / run them: "
                      "pytest exercises --slow")
-    upcoming = next((ex for ex, out in rows if out.status != DONE), None)
+    upcoming = next(((ex, out) for ex, out in rows if out.status in (FAILING, NOT_STARTED)), None)
     ran = {ex.id for ex, _ in rows}
     last = max((EXERCISES.index(ex) for ex, _ in rows), default=-1)
     after_last = [ex for ex in EXERCISES[last + 1:] + EXERCISES[:last + 1] if ex.id not in ran]
     not_run = after_last[0] if after_last else None  # the next exercise after those run, wrapping around
     if upcoming is not None:
-        zh, en = upcoming.hints[0]
+        ex, out = upcoming
+        zh, en = ex.hint_for(out.first_failure)  # the hint about the test that failed, where one is keyed
         lines += [
-            f"下一步 / next: {upcoming.id} ({upcoming.module}.py) — {upcoming.title}",
+            f"下一步 / next: {ex.id} ({ex.module}.py) — {ex.title}",
             f"  提示 / hint: {zh}",
             f"               {en}",
-            f"  更多提示 / more hints: python -m kata hint {upcoming.id}",
+            f"  更多提示 / more hints: python -m kata hint {ex.id}",
         ]
     elif not_run is not None:
         lines += [

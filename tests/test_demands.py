@@ -1,0 +1,32 @@
+"""Every demand a graded test makes is written in the stub the learner reads (tests/demands.py says how)."""
+
+import pytest
+
+from kata.harness.curriculum import EXERCISES
+from kata.harness.target import ROOT
+from tests.demands import unstated
+
+
+@pytest.mark.parametrize("ex", EXERCISES, ids=[ex.id for ex in EXERCISES])
+def test_every_demand_of_the_tests_is_stated_in_the_stub(ex):
+    missing = unstated(ROOT / "exercises" / f"{ex.module}.py", ROOT / ex.test_file)
+    assert not missing, f"exercises/{ex.module}.py does not state:\n  " + "\n  ".join(missing)
+
+
+def test_a_planted_unstated_demand_is_caught(tmp_path):
+    stub, test = tmp_path / "ex9_9_planted.py", tmp_path / "test_ex9_9_planted.py"
+    stub.write_text('"""9.9 — planted.\n\n坏输入 / bad input: x 为空 → ValueError.\n"""\n\n\ndef f(x, y):\n'
+                    '    """f."""\n', encoding="utf-8")
+    test.write_text("import re\n\nimport pytest\n\n\ndef test_f(said):\n"
+                    "    with pytest.raises(TypeError, match=r'\\by\\b'):\n        f(1, 2)\n"
+                    "    assert '(1/3)' in said[0] and 'done' in said[1] and '0.15' in said[2]\n"
+                    "    assert re.search(r'\\bfloat32\\b', said[3])\n", encoding="utf-8")
+    missing = unstated(stub, test)
+    assert [m.split(" ", 1)[1] for m in missing] == [
+        "raises … 'TypeError' (not in a 'bad input' paragraph)", "raises … 'y' (not in a 'bad input' paragraph)",
+        "counts '(1/3)' (the stub never shows the form (i/n))", "expects the text 'done'",
+        "expects the text 'float32'"], missing
+    stub.write_text('"""9.9 — planted. Progress lines count (i/n); the last says "done" and "float32".\n\n'
+                    '坏输入 / bad input: x 为空 → ValueError; y 不对 → TypeError. every message names the argument.\n'
+                    '"""\n\n\ndef f(x, y):\n    """f."""\n', encoding="utf-8")
+    assert unstated(stub, test) == [], "the same demands, stated"
