@@ -263,6 +263,28 @@ EXERCISES: tuple[Exercise, ...] = (
              "largest KL drop per extra byte that still fits the budget."),
         ),
     ),
+    Exercise(
+        "ex5_12", "ex5_12_gguf_formats", "实践 (c)", "GGUF 块格式、MXFP4 与 NVFP4", "GGUF block formats, MXFP4, NVFP4",
+        (
+            ("先写 round_half_away 和半字节打包：32 个码的块里字节 j = 码 j | 码 j+16 << 4（NVFP4：j 与 j+8）。"
+             "fp16 的字节：d.to(torch.float16).view(torch.uint8)。",
+             "Start with round_half_away and the nibble packing: byte j = code j | code j+16 << 4 (NVFP4: j and "
+             "j+8). fp16 bytes: d.to(torch.float16).view(torch.uint8)."),
+            ("字节要和 gguf 一样，运算顺序也要一样：先用 float32 算 d 和 1/d，再算 x · (1/d)，不要写 x / d；"
+             "Q4_0 的 d 用 |x| 最大的那个值本身（带符号）除以 −8。",
+             "Same bytes need the same arithmetic: d and 1/d in float32, then x · (1/d), not x / d; Q4_0's d is the "
+             "value of largest |x|, sign kept, divided by −8."),
+            ("MXFP4：e = floor(log2(max|x|)) − 2 + 127；scale/2 = 2^(e − 128) 按 llama.cpp 的比特拼法；"
+             "每个值在 16 个码里找 |scale/2 · E2M1_DOUBLED[c] − x| 最小的（argmin 取第一个）。",
+             "MXFP4: e = floor(log2(max|x|)) − 2 + 127; scale/2 = 2^(e − 128) built from bits; each value takes "
+             "the code with the least |scale/2 · E2M1_DOUBLED[c] − x| (argmin keeps the first)."),
+            ("NVFP4：子块 scale 用 .to(torch.float8_e4m3fn) 舍入，.view(torch.uint8) 得字节；读回时先 & 0x7F，"
+             "再 .view(torch.float8_e4m3fn)，0x7F 当 0。",
+             "NVFP4: round sub-block scales with .to(torch.float8_e4m3fn), .view(torch.uint8) for the bytes; read "
+             "back with & 0x7F, then .view(torch.float8_e4m3fn), 0x7F as 0."),
+        ),
+        hint_keys=(("round_half", 0), ("zeros", 1), ("nvfp4", 3), ("mxfp4", 2), ("bytes_are", 1)),
+    ),
 )
 
 BY_ID = {ex.id: ex for ex in EXERCISES}
