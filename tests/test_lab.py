@@ -139,3 +139,21 @@ def test_a_thread_count_below_one_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as stop:
         run.main(["--threads", "0"])
     assert stop.value.code == 2 and "--threads" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", formats.BLOCK_FORMATS)
+def test_a_block_format_linear_stores_the_formats_bytes_and_multiplies_by_their_values(fmt):
+    import reference.ex5_12_gguf_formats as q512
+
+    layer = torch.nn.Linear(128, 64, bias=False)
+    block = formats.BlockFormatLinear(layer, q512, fmt)
+    size, nbytes = q512.BLOCKS[fmt]
+    assert block.data.dtype == torch.uint8 and block.data.numel() == 64 * 128 // size * nbytes, "the format's bytes"
+    from kata.llama import weight_bytes
+
+    assert weight_bytes(block) == block.data.nbytes, "only the blocks are stored"
+    x = torch.randn(3, 128, generator=torch.Generator().manual_seed(0))
+    stored = q512.quantize_nvfp4(layer.weight.detach()) if fmt == "NVFP4" else None
+    w = (q512.dequantize_nvfp4(*stored) if stored else
+         getattr(q512, f"dequantize_{fmt.lower()}")(getattr(q512, f"quantize_{fmt.lower()}")(layer.weight.detach())))
+    assert torch.allclose(block(x), x @ w.T, atol=1e-6), "y = x · ŵᵀ with ŵ read back from the bytes"

@@ -9,8 +9,11 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from types import ModuleType
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from kata.decode import NEW_TOKENS, RUNS, decode_speed
 from kata.lab.context import GROUP_SIZE, Context, say
@@ -18,9 +21,10 @@ from kata.llama import replace_linears
 from kata.report import markdown_table
 
 PROMPT_TOKENS = 64
+BLOCK_FORMATS = ("Q8_0", "Q4_0", "Q4_1", "MXFP4", "NVFP4")  # 5.12: llama.cpp's blocks and the microscaling formats
 FORMAT_NAMES = ("BF16", "FP8 E4M3 weight-only", "W8A16 int8 per channel", "W8A8 naive, per-tensor",
                 "W8A8 naive, per-token", "W8A8 SmoothQuant, per-tensor", "W8A8 SmoothQuant, per-token",
-                f"W4A16 RTN g{GROUP_SIZE}", f"NF4 g{GROUP_SIZE}")
+                f"W4A16 RTN g{GROUP_SIZE}", f"NF4 g{GROUP_SIZE}", *(f"{f} (GGUF)" for f in BLOCK_FORMATS))
 BENCH_RESULTS = (Path("bench-results"), Path("tests/benchmarks/results"))  # nox -s bench's JSON; the committed run
 
 
@@ -80,10 +84,29 @@ def draw_formats(rows: list[dict], path: Path) -> bool:
     return True
 
 
+class BlockFormatLinear(nn.Module):
+    """A linear whose weight is stored as 5.12's block bytes (and NVFP4's tensor scale), dequantized by the
+    target's 5.12 on every call: the real bytes of the format, the readable path, no fused kernel."""
+
+    def __init__(self, layer: nn.Linear, q512: ModuleType, fmt: str) -> None:
+        super().__init__()
+        name = fmt.lower()
+        stored = getattr(q512, f"quantize_{name}")(layer.weight.detach().float())
+        data, self.tensor_scale = stored if isinstance(stored, tuple) else (stored, None)
+        self.register_buffer("data", data)
+        self.dequantize = getattr(q512, f"dequantize_{name}")
+        self.bias = layer.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.dequantize(self.data) if self.tensor_scale is None else self.dequantize(self.data, self.tensor_scale)
+        return F.linear(x, w.to(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
+
+
 def formats_table(ctx: Context, calibrated: dict[str, dict]) -> str:
     """Every format on the same model: bits (formula), measured bytes, perplexity, KL, CPU decode tokens/s; the
     calibrated W4 / W3 results of section 6 (`calibrated`, by label) join as rows of their own."""
-    q53, q57, q58 = (ctx.module(n) for n in ("ex5_3_quant_linear", "ex5_7_smoothquant", "ex5_8_compare_formats"))
+    q53, q57, q58, q512 = (ctx.module(n) for n in ("ex5_3_quant_linear", "ex5_7_smoothquant",
+                                                    "ex5_8_compare_formats", "ex5_12_gguf_formats"))
     bits = ctx.module("ex1_1_weight_memory").bits_per_weight
     Format = q58.Format
     ids, picture = ctx.eval_ids, ctx.settings.picture
@@ -111,6 +134,10 @@ def formats_table(ctx: Context, calibrated: dict[str, dict]) -> str:
         Format(f"NF4 g{GROUP_SIZE}", bits("int4", group_size=GROUP_SIZE),
                lambda m: replace_linears(m.layers, lambda layer: q58.NF4Linear.from_linear(layer, GROUP_SIZE)),
                no_speed=no_kernel),
+        *[Format(f"{fmt} (GGUF)", q512.bits_per_weight(fmt),
+                 lambda m, fmt=fmt: replace_linears(m.layers, lambda layer: BlockFormatLinear(layer, q512, fmt)),
+                 no_speed="llama.cpp runs these; here they dequantize every call / llama.cpp 有内核，这里每次反量化")
+          for fmt in BLOCK_FORMATS],
     ]
     if [f.name for f in formats] != list(FORMAT_NAMES):
         raise RuntimeError("FORMAT_NAMES 与第 7 节的格式不一致 / FORMAT_NAMES disagrees with section 7's formats")
@@ -162,4 +189,6 @@ def formats_table(ctx: Context, calibrated: dict[str, dict]) -> str:
         f"out: 128 does not divide the 576-wide inputs. Decode: batch 1, {PROMPT_TOKENS}-token prompt, "
         f"{NEW_TOKENS} new tokens with a KV cache, median of {RUNS} runs after a warm-up, "
         f"{torch.get_num_threads()} threads. SmoothQuant: α searched per place on {calib.shape[0]} × "
-        f"{calib.shape[1]} calibration tokens.{summary}{gpu_note()}")
+        f"{calib.shape[1]} calibration tokens. (GGUF) rows: 5.12's block bytes (llama.cpp's Q8_0 / Q4_0 / Q4_1, "
+        f"OCP MXFP4, NVIDIA NVFP4 with its fp32 tensor scale), bits/weight from the block size; the embedding stays "
+        f"bf16 here, as in every other row.{summary}{gpu_note()}")
