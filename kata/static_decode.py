@@ -1,0 +1,101 @@
+"""A decode step with no host work inside: static shapes, the position as a tensor, argmax on the device.
+
+静态解码步：KV 缓存预先按最大长度分配，位置是一个张量，注意力对整个缓存加掩码，RoPE 按位置张量取表，
+贪心 argmax 也在设备上——一步里没有任何 Python 整数随 token 变化，所以整步可以录进一个 CUDA graph 反复回放。
+kata.decode.generate (KVCache, Python positions) stays the readable oracle; this path computes the same tokens.
+
+    decoder = StaticDecoder(model, batch=1, max_len=96)
+    first = decoder.prefill(prompt)          # (B, 1): the greedy next token after the prompt
+    nxt = decoder.step(first)                # (B, 1): and after that one; every step the same shapes
+
+Each step writes its keys and values at `pos` with index_copy_, attends over all max_len cached positions with a
+mask (key j is visible to query i when j ≤ pos + i), takes RoPE's cos / sin rows at pos, and advances pos in place.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from kata.llama import Attention, Llama, apply_rope, rope_tables
+
+
+class StaticDecoder:
+    """Greedy decoding for `batch` sequences of at most `max_len` tokens in all, with every buffer allocated once."""
+
+    def __init__(self, model: Llama, batch: int, max_len: int) -> None:
+        for name, value in (("batch", batch), ("max_len", max_len)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} 必须是正整数 / {name} must be a positive int, got {value!r}")
+        cfg, weight = model.cfg, model.embed_tokens.weight
+        self.model, self.batch, self.max_len = model, batch, max_len
+        shape = (cfg.num_layers, batch, cfg.num_kv_heads, max_len, cfg.head_dim)
+        self.keys = torch.zeros(shape, dtype=weight.dtype, device=weight.device)
+        self.values = torch.zeros(shape, dtype=weight.dtype, device=weight.device)
+        cos, sin = rope_tables(cfg.head_dim, max_len, cfg.rope_theta)
+        self.cos, self.sin = cos.to(weight.device, weight.dtype), sin.to(weight.device, weight.dtype)
+        self.positions = torch.arange(max_len, device=weight.device)
+        self.pos = torch.zeros((), dtype=torch.long, device=weight.device)  # where the next token goes
+
+    def _check(self, ids: torch.Tensor, room: int) -> None:
+        if not isinstance(ids, torch.Tensor) or ids.dtype != torch.long or ids.dim() != 2:
+            raise TypeError(f"ids 必须是 (B, T) 的 int64 张量 / ids must be an int64 (B, T) tensor, got "
+                            f"{getattr(ids, 'dtype', type(ids).__name__)} {tuple(getattr(ids, 'shape', ()))}")
+        if ids.shape[0] != self.batch:
+            raise ValueError(f"batch 变了 / batch changed: ids has {ids.shape[0]} rows, the decoder was built for "
+                             f"batch={self.batch}")
+        if ids.shape[1] > room:
+            raise ValueError(f"提示词放不进缓存 / the prompt does not fit the cache: {ids.shape[1]} tokens, "
+                             f"max_len={self.max_len} leaves room for {room}")
+
+    def _attention(self, attn: Attention, x: torch.Tensor, layer: int, where: torch.Tensor) -> torch.Tensor:
+        """x (B, T, hidden) at positions `where` (T,): write their K/V there, attend over the whole cache."""
+        B, T, _ = x.shape
+        cfg, hd = self.model.cfg, self.model.cfg.head_dim
+        cos, sin = self.cos[where], self.sin[where]  # (T, hd)
+        q = apply_rope(attn.q_proj(x).view(B, T, cfg.num_heads, hd).transpose(1, 2), cos, sin)  # (B, nh, T, hd)
+        k = apply_rope(attn.k_proj(x).view(B, T, cfg.num_kv_heads, hd).transpose(1, 2), cos, sin)
+        v = attn.v_proj(x).view(B, T, cfg.num_kv_heads, hd).transpose(1, 2)
+        self.keys[layer].index_copy_(2, where, k.to(self.keys.dtype))  # (B, nkv, max_len, hd)
+        self.values[layer].index_copy_(2, where, v.to(self.values.dtype))
+        repeat = cfg.num_heads // cfg.num_kv_heads
+        keys = self.keys[layer].repeat_interleave(repeat, dim=1).to(q.dtype)
+        values = self.values[layer].repeat_interleave(repeat, dim=1).to(q.dtype)
+        visible = self.positions[None, :] <= where[:, None]  # (T, max_len): key j for the query at where[i]
+        y = F.scaled_dot_product_attention(q, keys, values, attn_mask=visible)
+        return attn.o_proj(y.transpose(1, 2).reshape(B, T, cfg.num_heads * hd))
+
+    def _forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """The greedy next token after each row of ids (B, T), placed at pos …; advances pos by T."""
+        model = self.model
+        where = self.pos + self.positions[: ids.shape[1]]  # (T,): a tensor, never a Python int
+        x = model.embed_tokens(ids)
+        for layer, block in enumerate(model.layers):
+            x = x + self._attention(block.self_attn, block.input_layernorm(x), layer, where)
+            x = x + block.mlp(block.post_attention_layernorm(x))
+        logits = model.lm_head(model.norm(x[:, -1:]))  # (B, 1, vocab): only the last position is needed
+        self.pos += ids.shape[1]
+        return logits.argmax(-1)  # (B, 1), on the device
+
+    @torch.no_grad()
+    def prefill(self, prompt: torch.Tensor) -> torch.Tensor:
+        """Start over with prompt (B, T): the greedy next token (B, 1). Checks the prompt against the cache."""
+        self._check(prompt, self.max_len)
+        self.pos.zero_()
+        return self._forward(prompt)
+
+    @torch.no_grad()
+    def step(self, ids: torch.Tensor) -> torch.Tensor:
+        """One new token per row, ids (B, 1) → the next (B, 1). No checks and no host sync: a graph replays this."""
+        return self._forward(ids)
+
+
+@torch.no_grad()
+def generate_static(model: Llama, prompt: torch.Tensor, new_tokens: int) -> torch.Tensor:
+    """Greedy continuation of prompt (B, T) through a StaticDecoder: the new ids (B, new_tokens), the same as
+    kata.decode.generate's."""
+    decoder = StaticDecoder(model, prompt.shape[0], prompt.shape[1] + new_tokens)
+    out = [decoder.prefill(prompt)]
+    for _ in range(new_tokens - 1):
+        out.append(decoder.step(out[-1]))
+    return torch.cat(out, dim=1)

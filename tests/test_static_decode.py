@@ -1,0 +1,77 @@
+"""kata.static_decode: the static decode step (CUDA-graph ready) computes the tokens the eager KV-cache loop does."""
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kata.decode import generate
+from kata.harness.check import expect_equal, expect_tensor, expect_tensor_equal
+from kata.llama import tiny_llama
+from kata.static_decode import StaticDecoder, generate_static
+
+MODEL = tiny_llama()
+
+
+def prompt(batch: int, length: int, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, MODEL.cfg.vocab_size, (batch, length), generator=torch.Generator().manual_seed(seed))
+
+
+@given(st.integers(1, 3), st.integers(1, 12), st.integers(1, 6), st.integers(0, 50))
+def test_the_static_step_gives_the_eager_loops_tokens(batch, length, new_tokens, seed):
+    ids = prompt(batch, length, seed)
+    expect_tensor_equal(generate_static(MODEL, ids, new_tokens), generate(MODEL, ids, new_tokens)[0],
+                        f"static against eager greedy tokens (batch {batch}, prompt {length}, {new_tokens} new)")
+
+
+def test_the_next_token_is_the_argmax_of_the_full_forward():
+    ids = prompt(2, 7)
+    decoder = StaticDecoder(MODEL, 2, 16)
+    first = decoder.prefill(ids)
+    with torch.no_grad():
+        expect_tensor_equal(first, MODEL(ids)[:, -1:].argmax(-1), "prefill's next token")
+        second = decoder.step(first)
+        expect_tensor_equal(second, MODEL(torch.cat([ids, first], 1))[:, -1:].argmax(-1), "one step later")
+    expect_equal(int(decoder.pos), 8, "the position after a prompt of 7 and one step")
+
+
+def test_every_buffer_keeps_its_shape_and_place_across_steps():
+    decoder = StaticDecoder(MODEL, 1, 12)
+    places = [decoder.keys.data_ptr(), decoder.values.data_ptr(), decoder.pos.data_ptr()]
+    token = decoder.prefill(prompt(1, 4))
+    for _ in range(5):
+        token = decoder.step(token)
+        expect_tensor(token, "next token", shape=(1, 1), dtype=torch.long)
+    expect_equal([decoder.keys.data_ptr(), decoder.values.data_ptr(), decoder.pos.data_ptr()], places,
+                 "buffers a CUDA graph would capture")
+
+
+def test_a_new_prefill_starts_over():
+    decoder = StaticDecoder(MODEL, 1, 16)
+    first = decoder.prefill(prompt(1, 5, seed=1))
+    decoder.step(first)
+    expect_tensor_equal(decoder.prefill(prompt(1, 5, seed=1)), first, "the same prompt after a reset")
+
+
+def test_a_prompt_longer_than_the_cache_is_a_value_error():
+    decoder = StaticDecoder(MODEL, 1, 8)
+    decoder.prefill(prompt(1, 8))  # exactly full: fine
+    with pytest.raises(ValueError, match=r"\bmax_len\b"):
+        decoder.prefill(prompt(1, 9))
+
+
+def test_another_batch_size_than_the_decoder_was_built_for_is_a_value_error():
+    decoder = StaticDecoder(MODEL, 2, 8)
+    with pytest.raises(ValueError, match=r"\bbatch\b"):
+        decoder.prefill(prompt(3, 4))
+
+
+@pytest.mark.parametrize(("batch", "max_len"), [(0, 8), (1, 0), (1.5, 8), (True, 8)])
+def test_sizes_that_are_not_positive_ints_are_value_errors(batch, max_len):
+    with pytest.raises(ValueError, match=r"\bbatch\b|\bmax_len\b"):
+        StaticDecoder(MODEL, batch, max_len)
+
+
+def test_float_ids_are_a_type_error():
+    with pytest.raises(TypeError, match=r"\bids\b"):
+        StaticDecoder(MODEL, 1, 8).prefill(torch.zeros(1, 3))
