@@ -99,3 +99,43 @@ def generate_static(model: Llama, prompt: torch.Tensor, new_tokens: int) -> torc
     for _ in range(new_tokens - 1):
         out.append(decoder.step(out[-1]))
     return torch.cat(out, dim=1)
+
+
+class GraphedStep:
+    """decoder.step captured once in a CUDA graph: each call copies the token in and replays every kernel of the
+    step (all layers, the head, argmax) with no Python between them. Capture after prefill; the warm-up steps it
+    runs first are undone (their K/V sit at positions the next real steps overwrite before anyone sees them)."""
+
+    def __init__(self, decoder: StaticDecoder) -> None:
+        if decoder.pos.device.type != "cuda":
+            raise ValueError(f"CUDA graph 需要 CUDA 设备 / a CUDA graph needs a CUDA device, the decoder is on "
+                             f"{decoder.pos.device}")
+        self.decoder = decoder
+        self.token = torch.zeros(decoder.batch, 1, dtype=torch.long, device=decoder.pos.device)
+        start = decoder.pos.clone()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm up outside the graph, as torch.cuda.graphs asks
+            for _ in range(2):
+                decoder.step(self.token)
+        torch.cuda.current_stream().wait_stream(side)
+        decoder.pos.copy_(start)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.out = decoder.step(self.token)
+
+    def __call__(self, token: torch.Tensor) -> torch.Tensor:
+        self.token.copy_(token)
+        self.graph.replay()
+        return self.out.clone()
+
+
+@torch.no_grad()
+def generate_graphed(model: Llama, prompt: torch.Tensor, new_tokens: int) -> torch.Tensor:
+    """generate_static with every one-token step replayed from one CUDA graph (prefill stays eager)."""
+    decoder = StaticDecoder(model, prompt.shape[0], prompt.shape[1] + new_tokens)
+    out = [decoder.prefill(prompt)]
+    step = GraphedStep(decoder)
+    for _ in range(new_tokens - 1):
+        out.append(step(out[-1]))
+    return torch.cat(out, dim=1)

@@ -75,3 +75,21 @@ def test_sizes_that_are_not_positive_ints_are_value_errors(batch, max_len):
 def test_float_ids_are_a_type_error():
     with pytest.raises(TypeError, match=r"\bids\b"):
         StaticDecoder(MODEL, 1, 8).prefill(torch.zeros(1, 3))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("batch", [1, 3])
+def test_the_graphed_step_gives_the_eager_loops_tokens_on_cuda(batch):
+    from kata.static_decode import generate_graphed
+
+    model = tiny_llama().cuda()
+    ids = prompt(batch, 9).cuda()
+    expect_tensor_equal(generate_graphed(model, ids, 12).cpu(), generate(model, ids, 12)[0].cpu(),
+                        f"graphed against eager greedy tokens on CUDA (batch {batch})")
+
+
+def test_a_graph_on_the_cpu_is_a_value_error_naming_the_device():
+    from kata.static_decode import GraphedStep
+
+    with pytest.raises(ValueError, match="CUDA"):
+        GraphedStep(StaticDecoder(MODEL, 1, 8))
