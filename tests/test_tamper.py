@@ -75,7 +75,7 @@ ANSWER_CHEATS = {  # cheat → (what the answer module adds to the stub, what th
                                        "imports reference.ex1_1_weight_memory"),
     # Hidden from the static scan: caught after the run, because the grading tree's harness changed.
     "edits the harness where the scan cannot see": (
-        "from pathlib import Path\np = Path(__file__).resolve().parents[1] / 'kata' / 'check.py'\n"
+        "from pathlib import Path\np = Path(__file__).resolve().parents[1] / 'kata' / 'harness' / 'check.py'\n"
         "getattr(p, 'write_' + 'text')(p.read_text() + '\\n')\n", "modified kata/harness/check.py"),
 }
 
