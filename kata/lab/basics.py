@@ -68,8 +68,8 @@ def activation_table(ctx: Context, model: Llama) -> str:
     for index, block in enumerate(model.layers):
         if index in (0, 10, 20, len(model.layers) - 1):
             act = block_linear_inputs(block, x, cos, sin, names=["mlp.down_proj"], dtype=None)["mlp.down_proj"]
-            got = ctx.module("ex4_1_self_check").activation_vs_weight(block.mlp.down_proj.weight.detach(), act,
-                                                                       sqnr)
+            weight = block.mlp.down_proj.weight.detach()
+            got = ctx.module("ex4_1_self_check").activation_vs_weight(weight, act, sqnr)
             rows.append((f"layers.{index}.mlp.down_proj", f"{got['weight_crest']:.1f}",
                          f"{got['activation_crest']:.1f}", f"{got['weight_sqnr_db']:.1f}",
                          f"{got['activation_sqnr_db']:.1f}", "是 yes" if got["activation_harder"] else "否 no"))
