@@ -17,7 +17,8 @@ W8: int8 (N, K)，scale (N, 1))：
 
 quantized_matmul(x, weights): x (..., K) float16/bfloat16 → (..., N)，dtype 同 x。两个 @triton.jit 内核：
     M ≤ GEMV_MAX_M: GEMV —— 每个程序算一段输出 n、一段 K：x[k]·ŵ[k, n] 在寄存器里相乘再沿 K 求和；
-        在 GPU 上可以 split-K（多个程序分 K，用 tl.atomic_add 累加到 float32 的 y）/ split-K with atomics
+        在 GPU 上可以 split-K（多个程序分 K，用 tl.atomic_add 累加到 float32 的 y）/ split-K with atomics;
+        K 只有一段时（不分 K）也要对 / also right when K is a single chunk (nothing to split)
     M > GEMV_MAX_M: tl.dot —— (BLOCK_M, BLOCK_K) 的 x 乘反量化后的 (BLOCK_K, BLOCK_N) ŵ 块，float32 累加
     一个 K 块不能跨组：BLOCK_K 取能整除 group_size 的 64 / 32 / 16 / a K block stays inside one group.
     CPU 上用 Triton 解释器跑（TRITON_INTERPRET=1，kata 的 pytest 插件会设置）/ runs in Triton's CPU interpreter.
@@ -28,7 +29,8 @@ use_kernel(model): 把模型里每个有 qweight、scale、num_bits 的模块包
 
 坏输入 / bad input: num_bits 不是 4/8 → ValueError; K 放不进布局（4 比特：不是 8 的倍数；8 比特：不是 16 的倍数）→
     ValueError（消息含 "in_features"，先于 group_size 检查）; group_size 不整除 K 或不是 16 的倍数 → ValueError;
-    x 不是 float16/bfloat16 → TypeError; x 的最后一维不等于 in_features → ValueError（消息含 "in_features"）.
+    x 不是 float16/bfloat16 → TypeError; x 的最后一维不等于 in_features → ValueError（消息含 "in_features"）;
+    x 没有行（M = 0）→ ValueError（消息含 "rows"）/ x with no rows: ValueError naming "rows".
 
 提示 / hints: python -m kata hint ex5_10
 """

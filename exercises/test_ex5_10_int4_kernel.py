@@ -136,6 +136,24 @@ def test_an_input_of_the_wrong_width_is_a_value_error():
         quantized_matmul(torch.ones(1, 96, dtype=torch.float16), weights)
 
 
+def test_an_input_with_no_rows_is_a_value_error():
+    layer = Quantized(64, 128, 4, 64)
+    weights = prepare(layer.qweight, layer.scale, layer.zero_point, 4, 64)
+    with pytest.raises(ValueError, match=r"\brows\b"):
+        quantized_matmul(torch.ones(0, 128, dtype=torch.float16), weights)
+
+
+@pytest.mark.parametrize(("m", "k"), [(1, 64), (20, 128)])
+def test_one_program_along_k_stores_without_the_split_path(m, k):
+    """K = one chunk (GEMV) or one tl.dot block: nothing to split, the plain store path."""
+    layer = Quantized(72, k, 4, 64)
+    weights = prepare(layer.qweight.to(DEVICE), layer.scale.to(DEVICE), layer.zero_point.to(DEVICE), 4, 64)
+    x = inputs(m, k)
+    got = quantized_matmul(x, weights)
+    # the same 0.2 % as test_the_kernel_equals_dequantize_then_matmul, for the same reasons
+    expect_at_most(relative_error(got.cpu(), x.float().cpu() @ layer.weight.T), 2e-3, f"M={m} K={k} relative error")
+
+
 def test_prepare_refuses_other_bit_widths_and_groups_that_do_not_divide():
     layer = Quantized(64, 128, 4, 64)
     with pytest.raises(ValueError, match=r"\bnum_bits\b"):

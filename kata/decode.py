@@ -43,11 +43,24 @@ def generate(model: Llama, prompt: torch.Tensor, new_tokens: int) -> tuple[torch
     return torch.cat(out, dim=1), prefilled - started, time.perf_counter() - prefilled
 
 
-def decode_speed(model: Llama, prompt: torch.Tensor, new_tokens: int = NEW_TOKENS, runs: int = RUNS) -> dict:
-    """Median decode tokens/s (batch = prompt.shape[0] sequences, each token counted) over `runs` timed runs."""
+def decode_speed(model: Llama, prompt: torch.Tensor, new_tokens: int = NEW_TOKENS, runs: int = RUNS,
+                 graphed: bool | None = None) -> dict:
+    """Median decode tokens/s (batch = prompt.shape[0] sequences, each token counted) over `runs` timed runs.
+    graphed (default: on CUDA) replays each step from one CUDA graph (kata.static_decode); a model whose step
+    cannot be captured falls back to this eager loop with a one-line notice."""
+    if graphed is None:
+        graphed = prompt.is_cuda
+    if graphed:
+        from kata.static_decode import graphed_decode_speed
+
+        try:
+            return {**graphed_decode_speed(model, prompt, new_tokens, runs), "graphed": True}
+        except RuntimeError as error:  # e.g. a layer that syncs with the host or allocates on another stream
+            first_line = (str(error).splitlines() or [type(error).__name__])[0]
+            print(f"CUDA graph 录制失败，改用 eager / could not capture the step, decoding eagerly: {first_line}")
     generate(model, prompt, new_tokens)  # warm-up: first-call allocations, packed weights, caches
     timings = [generate(model, prompt, new_tokens)[1:] for _ in range(runs)]
     decode_s = statistics.median(t[1] for t in timings)
     steps = prompt.shape[0] * (new_tokens - 1)  # the first new token comes from the prefill
     return {"tokens_per_s": steps / decode_s, "prefill_s": statistics.median(t[0] for t in timings),
-            "batch": prompt.shape[0], "runs": runs, "threads": torch.get_num_threads()}
+            "batch": prompt.shape[0], "runs": runs, "threads": torch.get_num_threads(), "graphed": False}

@@ -233,13 +233,23 @@ EXERCISES: tuple[Exercise, ...] = (
             ("prepare：codes.t().reshape(K // 8, 8, N)，第 i 个码左移 4·i 位再沿 dim=1 求和（int64），回绕成 int32。",
              "prepare: codes.t().reshape(K // 8, 8, N), shift code i by 4·i, sum over dim 1 in int64, wrap to int32."),
             ("内核里每个字只读一次：words 形状 (BLOCK_K/8, BLOCK_N)；"
-             "q = (words[:, None, :] >> 4·arange(8)[None, :, None]) & 0xF，再 tl.reshape 成 (BLOCK_K, BLOCK_N)。",
-             "In the kernel load each word once, (BLOCK_K/8, BLOCK_N); shift by 4·arange(8) on a new middle axis, "
-             "mask 0xF, tl.reshape to (BLOCK_K, BLOCK_N)."),
-            ("组号 = k0 // group_size（一个 K 块在一组内）；ŵ = (q − z)·s，float32 计算，tl.dot 前转成 x 的 dtype。",
-             "Group = k0 // group_size (a K block sits in one group); ŵ = (q − z)·s in float32, cast before tl.dot."),
-            ("GEMV：acc += tl.sum(x[:, None] * ŵ, axis=0)；tl.dot 路径要求 BLOCK_M ≥ 16。",
-             "GEMV: acc += tl.sum(x[:, None] * ŵ, axis=0); the tl.dot path needs BLOCK_M ≥ 16."),
+             "第 i 个码 = (words >> 4·i) & 0xF，它是第 8j + i 行。"
+             "tl.dot 路径可以把 8 个码各当一个 (BLOCK_K/8, BLOCK_N) 子块，配 x 的第 8j + i 列。",
+             "Load each word once, (BLOCK_K/8, BLOCK_N); code i = (words >> 4·i) & 0xF is row 8j + i. For tl.dot, "
+             "treat each of the 8 codes as a (BLOCK_K/8, BLOCK_N) sub-tile against x's columns 8j + i."),
+            ("组号 = k0 // group_size；ŵ = (q − z)·s。GEMV 可以先在组内求 Σx·q 和 Σx，最后 s·(Σx·q − z·Σx)。",
+             "Group = k0 // group_size; ŵ = (q − z)·s. "
+             "A GEMV can sum Σx·q and Σx inside a group, then s·(Σx·q − z·Σx)."),
+            ("GEMV：每个线程管几个相邻输出，沿 K 在寄存器里累加；tl.dot 要求 BLOCK_M ≥ 16。M 小时程序太少填不满 GPU："
+             "split-K，各段用 tl.atomic_add 加进 float32 的缓冲区。",
+             "GEMV: each thread owns a few neighbouring outputs and sums over K in registers; "
+             "tl.dot needs BLOCK_M ≥ 16. "
+             "At small M too few programs fill the GPU: split K and tl.atomic_add the parts into a float32 buffer."),
+            ("更快（nox -s bench）：1 + q/16 = bits(q << 19 | 0x3F800000) 免去整数转浮点；"
+             "fp16 里 q | 0x6400 = 1024 + q；"
+             "最后到达的程序写 y 并把缓冲区清零，省掉清零和转换两个内核。",
+             "Faster (nox -s bench): 1 + q/16 = bits(q << 19 | 0x3F800000) skips int-to-float; in fp16 q | 0x6400 = "
+             "1024 + q; the last program to arrive writes y and re-zeroes the buffer: no zero-fill or cast kernels."),
         ),
         hint_keys=(("prepare", 0), ("word", 0), ("leading", 2), ("equals", 3)),
     ),

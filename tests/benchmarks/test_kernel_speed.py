@@ -2,7 +2,7 @@
 
 GPU 速度：同一次运行里并排测 FP16、5.3 的反量化再乘（eager 与 torch.compile）、tinygemm 和目标自己的 5.10 内核；
 再在随机权重的真实形状模型上测逐 token 解码速度。`nox -s bench -- --target exercises` 测你自己的代码。
-Two times per format (tests/benchmarks/timing.py): device time — a CUDA graph of n × (L2 flush, call) minus a
+Two times per format (kata/timing.py): device time — a CUDA graph of n × (L2 flush, call) minus a
 graph of n flushes, so no host work can hide in it — and, in its own column, the host-inclusive time of one eager
 call, which a decode loop without graphs pays. Speed-ups against FP16 from the same run, on device time;
 bandwidth = weight bytes read / device time, against the measured copy bandwidth. Results: bench-results/*.json,
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from kata.oracles import quantize_groups
 from kata.report import markdown_table
-from tests.benchmarks.timing import copy_bandwidth, eager_time_us, graph_time_us
+from kata.timing import copy_bandwidth, eager_time_us, graph_time_us
 
 pytestmark = pytest.mark.gpu
 triton = pytest.importorskip("triton", reason="5.10 的内核需要 Triton / 5.10's kernel needs Triton")
@@ -191,48 +191,126 @@ MODELS = {
 }
 
 
-@pytest.mark.parametrize("name", list(MODELS))
-def test_decode_tokens_per_second(benchmark, name):
-    """Random weights of the real shapes (speed does not depend on the values); KV-cache decode, batch 1 and 16."""
+DECODE_VARIANTS = ("bf16 eager", "bf16 graph", "bf16 torch.compile (reduce-overhead)", "W4 g64 tinygemm graph",
+                   "W4 g64 target kernel (5.10) graph", "W8 target kernel (5.10) graph")
+PROMPT, NEW = 32, 64
+
+
+def decode_model(cfg, variant: str):
+    """A random model of cfg's shapes in bf16, its linear layers (all but lm_head, which stays bf16 in every row)
+    in the variant's format."""
     from exercises.ex5_3_quant_linear import quantize_model
     from exercises.ex5_10_int4_kernel import use_kernel
+    from kata.llama import replace_modules
+
+    model = random_llama(cfg)
+    if variant.startswith(("W4", "W8")):
+        quantize_model(model, 4 if variant.startswith("W4") else 8, GROUP if variant.startswith("W4") else None)
+        model.cuda()  # QuantLinear's buffers are made on the CPU
+        if "tinygemm" in variant:
+            replace_modules(model, lambda _, m: hasattr(m, "zero_point"), Tinygemm)  # every W4 QuantLinear
+        else:
+            use_kernel(model)
+    return model
+
+
+def bytes_per_step(model, cfg, batch: int) -> int:
+    """What one decode step must read: every parameter and buffer but the embedding table (one row is read), and
+    the whole bf16 K/V cache (the static step attends over all of it)."""
+    tensors = {id(t): t for t in (*model.parameters(), *model.buffers())}
+    tensors.pop(id(model.embed_tokens.weight))
+    cache = 2 * cfg.num_layers * batch * cfg.num_kv_heads * (PROMPT + NEW) * cfg.head_dim * 2
+    return sum(t.numel() * t.element_size() for t in tensors.values()) + cache
+
+
+def compiled_decode_speed(model, prompt) -> dict:
+    """The static step under torch.compile(mode="reduce-overhead"), what gpt-fast and torchao users run."""
+    import statistics
+    import time
+
+    from kata.static_decode import StaticDecoder
+
+    decoder = StaticDecoder(model, prompt.shape[0], PROMPT + NEW)
+    step = torch.compile(decoder.step, mode="reduce-overhead", fullgraph=True)
+    started = time.perf_counter()
+    token = decoder.prefill(prompt)
+    for _ in range(3):  # compile and record
+        token = step(token).clone()
+    torch.cuda.synchronize()
+    compile_s = time.perf_counter() - started
+    times = []
+    for _ in range(4):
+        token = decoder.prefill(prompt)
+        torch.cuda.synchronize()
+        started = time.perf_counter()
+        for _ in range(NEW - 1):
+            token = step(token).clone()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - started)
+    return {"tokens_per_s": prompt.shape[0] * (NEW - 1) / statistics.median(times[1:]), "compile_s": compile_s}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_decode_tokens_per_second(benchmark, name, copy_limit):
+    """Random weights of the real shapes (speed does not depend on the values); greedy decode, batch 1 and 16:
+    eager, one CUDA graph per step, torch.compile, tinygemm and the target's 5.10 kernel inside the graph."""
     from kata.decode import decode_speed
-    from kata.llama import LlamaConfig, replace_modules
+    from kata.llama import LlamaConfig
 
     cfg = LlamaConfig(**MODELS[name])
     results = {}
 
     def measure():
-        model = random_llama(cfg)
-        for variant in ("bf16", "W4 g64 tinygemm", "W4 g64 target kernel (5.10)"):
-            if variant != "bf16":
-                model = random_llama(cfg)
-                quantize_model(model, 4, GROUP)
-                model.cuda()  # QuantLinear's buffers are made on the CPU
-                if variant.endswith("tinygemm"):
-                    replace_modules(model, lambda _, m: hasattr(m, "zero_point"), Tinygemm)  # every W4 QuantLinear
-                else:
-                    use_kernel(model)
+        OUT.mkdir(exist_ok=True)
+        for variant in DECODE_VARIANTS:
+            model = decode_model(cfg, variant)
             for batch in (1, 16):
-                prompt = torch.randint(0, cfg.vocab_size, (batch, 32), device="cuda")
-                results[f"{variant}, batch {batch}"] = decode_speed(model, prompt, new_tokens=32, runs=3)
+                prompt = torch.randint(0, cfg.vocab_size, (batch, PROMPT), device="cuda")
+                if "torch.compile" in variant:
+                    row = compiled_decode_speed(model, prompt)
+                else:
+                    row = decode_speed(model, prompt, new_tokens=NEW, runs=3, graphed=variant.endswith("graph"))
+                limit = batch * copy_limit / bytes_per_step(model, cfg, batch)
+                results[f"{variant}, batch {batch}"] = {**row, "bytes_limit_tokens_per_s": limit}
+                print(f"{name} {variant}, batch {batch}: {row['tokens_per_s']:.0f} tok/s "
+                      f"({row['tokens_per_s'] / limit:.0%} of the bytes limit)", flush=True)
+                (OUT / f"decode_{name}.partial.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
             del model
             torch.cuda.empty_cache()
 
     benchmark.pedantic(measure, rounds=1, iterations=1)
-    info = {"model": name, "layers": cfg.num_layers, **machine(),
-            "tokens_per_s": {k: v["tokens_per_s"] for k, v in results.items()}}
+    info = {"model": name, "layers": cfg.num_layers, "prompt": PROMPT, "new_tokens": NEW, "lm_head": "bf16",
+            **machine(), "copy_bandwidth": copy_limit, "results": results}
     benchmark.extra_info.update(info)
-    OUT.mkdir(exist_ok=True)
-    (OUT / f"decode_{name}.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
-    speed = info["tokens_per_s"]
-    bf16 = {b: speed[f"bf16, batch {b}"] for b in (1, 16)}
-    rows = [(k, f"{v:.0f}", f"{v / bf16[int(k.rsplit(' ', 1)[1])]:.2f}×") for k, v in speed.items()]
-    print(f"\n**decode, {name} ({cfg.num_layers} layers, random weights)** — {info['device']}, torch {info['torch']}, "
-          f"32-token prompt, 32 new tokens, median of 3, eager (host-bound)\n\n"
-          + markdown_table(("variant", "tokens/s", "vs bf16"), rows))
-    # Eager decode is bound by the host's launches, not by the bytes: the floor only says that the target's kernel
-    # costs the host no more than twice what torch's own INT4 kernel does (measured in this same run).
+    path = OUT / f"decode_{name}.json"
+    path.write_text(json.dumps(info, indent=2), encoding="utf-8")
+    (OUT / f"decode_{name}.partial.json").unlink()
+    print("\n" + render_decode(path))
+    speed = {k: v["tokens_per_s"] for k, v in results.items()}
+    # Ratios from this same run, floors well under the goals (W4 ≥ 2.0× bf16 graph at batch 1 on Llama-3-8B) so
+    # that noise cannot flake them: inside a graph the 5.10 kernel must beat bf16 at batch 1, and the graph must
+    # beat the eager loop.
     for batch in (1, 16):
-        ours, theirs = speed[f"W4 g64 target kernel (5.10), batch {batch}"], speed[f"W4 g64 tinygemm, batch {batch}"]
-        assert ours >= 0.5 * theirs, f"batch {batch}: the 5.10 kernel decodes {ours:.0f} tok/s, tinygemm {theirs:.0f}"
+        assert speed[f"bf16 graph, batch {batch}"] > speed[f"bf16 eager, batch {batch}"], "graph slower than eager"
+    w4, bf16 = speed["W4 g64 target kernel (5.10) graph, batch 1"], speed["bf16 graph, batch 1"]
+    floor = 1.3 if cfg.num_layers >= 32 else 0.7  # SmolLM2's layers are too small for bytes to dominate
+    assert w4 >= floor * bf16, f"W4 kernel decodes {w4:.0f} tok/s, bf16 graph {bf16:.0f} (floor {floor}×)"
+
+
+def render_decode(path: Path) -> str:
+    """The decode table from one benchmark's JSON."""
+    info = json.loads(path.read_text(encoding="utf-8"))
+    rows = []
+    for key, r in info["results"].items():
+        batch = key.rsplit(" ", 1)[1]
+        base = info["results"][f"bf16 graph, batch {batch}"]["tokens_per_s"]
+        note = (f"compile {r['compile_s']:.0f} s" if "compile_s" in r
+                else f"capture {r['capture_s']:.2f} s" if "capture_s" in r else "")
+        rows.append((key, f"{r['tokens_per_s']:.0f}", f"{r['tokens_per_s'] / base:.2f}×",
+                     f"{r['tokens_per_s'] / r['bytes_limit_tokens_per_s']:.0%}", f"{r['prefill_s'] * 1e3:.1f}"
+                     if "prefill_s" in r else "—", note))
+    header = (f"**decode, {info['model']} shapes ({info['layers']} layers, random weights, lm_head {info['lm_head']})"
+              f"** — {info['device']}, driver {info['driver']}, torch {info['torch']}, Triton {info['triton']}, "
+              f"{info['date']}; {info['prompt']}-token prompt, {info['new_tokens']} new tokens, median of 3\n\n")
+    return header + markdown_table(("variant, batch", "tokens/s", "vs bf16 graph", "of bytes limit",
+                                    "prefill ms", "one-off"), rows)
