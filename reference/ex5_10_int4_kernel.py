@@ -258,7 +258,7 @@ _scratch: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 def _split_scratch(M: int, N: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """float32 sums (M, N) and int32 arrival counters (one per tile), allocated zeroed once per (M, N, device) and
     left zeroed by every call (see _finish), so a CUDA graph can replay calls that share them."""
-    key = (M, N, str(device))
+    key = (M, N, device)
     if key not in _scratch:
         _scratch[key] = (torch.zeros(M, N, dtype=torch.float32, device=device),
                          torch.zeros(M * triton.cdiv(N, 16), dtype=torch.int32, device=device))
@@ -296,10 +296,10 @@ def _launch(rows: torch.Tensor, weights: KernelWeights) -> Launch:
     the GPU sees them (kata.timing.graph_time_us: a CUDA graph of calls with L2 flushed before each, so a weight
     that fits in L2 cannot flatter a launch); the interpreter takes the first."""
     K, N = weights.shape
-    device = rows.device
-    sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 0
-    key = (rows.shape[0], N, K, weights.group_size, weights.num_bits, rows.dtype, str(device))
+    key = (rows.shape[0], N, K, weights.group_size, weights.num_bits, rows.dtype, rows.device)
     if key not in _tuned:
+        cuda = rows.device.type == "cuda"
+        sms = torch.cuda.get_device_properties(rows.device).multi_processor_count if cuda else 0
         options = candidates(rows.shape[0], N, K, weights.group_size, weights.num_bits, sms)
         if len(options) > 1 and torch.cuda.is_current_stream_capturing():
             return options[0]  # no timing inside someone else's graph capture: the best guess, not cached
