@@ -176,7 +176,9 @@ class Tinygemm(torch.nn.Module):
     def __init__(self, layer) -> None:
         super().__init__()
         codes = torch.stack((layer.qweight & 0xF, layer.qweight >> 4), dim=-1).flatten(-2)
-        self.packed, self.scales_and_zeros = tinygemm_operands(codes, layer.scale, layer.zero_point)
+        packed, scales_and_zeros = tinygemm_operands(codes, layer.scale, layer.zero_point)
+        self.register_buffer("packed", packed)  # buffers: bytes_per_step counts what the step reads
+        self.register_buffer("scales_and_zeros", scales_and_zeros)
         self.out_features = layer.out_features
 
     def forward(self, x):
