@@ -14,7 +14,7 @@ Layout after prepare() (K = in_features, N = out_features, G = K / group_size):
             scales fp16 (G, N), zeros fp16 (G, N) (the zero point as a number): ŵ[k, n] = (q − z[g, n])·s[g, n]
     8 bits: qweight int8 (K, N), scales fp16 (1, N), zeros 0: one group spanning all of K (per channel, symmetric)
 
-Two kernels, launch constants chosen per (shape, device) by timing a few candidates (candidates, _launch):
+Two kernels, launch constants chosen per (shape, device) by timing a few candidates (_candidates, _launch):
 - M ≤ GEMV_MAX_M: a GEMV. Each thread owns 4 neighbouring outputs, so a row of words is one 128-bit load per thread
   and the sum over K never leaves its registers; nibbles become floats by OR-ing them into 1.0f's mantissa
   (1 + q/16, no integer-to-float instruction); scale and zero point once per group: s·(Σ x·q − z·Σ x).
@@ -210,7 +210,7 @@ def _dot_kernel(x_ptr, w_ptr, s_ptr, z_ptr, y_ptr, sums_ptr, arrivals_ptr, M, N,
 
 
 @dataclass(frozen=True)
-class Launch:
+class _Launch:
     """One way to run a problem: which kernel, its grid and its compile-time constants."""
 
     gemv: bool
@@ -231,7 +231,7 @@ def _splits(K: int, chunk: int) -> list[int]:
     return [s for s in range(1, steps + 1) if steps % s == 0]
 
 
-def candidates(M: int, N: int, K: int, group_size: int, num_bits: int, sms: int) -> list[Launch]:
+def _candidates(M: int, N: int, K: int, group_size: int, num_bits: int, sms: int) -> list[_Launch]:
     """The launches worth trying, best guess first. GEMV up to GEMV_MAX_M rows: 1 warp whose threads each own
     4 int32 words (W4) or 8 int8 codes (W8) of a row, i.e. wide loads. tl.dot above: (16 or 32) × 128 tiles for W4,
     up to 64 × 128 for W8. Then split K until the programs fill every SM many times over — a GEMV of 8192 outputs
@@ -249,7 +249,7 @@ def candidates(M: int, N: int, K: int, group_size: int, num_bits: int, sms: int)
     want = per_sm * sms if sms else 2 * per_split
     best = min(range(len(splits)), key=lambda i: abs(per_split * splits[i] - want))
     neighbours = [i for i in (best - 1, best + 1) if sms and 0 <= i < len(splits)]
-    return [Launch(M <= GEMV_MAX_M, block_n, splits[i], chunk, block_m, warps) for i in (best, *neighbours)]
+    return [_Launch(M <= GEMV_MAX_M, block_n, splits[i], chunk, block_m, warps) for i in (best, *neighbours)]
 
 
 _scratch: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -265,7 +265,7 @@ def _split_scratch(M: int, N: int, device: torch.device) -> tuple[torch.Tensor, 
     return _scratch[key]
 
 
-def _run(launch: Launch, rows: torch.Tensor, weights: KernelWeights) -> torch.Tensor:
+def _run(launch: _Launch, rows: torch.Tensor, weights: KernelWeights) -> torch.Tensor:
     K, N = weights.shape
     M = rows.shape[0]
     y = torch.empty(M, N, device=rows.device, dtype=rows.dtype)
@@ -288,10 +288,10 @@ def _run(launch: Launch, rows: torch.Tensor, weights: KernelWeights) -> torch.Te
     return y
 
 
-_tuned: dict[tuple, Launch] = {}
+_tuned: dict[tuple, _Launch] = {}
 
 
-def _launch(rows: torch.Tensor, weights: KernelWeights) -> Launch:
+def _launch(rows: torch.Tensor, weights: KernelWeights) -> _Launch:
     """The launch for this problem on this device, chosen once and cached. On a GPU the candidates are timed as
     the GPU sees them (kata.timing.graph_time_us: a CUDA graph of calls with L2 flushed before each, so a weight
     that fits in L2 cannot flatter a launch); the interpreter takes the first."""
@@ -300,7 +300,7 @@ def _launch(rows: torch.Tensor, weights: KernelWeights) -> Launch:
     if key not in _tuned:
         cuda = rows.device.type == "cuda"
         sms = torch.cuda.get_device_properties(rows.device).multi_processor_count if cuda else 0
-        options = candidates(rows.shape[0], N, K, weights.group_size, weights.num_bits, sms)
+        options = _candidates(rows.shape[0], N, K, weights.group_size, weights.num_bits, sms)
         if len(options) > 1 and torch.cuda.is_current_stream_capturing():
             return options[0]  # no timing inside someone else's graph capture: the best guess, not cached
         if len(options) > 1:
