@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -51,16 +52,24 @@ def decode_speed(model: Llama, prompt: torch.Tensor, new_tokens: int = NEW_TOKEN
     if graphed is None:
         graphed = prompt.is_cuda
     if graphed:
-        from kata.static_decode import graphed_decode_speed
+        from kata.static_decode import graphed_generation
 
         try:
-            return {**graphed_decode_speed(model, prompt, new_tokens, runs), "graphed": True}
+            run, capture_s = graphed_generation(model, prompt, new_tokens)
+            return {**timed_runs(run, prompt.shape[0], new_tokens, runs), "capture_s": capture_s, "graphed": True}
         except RuntimeError as error:  # e.g. a layer that syncs with the host or allocates on another stream
             first_line = (str(error).splitlines() or [type(error).__name__])[0]
             print(f"CUDA graph 录制失败，改用 eager / could not capture the step, decoding eagerly: {first_line}")
-    generate(model, prompt, new_tokens)  # warm-up: first-call allocations, packed weights, caches
-    timings = [generate(model, prompt, new_tokens)[1:] for _ in range(runs)]
+    return {**timed_runs(lambda: generate(model, prompt, new_tokens)[1:], prompt.shape[0], new_tokens, runs),
+            "graphed": False}
+
+
+def timed_runs(run: Callable[[], tuple[float, float]], batch: int, new_tokens: int, runs: int) -> dict:
+    """The protocol every decode figure shares: run() once to warm up (first-call allocations, packed weights,
+    autotuning), then `runs` times; run returns (prefill s, decode s). Medians; the first new token of each
+    sequence comes from the prefill, so decode covers batch · (new_tokens − 1) tokens."""
+    run()
+    timings = [run() for _ in range(runs)]
     decode_s = statistics.median(t[1] for t in timings)
-    steps = prompt.shape[0] * (new_tokens - 1)  # the first new token comes from the prefill
-    return {"tokens_per_s": steps / decode_s, "prefill_s": statistics.median(t[0] for t in timings),
-            "batch": prompt.shape[0], "runs": runs, "threads": torch.get_num_threads(), "graphed": False}
+    return {"tokens_per_s": batch * (new_tokens - 1) / decode_s, "prefill_s": statistics.median(t[0] for t in timings),
+            "batch": batch, "runs": runs, "threads": torch.get_num_threads()}

@@ -94,26 +94,36 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(cfg.hidden_size, cfg.num_kv_heads * hd, bias=False)
         self.o_proj = nn.Linear(cfg.num_heads * hd, cfg.hidden_size, bias=False)
 
+    def project(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """q (B, nh, T, hd), k and v (B, nkv, T, hd) of x (B, T, hidden); RoPE's cos / sin rows applied to q, k."""
+        B, T, _ = x.shape
+        cfg, hd = self.cfg, self.cfg.head_dim
+        q = self.q_proj(x).view(B, T, cfg.num_heads, hd).transpose(1, 2)
+        k = self.k_proj(x).view(B, T, cfg.num_kv_heads, hd).transpose(1, 2)
+        v = self.v_proj(x).view(B, T, cfg.num_kv_heads, hd).transpose(1, 2)
+        return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **sdpa: object) -> torch.Tensor:
+        """Attention of q (B, nh, T, hd) over k, v (B, nkv, S, hd), projected back to (B, T, hidden); sdpa goes to
+        F.scaled_dot_product_attention (is_causal or attn_mask)."""
+        B, _, T, _ = q.shape
+        repeat = self.cfg.num_heads // self.cfg.num_kv_heads  # grouped-query attention: share each K/V head
+        k, v = k.repeat_interleave(repeat, dim=1).to(q.dtype), v.repeat_interleave(repeat, dim=1).to(q.dtype)
+        y = F.scaled_dot_product_attention(q, k, v, **sdpa)
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, self.cfg.num_heads * self.cfg.head_dim))
+
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 cache: KVCache | None = None) -> torch.Tensor:
         """x (B, T, hidden) at positions cache.length … + T - 1 (0 … T - 1 without a cache)."""
-        B, T, _ = x.shape
-        cfg, hd = self.cfg, self.cfg.head_dim
-        q = self.q_proj(x).view(B, T, cfg.num_heads, hd).transpose(1, 2)  # (B, nh, T, hd)
-        k = self.k_proj(x).view(B, T, cfg.num_kv_heads, hd).transpose(1, 2)  # (B, nkv, T, hd)
-        v = self.v_proj(x).view(B, T, cfg.num_kv_heads, hd).transpose(1, 2)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        T = x.shape[1]
+        q, k, v = self.project(x, cos, sin)
         past = 0 if cache is None else cache.length
         if cache is not None:
             k, v = cache.append(self.layer, k.to(cache.keys.dtype), v.to(cache.values.dtype))  # (B, nkv, S, hd)
-        repeat = cfg.num_heads // cfg.num_kv_heads  # grouped-query attention: share each K/V head
-        k, v = k.repeat_interleave(repeat, dim=1).to(q.dtype), v.repeat_interleave(repeat, dim=1).to(q.dtype)
         if past == 0 or T == 1:  # no earlier tokens, or one new token that may see every key
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=past == 0 and T > 1)
-        else:  # new token i (absolute position past + i) sees keys 0 … past + i
-            mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(past)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.o_proj(y.transpose(1, 2).reshape(B, T, cfg.num_heads * hd))
+            return self.attend(q, k, v, is_causal=past == 0 and T > 1)
+        # new token i (absolute position past + i) sees keys 0 … past + i
+        return self.attend(q, k, v, attn_mask=torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(past))
 
 
 class MLP(nn.Module):

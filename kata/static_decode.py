@@ -14,13 +14,12 @@ mask (key j is visible to query i when j ≤ pos + i), takes RoPE's cos / sin ro
 
 from __future__ import annotations
 
-import statistics
 import time
+from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
-from kata.llama import Attention, Llama, apply_rope, rope_tables
+from kata.llama import Attention, Llama, rope_tables
 
 
 class StaticDecoder:
@@ -53,20 +52,11 @@ class StaticDecoder:
 
     def _attention(self, attn: Attention, x: torch.Tensor, layer: int, where: torch.Tensor) -> torch.Tensor:
         """x (B, T, hidden) at positions `where` (T,): write their K/V there, attend over the whole cache."""
-        B, T, _ = x.shape
-        cfg, hd = self.model.cfg, self.model.cfg.head_dim
-        cos, sin = self.cos[where], self.sin[where]  # (T, hd)
-        q = apply_rope(attn.q_proj(x).view(B, T, cfg.num_heads, hd).transpose(1, 2), cos, sin)  # (B, nh, T, hd)
-        k = apply_rope(attn.k_proj(x).view(B, T, cfg.num_kv_heads, hd).transpose(1, 2), cos, sin)
-        v = attn.v_proj(x).view(B, T, cfg.num_kv_heads, hd).transpose(1, 2)
+        q, k, v = attn.project(x, self.cos[where], self.sin[where])
         self.keys[layer].index_copy_(2, where, k.to(self.keys.dtype))  # (B, nkv, max_len, hd)
         self.values[layer].index_copy_(2, where, v.to(self.values.dtype))
-        repeat = cfg.num_heads // cfg.num_kv_heads
-        keys = self.keys[layer].repeat_interleave(repeat, dim=1).to(q.dtype)
-        values = self.values[layer].repeat_interleave(repeat, dim=1).to(q.dtype)
         visible = self.positions[None, :] <= where[:, None]  # (T, max_len): key j for the query at where[i]
-        y = F.scaled_dot_product_attention(q, keys, values, attn_mask=visible)
-        return attn.o_proj(y.transpose(1, 2).reshape(B, T, cfg.num_heads * hd))
+        return attn.attend(q, self.keys[layer], self.values[layer], attn_mask=visible)
 
     def _forward(self, ids: torch.Tensor) -> torch.Tensor:
         """The greedy next token after each row of ids (B, T), placed at pos …; advances pos by T."""
@@ -144,29 +134,28 @@ def generate_graphed(model: Llama, prompt: torch.Tensor, new_tokens: int) -> tor
     return torch.cat(out, dim=1)
 
 
-def graphed_decode_speed(model: Llama, prompt: torch.Tensor, new_tokens: int, runs: int) -> dict:
-    """Median decode tokens/s with every step replayed from one CUDA graph (captured once, its time reported as
-    capture_s); prefill stays eager and is reported apart as time to first token. Each run starts over from the
-    prompt in the same decoder, so the graph's buffers never move."""
+
+def timed_generation(decoder: StaticDecoder, step: Callable[[torch.Tensor], torch.Tensor], prompt: torch.Tensor,
+                     new_tokens: int) -> tuple[float, float]:
+    """One greedy generation, decoder.prefill then new_tokens − 1 calls of step (decoder.step, a GraphedStep, a
+    compiled step): (prefill s, decode s), the device synchronized around each. Starts over in the same decoder,
+    so a graph's buffers never move."""
+    torch.cuda.synchronize()
+    started = time.perf_counter()
+    token = decoder.prefill(prompt)
+    torch.cuda.synchronize()
+    prefilled = time.perf_counter()
+    for _ in range(new_tokens - 1):
+        token = step(token)
+    torch.cuda.synchronize()
+    return prefilled - started, time.perf_counter() - prefilled
+
+
+def graphed_generation(model: Llama, prompt: torch.Tensor, new_tokens: int) -> tuple[Callable[[], tuple], float]:
+    """(a callable that runs timed_generation through one captured CUDA graph, the capture's seconds)."""
     decoder = StaticDecoder(model, prompt.shape[0], prompt.shape[1] + new_tokens)
     decoder.prefill(prompt)
     started = time.perf_counter()
     step = GraphedStep(decoder)
     torch.cuda.synchronize()
-    capture_s = time.perf_counter() - started
-    timings = []
-    for _ in range(runs + 1):  # the first run warms up
-        torch.cuda.synchronize()
-        started = time.perf_counter()
-        token = decoder.prefill(prompt)
-        torch.cuda.synchronize()
-        prefilled = time.perf_counter()
-        for _ in range(new_tokens - 1):
-            token = step(token)
-        torch.cuda.synchronize()
-        timings.append((prefilled - started, time.perf_counter() - prefilled))
-    timings = timings[1:]
-    steps = prompt.shape[0] * (new_tokens - 1)
-    return {"tokens_per_s": steps / statistics.median(t[1] for t in timings),
-            "prefill_s": statistics.median(t[0] for t in timings), "capture_s": capture_s,
-            "batch": prompt.shape[0], "runs": runs}
+    return (lambda: timed_generation(decoder, step, prompt, new_tokens)), time.perf_counter() - started

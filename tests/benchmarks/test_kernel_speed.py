@@ -226,30 +226,24 @@ def bytes_per_step(model, cfg, batch: int) -> int:
 
 
 def compiled_decode_speed(model, prompt) -> dict:
-    """The static step under torch.compile(mode="reduce-overhead"), what gpt-fast and torchao users run."""
-    import statistics
+    """The static step under torch.compile(mode="reduce-overhead"), what gpt-fast and torchao users run; timed by
+    the same protocol as every other row (kata.decode.timed_runs), compilation reported apart."""
     import time
 
-    from kata.static_decode import StaticDecoder
+    from kata.decode import timed_runs
+    from kata.static_decode import StaticDecoder, timed_generation
 
     decoder = StaticDecoder(model, prompt.shape[0], PROMPT + NEW)
-    step = torch.compile(decoder.step, mode="reduce-overhead", fullgraph=True)
+    compiled = torch.compile(decoder.step, mode="reduce-overhead", fullgraph=True)
+
+    def step(token):
+        return compiled(token).clone()  # the next call may overwrite a cudagraph's output
+
     started = time.perf_counter()
-    token = decoder.prefill(prompt)
-    for _ in range(3):  # compile and record
-        token = step(token).clone()
-    torch.cuda.synchronize()
+    timed_generation(decoder, step, prompt, 4)  # compile and record
     compile_s = time.perf_counter() - started
-    times = []
-    for _ in range(4):
-        token = decoder.prefill(prompt)
-        torch.cuda.synchronize()
-        started = time.perf_counter()
-        for _ in range(NEW - 1):
-            token = step(token).clone()
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - started)
-    return {"tokens_per_s": prompt.shape[0] * (NEW - 1) / statistics.median(times[1:]), "compile_s": compile_s}
+    return {**timed_runs(lambda: timed_generation(decoder, step, prompt, NEW), prompt.shape[0], NEW, 3),
+            "compile_s": compile_s}
 
 
 @pytest.mark.parametrize("name", list(MODELS))
