@@ -20,7 +20,7 @@ import gguf
 import torch
 
 from kata.llama import Llama
-from kata.smollm2 import _BLOCK_NAMES, _MODEL_NAMES, gguf_path
+from kata.smollm2 import gguf_path, state_key
 
 LINEAR_FORMATS = ("Q8_0", "Q4_0", "Q4_1", "F16", "F32")
 FILE_TYPES = {"Q8_0": "MOSTLY_Q8_0", "Q4_0": "MOSTLY_Q4_0", "Q4_1": "MOSTLY_Q4_1", "F16": "MOSTLY_F16",
@@ -31,13 +31,6 @@ def permute(w: torch.Tensor, n_heads: int) -> torch.Tensor:
     """llama.cpp's q/k row order from the usual one: (heads, 2, hd/2) → (heads, hd/2, 2) (kata.smollm2 undoes it)."""
     out_features, in_features = w.shape
     return w.reshape(n_heads, 2, out_features // n_heads // 2, in_features).transpose(1, 2).reshape_as(w)
-
-
-def _state_key(gguf_name: str) -> str:
-    stem, _, suffix = gguf_name.rpartition(".")
-    parts = stem.split(".")
-    name = f"layers.{parts[1]}.{_BLOCK_NAMES[parts[2]]}" if parts[0] == "blk" else _MODEL_NAMES[stem]
-    return f"{name}.{suffix}"
 
 
 def export_gguf(model: Llama, path: str | Path, fmt: str = "Q4_1", source: str | Path | None = None) -> Path:
@@ -74,7 +67,7 @@ def _write(reader: gguf.GGUFReader, state: dict[str, torch.Tensor], cfg, fmt: st
         sub_type = field.types[1] if field.types[0] == gguf.GGUFValueType.ARRAY else None
         writer.add_key_value(field.name, value, field.types[0], sub_type=sub_type)
     for tensor in reader.tensors:  # the source's tensors, names and order
-        values = state[_state_key(tensor.name)]
+        values = state[state_key(tensor.name)]
         kind = tensor.name.split(".")[-2]
         if kind == "attn_q":
             values = permute(values, cfg.num_heads)

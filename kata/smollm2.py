@@ -39,6 +39,14 @@ _BLOCK_NAMES = {
 _MODEL_NAMES = {"token_embd": "embed_tokens", "output_norm": "norm", "output": "lm_head"}
 
 
+def state_key(gguf_name: str) -> str:
+    """Our state-dict key for a GGUF tensor name: "blk.3.attn_q.weight" → "layers.3.self_attn.q_proj.weight"."""
+    stem, _, suffix = gguf_name.rpartition(".")
+    parts = stem.split(".")
+    name = f"layers.{parts[1]}.{_BLOCK_NAMES[parts[2]]}" if parts[0] == "blk" else _MODEL_NAMES[stem]
+    return f"{name}.{suffix}"
+
+
 class ModelUnavailable(RuntimeError):
     """The GGUF could not be fetched (e.g. offline) or read."""
 
@@ -95,15 +103,13 @@ def _read_gguf(path: Path) -> tuple[LlamaConfig, dict[str, torch.Tensor], dict]:
     )
     state = {}
     for tensor in reader.tensors:
-        stem, _, suffix = tensor.name.rpartition(".")  # "blk.3.attn_q", "weight"
-        parts = stem.split(".")
-        name = (f"layers.{parts[1]}.{_BLOCK_NAMES[parts[2]]}" if parts[0] == "blk" else _MODEL_NAMES[stem])
+        key, kind = state_key(tensor.name), tensor.name.split(".")[-2]  # "blk.3.attn_q.weight" → "attn_q"
         values = torch.from_numpy(gguf.quants.dequantize(tensor.data, tensor.tensor_type).copy()).float()
-        if parts[-1] == "attn_q":
+        if kind == "attn_q":
             values = _unpermute(values, cfg.num_heads)
-        elif parts[-1] == "attn_k":
+        elif kind == "attn_k":
             values = _unpermute(values, cfg.num_kv_heads)
-        state[f"{name}.{suffix}"] = values.reshape(-1) if values.dim() == 1 or "norm" in name else values
+        state[key] = values.reshape(-1) if values.dim() == 1 or "norm" in key else values
     vocab = {
         "tokens": _field(reader, "tokenizer.ggml.tokens"),
         "merges": _field(reader, "tokenizer.ggml.merges"),

@@ -121,9 +121,8 @@ def _finish(acc, y_ptrs, sums_ptrs, mask, arrivals_ptr, SPLIT, ATOMIC: tl.conste
 
 @triton.jit
 def _gemv_kernel(x_ptr, w_ptr, s_ptr, z_ptr, y_ptr, sums_ptr, arrivals_ptr, N, K_SLICE, SPLIT, stride_x,
-                 GROUP: tl.constexpr,
-                 BITS: tl.constexpr, CHUNK: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_N: tl.constexpr,
-                 ATOMIC: tl.constexpr):
+                 GROUP: tl.constexpr, BITS: tl.constexpr, CHUNK: tl.constexpr, BLOCK_N: tl.constexpr,
+                 EVEN_N: tl.constexpr, ATOMIC: tl.constexpr):
     """y[m, n-block] (+)= Σ_k x[m, k]·ŵ[k, n] over this program's K_SLICE rows; grid (N / BLOCK_N, M, SPLIT).
 
     Each thread owns BLOCK_N / (32·num_warps) neighbouring outputs, so one row of words is one 128-bit load per
