@@ -88,6 +88,15 @@ def test_the_graphed_step_gives_the_eager_loops_tokens_on_cuda(batch):
                         f"graphed against eager greedy tokens on CUDA (batch {batch})")
 
 
+@pytest.mark.gpu
+def test_decode_speed_on_cuda_replays_a_captured_graph():
+    from kata.decode import decode_speed
+
+    speed = decode_speed(tiny_llama().cuda(), prompt(2, 5).cuda(), new_tokens=6, runs=2)
+    expect_equal(speed["graphed"], True, "decode_speed on CUDA: graphed")
+    expect_equal(speed["capture_s"] > 0 and speed["tokens_per_s"] > 0, True, "capture time and tokens/s measured")
+
+
 def test_a_graph_on_the_cpu_is_a_value_error_naming_the_device():
     from kata.static_decode import GraphedStep
 
