@@ -44,6 +44,21 @@ def gpu_note(folders: tuple[Path, ...] = BENCH_RESULTS) -> str:
     info = json.loads(paths[0].read_text(encoding="utf-8"))
     return (f"\n\nGPU, one 8192 × 8192 layer (`{paths[0].parent}/`, {info['device']}, torch {info['torch']}, Triton "
             f"{info['triton']}, L2 flushed, device time of a CUDA graph; × = speed against fp16 in the same run):\n"
+            + "\n".join(lines) + _decode_note(paths[0].parent))
+
+
+def _decode_note(folder: Path) -> str:
+    """Batch-1 decode tokens/s of each model in the benchmark's decode JSON, × against the bf16 graph row."""
+    lines = []
+    for path in sorted(folder.glob("decode_*.json")):
+        info = json.loads(path.read_text(encoding="utf-8"))
+        batch1 = {name.removesuffix(", batch 1"): r["tokens_per_s"] for name, r in info["results"].items()
+                  if name.endswith(", batch 1")}
+        cells = ", ".join(f"{name} {speed:.0f} ({speed / batch1['bf16 graph']:.2f}×)" for name, speed in batch1.items())
+        lines.append(f"- {info['model']} shapes ({info['layers']} layers, random weights): {cells}")
+    if not lines:
+        return ""
+    return ("\n\nGPU decode, batch 1, tokens/s (lm_head bf16; × = against bf16 with one CUDA graph per token):\n"
             + "\n".join(lines))
 
 
