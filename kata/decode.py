@@ -45,17 +45,18 @@ def generate(model: Llama, prompt: torch.Tensor, new_tokens: int) -> tuple[torch
 
 
 def decode_speed(model: Llama, prompt: torch.Tensor, new_tokens: int = NEW_TOKENS, runs: int = RUNS,
-                 graphed: bool | None = None) -> dict:
+                 graphed: bool | None = None, compiled: bool = False) -> dict:
     """Median decode tokens/s (batch = prompt.shape[0] sequences, each token counted) over `runs` timed runs.
-    graphed (default: on CUDA) replays each step from one CUDA graph (kata.static_decode); a model whose step
-    cannot be captured falls back to this eager loop with a one-line notice."""
+    graphed (default: on CUDA) replays each step from one CUDA graph (kata.static_decode), compiled first by
+    torch.compile when compiled; a model whose step cannot be captured falls back to this eager loop with a
+    one-line notice. "capture_s" is the one-off compile and capture time."""
     if graphed is None:
         graphed = prompt.is_cuda
     if graphed:
         from kata.static_decode import graphed_generation
 
         try:
-            run, capture_s = graphed_generation(model, prompt, new_tokens)
+            run, capture_s = graphed_generation(model, prompt, new_tokens, compiled)
             return {**timed_runs(run, prompt.shape[0], new_tokens, runs), "capture_s": capture_s, "graphed": True}
         except RuntimeError as error:  # e.g. a layer that syncs with the host or allocates on another stream
             first_line = (str(error).splitlines() or [type(error).__name__])[0]

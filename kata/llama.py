@@ -106,11 +106,15 @@ class Attention(nn.Module):
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **sdpa: object) -> torch.Tensor:
         """Attention of q (B, nh, T, hd) over k, v (B, nkv, S, hd), projected back to (B, T, hidden); sdpa goes to
         F.scaled_dot_product_attention (is_causal or attn_mask)."""
-        B, _, T, _ = q.shape
-        repeat = self.cfg.num_heads // self.cfg.num_kv_heads  # grouped-query attention: share each K/V head
-        k, v = k.repeat_interleave(repeat, dim=1).to(q.dtype), v.repeat_interleave(repeat, dim=1).to(q.dtype)
-        y = F.scaled_dot_product_attention(q, k, v, **sdpa)
-        return self.o_proj(y.transpose(1, 2).reshape(B, T, self.cfg.num_heads * self.cfg.head_dim))
+        B, nh, T, hd = q.shape
+        nkv = k.shape[1]  # grouped-query attention: query head h reads K/V head h // (nh / nkv)
+        k, v = k.to(q.dtype), v.to(q.dtype)
+        if T == 1:  # one query per head (decode): a K/V head's query heads become the rows of one query block,
+            y = F.scaled_dot_product_attention(q.reshape(B, nkv, nh // nkv, hd), k, v, **sdpa)  # K/V not copied
+        else:
+            k, v = k.repeat_interleave(nh // nkv, dim=1), v.repeat_interleave(nh // nkv, dim=1)
+            y = F.scaled_dot_product_attention(q, k, v, **sdpa).transpose(1, 2)
+        return self.o_proj(y.reshape(B, T, nh * hd))
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 cache: KVCache | None = None) -> torch.Tensor:

@@ -23,9 +23,11 @@ from kata.llama import Attention, Llama, rope_tables
 
 
 class StaticDecoder:
-    """Greedy decoding for `batch` sequences of at most `max_len` tokens in all, with every buffer allocated once."""
+    """Greedy decoding for `batch` sequences of at most `max_len` tokens in all, with every buffer allocated once.
+    compiled: the one-token step goes through torch.compile (prefill stays eager), which fuses the dozens of small
+    kernels of each layer's norms, RoPE and residual adds — what a graph still pays for, one launch each."""
 
-    def __init__(self, model: Llama, batch: int, max_len: int) -> None:
+    def __init__(self, model: Llama, batch: int, max_len: int, compiled: bool = False) -> None:
         for name, value in (("batch", batch), ("max_len", max_len)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} 必须是正整数 / {name} must be a positive int, got {value!r}")
@@ -38,6 +40,7 @@ class StaticDecoder:
         self.cos, self.sin = cos.to(weight.device, weight.dtype), sin.to(weight.device, weight.dtype)
         self.positions = torch.arange(max_len, device=weight.device)
         self.pos = torch.zeros((), dtype=torch.long, device=weight.device)  # where the next token goes
+        self._step = _compiled(self._forward, model) if compiled else self._forward
 
     def _check(self, ids: torch.Tensor, room: int) -> None:
         if not isinstance(ids, torch.Tensor) or ids.dtype != torch.long or ids.dim() != 2:
@@ -80,7 +83,7 @@ class StaticDecoder:
     @torch.no_grad()
     def step(self, ids: torch.Tensor) -> torch.Tensor:
         """One new token per row, ids (B, 1) → the next (B, 1). No checks and no host sync: a graph replays this."""
-        return self._forward(ids)
+        return self._step(ids)
 
 
 @torch.no_grad()
@@ -92,6 +95,17 @@ def generate_static(model: Llama, prompt: torch.Tensor, new_tokens: int) -> torc
     for _ in range(new_tokens - 1):
         out.append(decoder.step(out[-1]))
     return torch.cat(out, dim=1)
+
+
+def _compiled(forward: Callable[[torch.Tensor], torch.Tensor], model: Llama) -> Callable[[torch.Tensor], torch.Tensor]:
+    """forward under torch.compile: the model's own glue (norms, RoPE, cache writes, residual adds, SwiGLU's
+    product) fused into a few generated kernels. Layers from outside torch and kata — a learner's quantized linears
+    and their kernels — run as they are: the compiler calls them and never traces into them."""
+    for module in model.modules():
+        outside = not type(module).__module__.startswith(("torch.", "kata."))
+        if outside and not getattr(module.forward, "_torchdynamo_disable", False):
+            module.forward = torch.compiler.disable(module.forward)
+    return torch.compile(forward, dynamic=False)
 
 
 class GraphedStep:
@@ -124,9 +138,10 @@ class GraphedStep:
 
 
 @torch.no_grad()
-def generate_graphed(model: Llama, prompt: torch.Tensor, new_tokens: int) -> torch.Tensor:
-    """generate_static with every one-token step replayed from one CUDA graph (prefill stays eager)."""
-    decoder = StaticDecoder(model, prompt.shape[0], prompt.shape[1] + new_tokens)
+def generate_graphed(model: Llama, prompt: torch.Tensor, new_tokens: int, compiled: bool = False) -> torch.Tensor:
+    """generate_static with every one-token step replayed from one CUDA graph (prefill stays eager); compiled:
+    the step is compiled by torch.compile before it is captured."""
+    decoder = StaticDecoder(model, prompt.shape[0], prompt.shape[1] + new_tokens, compiled)
     out = [decoder.prefill(prompt)]
     step = GraphedStep(decoder)
     for _ in range(new_tokens - 1):
@@ -151,11 +166,13 @@ def timed_generation(decoder: StaticDecoder, step: Callable[[torch.Tensor], torc
     return prefilled - started, time.perf_counter() - prefilled
 
 
-def graphed_generation(model: Llama, prompt: torch.Tensor, new_tokens: int) -> tuple[Callable[[], tuple], float]:
-    """(a callable that runs timed_generation through one captured CUDA graph, the capture's seconds)."""
-    decoder = StaticDecoder(model, prompt.shape[0], prompt.shape[1] + new_tokens)
-    decoder.prefill(prompt)
+def graphed_generation(model: Llama, prompt: torch.Tensor, new_tokens: int,
+                       compiled: bool = False) -> tuple[Callable[[], tuple], float]:
+    """(a callable that runs timed_generation through one captured CUDA graph, the seconds to compile (compiled:
+    torch.compile fuses the step's glue first) and capture it)."""
     started = time.perf_counter()
+    decoder = StaticDecoder(model, prompt.shape[0], prompt.shape[1] + new_tokens, compiled)
+    decoder.step(decoder.prefill(prompt))  # compiles here, on the default stream, when compiled
     step = GraphedStep(decoder)
     torch.cuda.synchronize()
     return (lambda: timed_generation(decoder, step, prompt, new_tokens)), time.perf_counter() - started

@@ -88,6 +88,31 @@ def test_the_graphed_step_gives_the_eager_loops_tokens_on_cuda(batch):
                         f"graphed against eager greedy tokens on CUDA (batch {batch})")
 
 
+class Outside(torch.nn.Module):
+    """A layer from outside torch and kata, as a learner's quantized linear is."""
+
+    def __init__(self, linear: torch.nn.Linear) -> None:
+        super().__init__()
+        self.linear = linear
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x)
+
+
+@pytest.mark.gpu
+def test_the_compiled_graphed_step_gives_the_eager_loops_tokens_and_never_traces_outside_layers():
+    from kata.llama import replace_linears
+    from kata.static_decode import generate_graphed
+
+    model = tiny_llama().cuda()
+    replace_linears(model, Outside)
+    ids = prompt(2, 9).cuda()
+    expect_tensor_equal(generate_graphed(model, ids, 12, compiled=True).cpu(), generate(model, ids, 12)[0].cpu(),
+                        "compiled and graphed against eager greedy tokens on CUDA")
+    untraced = [getattr(m.forward, "_torchdynamo_disable", False) for m in model.modules() if isinstance(m, Outside)]
+    expect_equal(untraced, [True] * 14, "each outside layer left to run as it is (never traced)")
+
+
 @pytest.mark.gpu
 def test_decode_speed_on_cuda_replays_a_captured_graph():
     from kata.decode import decode_speed

@@ -193,8 +193,14 @@ MODELS = {
 }
 
 
-DECODE_VARIANTS = ("bf16 eager", "bf16 graph", "bf16 torch.compile (reduce-overhead)", "W4 g64 tinygemm graph",
-                   "W4 g64 target kernel (5.10) graph", "W8 target kernel (5.10) graph")
+# "graph": kata's static step in one CUDA graph per token; "compiled graph": the same step compiled by torch.compile
+# first (the model's glue fused, quantized layers called as they are), then captured. The ratios compare compiled
+# graphs, the fastest form of every row; "bf16 graph" shows what compiling adds, reduce-overhead what torch.compile
+# alone gives (gpt-fast's and torchao's recipe).
+DECODE_VARIANTS = ("bf16 eager", "bf16 graph", "bf16 torch.compile (reduce-overhead)", "bf16 compiled graph",
+                   "W4 g64 tinygemm compiled graph", "W4 g64 target kernel (5.10) graph",
+                   "W4 g64 target kernel (5.10) compiled graph", "W8 target kernel (5.10) compiled graph")
+BASE = "bf16 compiled graph"
 PROMPT, NEW = 32, 64
 
 
@@ -234,6 +240,8 @@ def compiled_decode_speed(model, prompt) -> dict:
     from kata.static_decode import StaticDecoder, timed_generation
 
     decoder = StaticDecoder(model, prompt.shape[0], PROMPT + NEW)
+    for buffer in (decoder.keys, decoder.values, decoder.pos, decoder.positions, decoder.cos, decoder.sin):
+        torch._dynamo.mark_static_address(buffer)  # else the mutated cache makes torch.compile skip its cudagraphs
     compiled = torch.compile(decoder.step, mode="reduce-overhead", fullgraph=True)
 
     def step(token):
@@ -265,7 +273,8 @@ def test_decode_tokens_per_second(benchmark, name, copy_limit):
                 if "torch.compile" in variant:
                     row = compiled_decode_speed(model, prompt)
                 else:
-                    row = decode_speed(model, prompt, new_tokens=NEW, runs=3, graphed=variant.endswith("graph"))
+                    row = decode_speed(model, prompt, new_tokens=NEW, runs=3, graphed=variant.endswith("graph"),
+                                       compiled=variant.endswith("compiled graph"))
                 limit = batch * copy_limit / bytes_per_step(model, cfg, batch)
                 results[f"{variant}, batch {batch}"] = {**row, "bytes_limit_tokens_per_s": limit}
                 print(f"{name} {variant}, batch {batch}: {row['tokens_per_s']:.0f} tok/s "
@@ -283,14 +292,15 @@ def test_decode_tokens_per_second(benchmark, name, copy_limit):
     (OUT / f"decode_{name}.partial.json").unlink()
     print("\n" + render_decode(path))
     speed = {k: v["tokens_per_s"] for k, v in results.items()}
-    # Ratios from this same run, floors well under the goals (W4 ≥ 2.0× bf16 graph at batch 1 on Llama-3-8B) so
-    # that noise cannot flake them: inside a graph the 5.10 kernel must beat bf16 at batch 1, and the graph must
-    # beat the eager loop.
+    # Ratios from this same run, floors well under the goals (W4 ≥ 2.0× bf16 at batch 1 on Llama-3-8B) so that
+    # noise cannot flake them: the graph must beat the eager loop, compiling must not slow the graph down, and the
+    # 5.10 kernel must beat bf16 at batch 1 (measured 1.42× on the H200).
     for batch in (1, 16):
         assert speed[f"bf16 graph, batch {batch}"] > speed[f"bf16 eager, batch {batch}"], "graph slower than eager"
-    w4, bf16 = speed["W4 g64 target kernel (5.10) graph, batch 1"], speed["bf16 graph, batch 1"]
-    floor = 1.3 if cfg.num_layers >= 32 else 0.7  # SmolLM2's layers are too small for bytes to dominate
-    assert w4 >= floor * bf16, f"W4 kernel decodes {w4:.0f} tok/s, bf16 graph {bf16:.0f} (floor {floor}×)"
+        assert speed[f"{BASE}, batch {batch}"] > 0.95 * speed[f"bf16 graph, batch {batch}"], "compiling slowed it"
+    w4, bf16 = speed["W4 g64 target kernel (5.10) compiled graph, batch 1"], speed[f"{BASE}, batch 1"]
+    floor = 1.2 if cfg.num_layers >= 32 else 0.7  # SmolLM2's layers are too small for bytes to dominate
+    assert w4 >= floor * bf16, f"W4 kernel decodes {w4:.0f} tok/s, {BASE} {bf16:.0f} (floor {floor}×)"
 
 
 def render_decode(path: Path) -> str:
@@ -299,8 +309,9 @@ def render_decode(path: Path) -> str:
     rows = []
     for key, r in info["results"].items():
         batch = key.rsplit(" ", 1)[1]
-        base = info["results"][f"bf16 graph, batch {batch}"]["tokens_per_s"]
+        base = info["results"][f"{BASE}, batch {batch}"]["tokens_per_s"]
         note = (f"compile {r['compile_s']:.0f} s" if "compile_s" in r
+                else f"compile + capture {r['capture_s']:.0f} s" if "compiled graph" in key
                 else f"capture {r['capture_s']:.2f} s" if "capture_s" in r else "")
         rows.append((key, f"{r['tokens_per_s']:.0f}", f"{r['tokens_per_s'] / base:.2f}×",
                      f"{r['tokens_per_s'] / r['bytes_limit_tokens_per_s']:.0%}", f"{r['prefill_s'] * 1e3:.1f}"
@@ -308,5 +319,5 @@ def render_decode(path: Path) -> str:
     header = (f"**decode, {info['model']} shapes ({info['layers']} layers, random weights, lm_head {info['lm_head']})"
               f"** — {info['device']}, driver {info['driver']}, torch {info['torch']}, Triton {info['triton']}, "
               f"{info['date']}; {info['prompt']}-token prompt, {info['new_tokens']} new tokens, median of 3\n\n")
-    return header + markdown_table(("variant, batch", "tokens/s", "vs bf16 graph", "of bytes limit",
+    return header + markdown_table(("variant, batch", "tokens/s", f"vs {BASE}", "of bytes limit",
                                     "prefill ms", "one-off"), rows)
