@@ -3,7 +3,7 @@
 import pytest
 
 from exercises.ex1_2_format_table import build_format_table, render_format_table
-from kata.harness.check import expect_close, expect_equal
+from kata.harness.check import expect_close, expect_equal, raises
 
 BITS = {"fp32": 32, "fp16": 16, "bf16": 16, "fp8": 8, "int8": 8, "int4": 4}
 
@@ -45,10 +45,10 @@ def test_the_rendered_table_is_markdown_with_two_decimals():
 
 
 def test_empty_formats_is_a_value_error():
-    with pytest.raises(ValueError, match=r"\bformats\b"):
+    with raises(ValueError, match=r"\bformats\b"):
         build_format_table(7, [], memory_gb)
 
 
 def test_a_parameter_count_that_is_not_positive_is_a_value_error():
-    with pytest.raises(ValueError, match=r"\bnum_params_b\b"):
+    with raises(ValueError, match=r"\bnum_params_b\b"):
         build_format_table(-1, FORMATS, memory_gb)

@@ -6,7 +6,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from exercises.ex2_1_per_tensor import dequantize_per_tensor, quantize_per_tensor
-from kata.harness.check import expect_at_most, expect_close, expect_tensor, expect_tensor_close, expect_tensor_equal
+from kata.harness.check import (
+    expect_at_most,
+    expect_close,
+    expect_tensor,
+    expect_tensor_close,
+    expect_tensor_equal,
+    raises,
+)
 
 
 def test_quantize_per_tensor():
@@ -17,7 +24,8 @@ def test_quantize_per_tensor():
     x_hat = dequantize_per_tensor(q, scale)
     expect_tensor(q, "q", dtype=torch.int8)
     expect_tensor(x_hat, "x_hat", shape=tuple(x.shape))
-    expect_at_most((x - x_hat).abs().max(), scale.item() / 2 + 1e-6, "max |x - x̂| (≤ scale / 2)")
+    step = x.abs().max().item() / 127  # the rule's step, not the answer's own: a huge scale and zero codes fail
+    expect_at_most((x - x_hat).abs().max(), step / 2 + 1e-6, "max |x - x̂| (≤ scale / 2 = max|x| / 254)")
 
 
 def test_the_worked_example_gives_these_codes_and_scale():
@@ -51,8 +59,10 @@ def test_the_round_trip_error_is_at_most_half_a_step(values, num_bits):
     q, scale = quantize_per_tensor(x, num_bits)
     err = (dequantize_per_tensor(q, scale) - x).abs().max()
     # Rounding to the nearest grid point misses by at most scale / 2; x / scale and q · scale each add at most
-    # one float32 rounding of a value no larger than max|x|.
-    bound = scale.item() / 2 + 4 * torch.finfo(torch.float32).eps * x.abs().max().item()
+    # one float32 rounding of a value no larger than max|x|. The scale is the rule's (max|x| / qmax, at least
+    # 1e-8), not the answer's own: a huge scale with zero codes must not pass.
+    step = max(x.abs().max().item() / (2 ** (num_bits - 1) - 1), 1e-8)
+    bound = step / 2 + 4 * torch.finfo(torch.float32).eps * x.abs().max().item()
     expect_at_most(err, bound, f"max |x - x̂| (≤ scale / 2) for {num_bits} bits")
 
 
@@ -70,16 +80,16 @@ def test_an_empty_tensor_gets_scale_one():
 
 @pytest.mark.parametrize("num_bits", [1, 9, 0, 4.0])
 def test_num_bits_outside_2_to_8_is_a_value_error(num_bits):
-    with pytest.raises(ValueError, match=r"\bnum_bits\b"):
+    with raises(ValueError, match=r"\bnum_bits\b"):
         quantize_per_tensor(torch.randn(3), num_bits=num_bits)
 
 
 def test_an_integer_tensor_is_a_type_error():
-    with pytest.raises(TypeError, match=r"\bx\b"):
+    with raises(TypeError, match=r"\bx\b"):
         quantize_per_tensor(torch.arange(5))
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_nan_or_infinity_is_a_value_error(bad):
-    with pytest.raises(ValueError, match=r"\bNaN\b"):
+    with raises(ValueError, match=r"\bNaN\b"):
         quantize_per_tensor(torch.tensor([1.0, bad]))

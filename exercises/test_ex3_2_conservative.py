@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from exercises.ex3_2_conservative import plan_precision, recommend_scheme
-from kata.harness.check import expect_equal
+from kata.harness.check import expect_equal, raises
 from kata.oracles import measure_sqnr
 
 
@@ -47,14 +47,14 @@ def test_plan_precision_measures_only_from_target_bits_up():
 
 
 def test_a_missing_target_width_is_a_value_error():
-    with pytest.raises(ValueError, match=r"\btarget_bits\b"):
+    with raises(ValueError, match=r"\btarget_bits\b"):
         recommend_scheme({8: 40.0}, target_bits=4)
 
 
 def test_target_bits_outside_2_to_8_is_a_value_error():
-    with pytest.raises(ValueError, match=r"\btarget_bits\b"):
+    with raises(ValueError, match=r"\btarget_bits\b"):
         plan_precision({"w": torch.ones(4)}, measure_sqnr, target_bits=1)
-    with pytest.raises(ValueError, match=r"\btarget_bits\b"):
+    with raises(ValueError, match=r"\btarget_bits\b"):
         recommend_scheme({1: 30.0, 8: 50.0}, target_bits=1)
 
 
@@ -68,5 +68,5 @@ def test_plan_precision_passes_the_bar_on():
 
 
 def test_plan_precision_with_target_bits_outside_2_to_8_is_a_value_error():
-    with pytest.raises(ValueError, match=r"\btarget_bits\b"):
+    with raises(ValueError, match=r"\btarget_bits\b"):
         plan_precision({"w": torch.ones(4)}, lambda w, bits: 99.0, target_bits=9)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from exercises.ex4_1_self_check import activation_vs_weight, crest_factor, memory_gap, ptq_floor
-from kata.harness.check import expect_close, expect_equal
+from kata.harness.check import expect_close, expect_equal, raises
 from kata.oracles import measure_sqnr
 
 BITS = {"fp32": 32, "fp16": 16, "int8": 8, "int4": 4}
@@ -28,7 +28,7 @@ def test_q1_other_formats_can_be_asked_for():
 
 
 def test_q1_a_parameter_count_that_is_not_positive_is_a_value_error():
-    with pytest.raises(ValueError, match=r"\bnum_params_b\b"):
+    with raises(ValueError, match=r"\bnum_params_b\b"):
         memory_gap(0, memory_gb)
 
 
@@ -41,7 +41,7 @@ def test_q2_crest_factor_of_all_zeros_is_one():
 
 
 def test_q2_crest_factor_rejects_nan():
-    with pytest.raises(ValueError, match=r"\bNaN\b"):
+    with raises(ValueError, match=r"\bNaN\b"):
         crest_factor(torch.tensor([1.0, float("nan")]))
 
 
@@ -84,7 +84,7 @@ def test_q3_no_passing_width_gives_none():
 
 
 def test_q3_one_bit_width_is_a_value_error():
-    with pytest.raises(ValueError, match=r"\bsqnr_db\b"):
+    with raises(ValueError, match=r"\bsqnr_db\b"):
         ptq_floor({4: 20.0})
 
 
@@ -93,9 +93,9 @@ def test_q2_crest_factor_does_not_depend_on_the_scale():
 
 
 def test_q2_crest_factor_names_x_when_it_rejects_it():
-    with pytest.raises(ValueError, match=r"\bx\b"):
+    with raises(ValueError, match=r"\bx\b"):
         crest_factor(torch.tensor([1.0, float("nan")]))
-    with pytest.raises(ValueError, match=r"\bx\b"):
+    with raises(ValueError, match=r"\bx\b"):
         crest_factor(torch.zeros(0))
 
 

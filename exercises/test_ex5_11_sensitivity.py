@@ -17,7 +17,7 @@ from exercises.ex5_11_sensitivity import (
     sensitivity,
 )
 from kata.evaluate import evaluate, log_probs
-from kata.harness.check import expect_at_most, expect_close, expect_equal, expect_tensor_equal
+from kata.harness.check import expect_at_most, expect_close, expect_equal, expect_tensor_equal, raises
 from kata.llama import tiny_llama
 from kata.oracles import rtn
 
@@ -61,7 +61,7 @@ def test_layer_bytes_is_a_whole_number_even_for_groups_of_one():
 @pytest.mark.parametrize(("num_bits", "group_size", "argument"), [(4, 100, "group_size"), (4, 0, "group_size"),
                                                                   (9, 64, "num_bits"), (1, 64, "num_bits")])
 def test_layer_bytes_names_what_it_rejects(num_bits, group_size, argument):
-    with pytest.raises(ValueError, match=rf"\b{argument}\b"):
+    with raises(ValueError, match=rf"\b{argument}\b"):
         layer_bytes(96, 384, num_bits, group_size)
 
 
@@ -154,7 +154,7 @@ def test_sensitivity_reports_progress_every_30_groups_and_at_the_end():
 
 def test_sensitivity_names_unknown_layers():
     model = tiny_llama()
-    with pytest.raises(ValueError, match=r"\bgroups\b"):
+    with raises(ValueError, match=r"\bgroups\b"):
         sensitivity(model, IDS, log_probs(model, IDS), {"x": ["layers.7.mlp.up_proj"]})
 
 
@@ -215,14 +215,14 @@ def test_a_plan_on_the_tiny_model_stays_within_its_budget():
 @pytest.mark.parametrize("budget", [3.0, 16.5, True, float("nan")])
 def test_a_budget_outside_cheapest_to_16_bits_is_a_value_error(budget):
     shapes = square_shapes("a")
-    with pytest.raises(ValueError, match=r"\bbudget_bits\b"):
+    with raises(ValueError, match=r"\bbudget_bits\b"):
         plan_precision({"a": {3: 0.9, 4: 0.2, 8: 0.0}}, shapes, budget)
 
 
 def test_a_plan_for_unknown_layers_or_missing_widths_is_a_value_error():
-    with pytest.raises(ValueError, match=r"\bkl\b"):
+    with raises(ValueError, match=r"\bkl\b"):
         plan_precision({"layers.9.mlp.up_proj": {3: 0.9, 4: 0.2, 8: 0.0}}, square_shapes("a"), 4.0)
-    with pytest.raises(ValueError, match=r"\bkl\b"):
+    with raises(ValueError, match=r"\bkl\b"):
         plan_precision({"a": {3: 0.9, 4: 0.2}}, square_shapes("a"), 4.0)
 
 
@@ -290,7 +290,7 @@ def test_the_concentration_threshold_is_inclusive():
 ])
 def test_choose_scheme_names_what_it_rejects(kwargs, argument):
     arguments = {"ptq_kl": 0.5, "max_kl": 0.15, "layer_kl": SPREAD, "target_bits": 3, "budget_bits": 3.5} | kwargs
-    with pytest.raises(ValueError, match=rf"\b{argument}\b"):
+    with raises(ValueError, match=rf"\b{argument}\b"):
         choose_scheme(**arguments)
 
 

@@ -28,7 +28,7 @@ from exercises.ex5_12_gguf_formats import (
     quantize_q8_0,
     round_half_away,
 )
-from kata.harness.check import expect_at_most, expect_close, expect_equal, expect_tensor, expect_tensor_equal
+from kata.harness.check import expect_at_most, expect_close, expect_equal, expect_tensor, expect_tensor_equal, raises
 
 QUANTIZE = {"Q8_0": quantize_q8_0, "Q4_0": quantize_q4_0, "Q4_1": quantize_q4_1, "MXFP4": quantize_mxfp4}
 DEQUANTIZE = {"Q8_0": dequantize_q8_0, "Q4_0": dequantize_q4_0, "Q4_1": dequantize_q4_1, "MXFP4": dequantize_mxfp4,
@@ -164,7 +164,7 @@ def test_leading_dimensions_are_kept(fmt):
 def test_a_width_that_is_not_whole_blocks_is_a_value_error(fmt):
     quantize = QUANTIZE.get(fmt, quantize_nvfp4)
     quantize(torch.zeros(2, 64))  # whole blocks: fine
-    with pytest.raises(ValueError, match=r"\bx\b"):
+    with raises(ValueError, match=r"\bx\b"):
         quantize(torch.zeros(2, 48))
 
 
@@ -173,13 +173,13 @@ def test_nan_and_inf_are_value_errors(bad):
     x = torch.zeros(1, 64)
     x[0, 5] = bad
     for quantize in (*QUANTIZE.values(), quantize_nvfp4):
-        with pytest.raises(ValueError, match="NaN"):
+        with raises(ValueError, match="NaN"):
             quantize(x)
 
 
 def test_integer_weights_are_a_type_error():
     for quantize in (*QUANTIZE.values(), quantize_nvfp4):
-        with pytest.raises(TypeError, match=r"\bx\b"):
+        with raises(TypeError, match=r"\bx\b"):
             quantize(torch.zeros(1, 64, dtype=torch.int32))
 
 
@@ -187,14 +187,14 @@ def test_integer_weights_are_a_type_error():
 def test_bytes_of_the_wrong_dtype_or_length_are_refused(fmt):
     nbytes = BLOCKS[fmt][1]
     DEQUANTIZE[fmt](torch.zeros(1, 2 * nbytes, dtype=torch.uint8))  # whole blocks of bytes: fine
-    with pytest.raises(TypeError, match=r"\bdata\b"):
+    with raises(TypeError, match=r"\bdata\b"):
         DEQUANTIZE[fmt](torch.zeros(1, nbytes, dtype=torch.int8))
-    with pytest.raises(ValueError, match=r"\bdata\b"):
+    with raises(ValueError, match=r"\bdata\b"):
         DEQUANTIZE[fmt](torch.zeros(1, nbytes + 1, dtype=torch.uint8))
 
 
 def test_an_unknown_format_is_a_value_error():
-    with pytest.raises(ValueError, match=r"\bfmt\b"):
+    with raises(ValueError, match=r"\bfmt\b"):
         bits_per_weight("Q5_K")
 
 

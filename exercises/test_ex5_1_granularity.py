@@ -21,8 +21,9 @@ from kata.harness.check import (
     expect_tensor,
     expect_tensor_close,
     expect_tensor_equal,
+    raises,
 )
-from kata.oracles import rtn, sqnr_db
+from kata.oracles import group_qparams, rtn, sqnr_db
 
 
 def weight_with_outliers(seed: int = 0) -> torch.Tensor:
@@ -112,9 +113,11 @@ def test_round_trip_error_is_at_most_half_a_step(weights, num_bits, symmetric):
     scale, zero_point = choose_qparams(w, num_bits, symmetric=symmetric, granularity="group", group_size=group_size)
     expect_tensor(scale, "scale", shape=(w.shape[0], w.shape[1] // group_size))
     w_hat = dequantize(quantize(w, scale, zero_point, num_bits, symmetric=symmetric), scale, zero_point)
-    # Half a step of each weight's own group, plus a few float32 roundings of values as large as the row's.
+    # Half a step of each weight's own group, plus a few float32 roundings of values as large as the row's. The
+    # step is the min/max rule's (kata.oracles), not the answer's own: a huge scale with zero codes must not pass.
+    step, _ = group_qparams(w, num_bits, group_size, symmetric=symmetric)
     slack = 8 * torch.finfo(torch.float32).eps * w.abs().amax(1, keepdim=True)
-    bound = scale.repeat_interleave(group_size, dim=1) / 2 + slack
+    bound = step.repeat_interleave(group_size, dim=1) / 2 + slack
     worst = ((w - w_hat).abs() - bound).max().item()
     assert worst <= 0, f"{num_bits}-bit {'sym' if symmetric else 'asym'}: |w - ŵ| exceeds scale/2 by {worst:.3g}"
 
@@ -174,29 +177,29 @@ def test_mse_clip_search_picks_the_best_candidate_of_each_row(symmetric):
 
 
 def test_a_group_size_that_does_not_divide_the_row_is_a_value_error():
-    with pytest.raises(ValueError, match=r"\bgroup_size\b"):
+    with raises(ValueError, match=r"\bgroup_size\b"):
         choose_qparams(torch.randn(4, 576), 4, granularity="group", group_size=128)
 
 
 def test_an_unknown_granularity_is_a_value_error_listing_the_valid_ones():
-    with pytest.raises(ValueError, match=r"\bchannel\b"):
+    with raises(ValueError, match=r"\bchannel\b"):
         choose_qparams(torch.randn(4, 8), 4, granularity="row")
 
 
 def test_a_weight_that_is_not_2d_is_a_value_error():
-    with pytest.raises(ValueError, match=r"\bw\b"):
+    with raises(ValueError, match=r"\bw\b"):
         choose_qparams(torch.randn(4, 8, 2), 4)
 
 
 def test_num_bits_outside_2_to_8_is_a_value_error():
-    with pytest.raises(ValueError, match=r"\bnum_bits\b"):
+    with raises(ValueError, match=r"\bnum_bits\b"):
         choose_qparams(torch.randn(4, 8), 9)
 
 
 def test_nan_in_the_weight_is_a_value_error():
     w = torch.randn(4, 8)
     w[1, 2] = float("nan")
-    with pytest.raises(ValueError, match=r"\bNaN\b"):
+    with raises(ValueError, match=r"\bNaN\b"):
         choose_qparams(w, 4)
 
 
@@ -214,25 +217,25 @@ WEIGHT_FUNCTIONS = {  # every function that takes a weight w, called with otherw
     (torch.ones(2, 4, dtype=torch.int32), TypeError),
 ])
 def test_every_function_names_w_when_it_rejects_it(function, bad, error):
-    with pytest.raises(error, match=r"\bw\b"):
+    with raises(error, match=r"\bw\b"):
         WEIGHT_FUNCTIONS[function](bad)
 
 
 @pytest.mark.parametrize("function", WEIGHT_FUNCTIONS)
 def test_every_function_names_granularity_when_it_rejects_it(function):
-    with pytest.raises(ValueError, match=r"\bgranularity\b"):
+    with raises(ValueError, match=r"\bgranularity\b"):
         WEIGHT_FUNCTIONS[function](torch.randn(4, 8), granularity="row")
 
 
 @pytest.mark.parametrize("group_size", [0, -4, 2.0, None])
 def test_a_group_size_that_is_not_a_positive_int_is_a_value_error(group_size):
-    with pytest.raises(ValueError, match=r"\bgroup_size\b"):
+    with raises(ValueError, match=r"\bgroup_size\b"):
         choose_qparams(torch.randn(4, 8), 4, granularity="group", group_size=group_size)
 
 
 @pytest.mark.parametrize("percentile", [0, -1, 100.5])
 def test_a_percentile_outside_0_to_100_is_a_value_error(percentile):
-    with pytest.raises(ValueError, match=r"\bpercentile\b"):
+    with raises(ValueError, match=r"\bpercentile\b"):
         percentile_clip_ratio(torch.randn(4, 8), percentile)
 
 
@@ -243,9 +246,9 @@ def test_the_100th_percentile_keeps_the_full_range():
 
 def test_quantize_names_w_and_num_bits_when_it_rejects_them():
     scale, zero = torch.ones(2, 1), torch.zeros(2, 1, dtype=torch.int32)
-    with pytest.raises(ValueError, match=r"\bw\b"):
+    with raises(ValueError, match=r"\bw\b"):
         quantize(torch.tensor([[float("nan"), 1.0], [0.0, 1.0]]), scale, zero, 4)
-    with pytest.raises(ValueError, match=r"\bnum_bits\b"):
+    with raises(ValueError, match=r"\bnum_bits\b"):
         quantize(torch.ones(2, 2), scale, zero, 9)
 
 

@@ -14,7 +14,7 @@ from exercises.ex5_2_int4_packing import (
     to_torch_int4_cpu,
     unpack_int4,
 )
-from kata.harness.check import expect_equal, expect_tensor, expect_tensor_close, expect_tensor_equal
+from kata.harness.check import expect_equal, expect_tensor, expect_tensor_close, expect_tensor_equal, raises
 from kata.oracles import dequantize_groups, quantize_groups
 
 HAS_CPU_INT4 = hasattr(torch, "_convert_weight_to_int4pack_for_cpu") and hasattr(torch, "_weight_int4pack_mm_for_cpu")
@@ -63,19 +63,19 @@ def test_unsigned_unpack_returns_uint8():
 
 
 def test_an_odd_last_dimension_is_a_value_error():
-    with pytest.raises(ValueError, match=r"\beven\b"):
+    with raises(ValueError, match=r"\beven\b"):
         pack_int4(torch.zeros(3, 5, dtype=torch.int8))
 
 
 @pytest.mark.parametrize("q", [torch.tensor([8, 0], dtype=torch.int8), torch.tensor([-9, 0], dtype=torch.int8),
                                torch.tensor([16, 0], dtype=torch.uint8)])
 def test_values_outside_int4_are_a_value_error(q):
-    with pytest.raises(ValueError, match=r"\brange\b"):
+    with raises(ValueError, match=r"\brange\b"):
         pack_int4(q)
 
 
 def test_a_wider_integer_dtype_is_a_type_error():
-    with pytest.raises(TypeError, match=r"\bq\b"):
+    with raises(TypeError, match=r"\bq\b"):
         pack_int4(torch.zeros(4, dtype=torch.int32))
 
 
@@ -125,7 +125,7 @@ def test_signed_unpack_returns_int8():
 
 
 def test_unpacking_anything_but_uint8_is_a_type_error_naming_packed():
-    with pytest.raises(TypeError, match=r"\bpacked\b"):
+    with raises(TypeError, match=r"\bpacked\b"):
         unpack_int4(torch.tensor([1], dtype=torch.int8), signed=True)
 
 
@@ -133,6 +133,6 @@ def test_unpacking_anything_but_uint8_is_a_type_error_naming_packed():
                                             (torch.zeros(0, 4), ValueError),
                                             (torch.ones(2, 4, dtype=torch.int32), TypeError)])
 def test_measure_weight_bytes_names_w_when_it_rejects_it(bad, error):
-    with pytest.raises(error, match=r"\bw\b"):
+    with raises(error, match=r"\bw\b"):
         measure_weight_bytes(bad, quantize_groups)
 

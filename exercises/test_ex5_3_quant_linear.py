@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from exercises.ex5_3_quant_linear import QuantLinear, quantize_model
-from kata.harness.check import expect_at_most, expect_equal, expect_tensor, expect_tensor_close
+from kata.harness.check import expect_at_most, expect_equal, expect_tensor, expect_tensor_close, raises
 from kata.llama import tiny_llama, weight_bytes
 from kata.oracles import dequantize_groups, group_qparams, quantize_groups, quantize_to_grid
 
@@ -130,12 +130,12 @@ def test_the_quantized_tiny_model_keeps_its_logits_close(num_bits, bound):
 
 
 def test_num_bits_other_than_4_or_8_is_a_value_error():
-    with pytest.raises(ValueError, match=r"\bnum_bits\b"):
+    with raises(ValueError, match=r"\bnum_bits\b"):
         QuantLinear.from_linear(linear(), num_bits=3)
 
 
 def test_a_group_size_that_does_not_divide_in_features_is_a_value_error():
-    with pytest.raises(ValueError, match=r"\bgroup_size\b"):
+    with raises(ValueError, match=r"\bgroup_size\b"):
         QuantLinear(576, 64, num_bits=4, group_size=128)
 
 

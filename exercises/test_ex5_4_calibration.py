@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from exercises.ex5_4_calibration import HessianAccumulator, capture_inputs, channel_stats, hessian
-from kata.harness.check import expect_equal, expect_tensor, expect_tensor_close
+from kata.harness.check import expect_equal, expect_tensor, expect_tensor_close, raises
 from kata.llama import tiny_llama
 
 IDS = torch.randint(0, 256, (5, 12), generator=torch.Generator().manual_seed(0))
@@ -40,13 +40,13 @@ def test_hooks_are_removed_afterwards():
 
 def test_hooks_are_removed_even_when_the_forward_fails():
     model = tiny_llama()
-    with pytest.raises(IndexError):
+    with raises(IndexError):
         capture_inputs(model, ["layers.0.mlp.up_proj"], torch.full((1, 4), 999))  # token id out of range
     assert not model.layers[0].mlp.up_proj._forward_pre_hooks, "a hook was left after an error"
 
 
 def test_an_unknown_module_name_is_a_value_error():
-    with pytest.raises(ValueError, match=r"\bnames\b"):
+    with raises(ValueError, match=r"\bnames\b"):
         capture_inputs(tiny_llama(), ["layers.7.mlp.up_proj"], IDS)
 
 
@@ -66,7 +66,7 @@ def test_channel_stats_and_the_hessian_are_per_last_dimension_channel():
 
 
 def test_channel_stats_rejects_an_empty_input():
-    with pytest.raises(ValueError, match=r"\bx\b"):
+    with raises(ValueError, match=r"\bx\b"):
         channel_stats(torch.zeros(0, 4))
 
 

@@ -13,6 +13,7 @@ from kata.harness.check import (
     expect_linears_on_grid,
     expect_tensor,
     expect_tensor_close,
+    raises,
 )
 from kata.llama import rope_tables, tiny_llama
 from kata.oracles import distinct_per_group, logit_error_against_rtn, rtn
@@ -112,7 +113,7 @@ def test_folding_into_the_norm_leaves_the_float_block_unchanged(seed, low, sprea
 
 
 def test_folding_into_something_else_is_a_type_error():
-    with pytest.raises(TypeError, match=r"\bprevious\b"):
+    with raises(TypeError, match=r"\bprevious\b"):
         fold_scales(torch.nn.ReLU(), [torch.nn.Linear(4, 4)], torch.ones(4))
 
 
@@ -218,7 +219,7 @@ def test_folding_into_a_linear_with_bias_keeps_its_function():
 
 
 def test_the_type_error_names_what_it_was_given():
-    with pytest.raises(TypeError) as err:
+    with raises(TypeError) as err:
         fold_scales(torch.nn.ReLU(), [torch.nn.Linear(4, 4)], torch.ones(4))
     assert "ReLU" in str(err.value), f"the message should name the type it got: {err.value}"
 

@@ -14,6 +14,7 @@ from kata.harness.check import (
     expect_tensor,
     expect_tensor_close,
     expect_tensor_equal,
+    raises,
 )
 from kata.llama import tiny_llama
 from kata.oracles import distinct_per_group, logit_error_against_rtn, quantize_groups, rtn
@@ -126,12 +127,12 @@ def test_dead_inputs_get_zero_weights():
 
 
 def test_a_hessian_of_the_wrong_shape_is_a_value_error():
-    with pytest.raises(ValueError, match=r"\bH\b"):
+    with raises(ValueError, match=r"\bH\b"):
         gptq_quantize_layer(torch.randn(8, 64), torch.eye(32), 4, 32)
 
 
 def test_a_group_size_that_does_not_divide_in_is_a_value_error():
-    with pytest.raises(ValueError, match=r"\bgroup_size\b"):
+    with raises(ValueError, match=r"\bgroup_size\b"):
         gptq_quantize_layer(torch.randn(8, 96), torch.eye(96), 4, 64)
 
 

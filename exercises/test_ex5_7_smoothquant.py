@@ -19,7 +19,14 @@ from exercises.ex5_7_smoothquant import (
     smoothquant_model,
     swap_linears,
 )
-from kata.harness.check import expect_at_most, expect_equal, expect_tensor, expect_tensor_close, expect_tensor_equal
+from kata.harness.check import (
+    expect_at_most,
+    expect_equal,
+    expect_tensor,
+    expect_tensor_close,
+    expect_tensor_equal,
+    raises,
+)
 from kata.llama import tiny_llama
 
 
@@ -81,17 +88,17 @@ def test_codes_stay_within_plus_minus_127():
 
 
 def test_an_unknown_granularity_is_a_value_error():
-    with pytest.raises(ValueError, match=r"\bgranularity\b"):
+    with raises(ValueError, match=r"\bgranularity\b"):
         quantize_activations(torch.ones(2, 4), "channel")
 
 
 def test_nan_activations_are_a_value_error():
-    with pytest.raises(ValueError, match=r"\bNaN\b"):
+    with raises(ValueError, match=r"\bNaN\b"):
         quantize_activations(torch.tensor([[1.0, float("nan")]]))
 
 
 def test_empty_activations_are_a_value_error():
-    with pytest.raises(ValueError, match=r"\bx\b"):
+    with raises(ValueError, match=r"\bx\b"):
         quantize_activations(torch.ones(0, 4))
 
 
@@ -113,15 +120,15 @@ def test_the_fast_int8_matmul_equals_the_emulation_bit_for_bit(rows):
 
 
 def test_the_int8_matmul_takes_int8_only():
-    with pytest.raises(TypeError, match=r"\bint8\b"):
+    with raises(TypeError, match=r"\bint8\b"):
         int8_matmul(torch.ones(2, 4), torch.ones(3, 4))
-    with pytest.raises(TypeError, match=r"\bint8\b"):  # one int8 operand is not enough
+    with raises(TypeError, match=r"\bint8\b"):  # one int8 operand is not enough
         int8_matmul(int8((2, 4), 0), torch.ones(3, 4))
 
 
 @pytest.mark.parametrize(("a_shape", "b_shape"), [((2, 4, 1), (3, 4)), ((2, 4), (4,)), ((2, 4), (3, 5))])
 def test_the_int8_matmul_wants_m_by_k_and_n_by_k(a_shape, b_shape):
-    with pytest.raises(ValueError, match=r"\bshapes\b"):
+    with raises(ValueError, match=r"\bshapes\b"):
         int8_matmul(int8(a_shape, 0), int8(b_shape, 1))
 
 
@@ -175,7 +182,7 @@ def test_a_w8a8_layer_is_per_token_and_bias_free_by_default():
     layer = W8A8Linear(128, 96)
     expect_equal(layer.granularity, "token", "default granularity")
     assert layer.bias is None, "W8A8Linear(…) 默认没有 bias / has no bias by default"
-    with pytest.raises(ValueError, match=r"\bgranularity\b"):
+    with raises(ValueError, match=r"\bgranularity\b"):
         W8A8Linear(128, 96, "channel")
 
 
@@ -199,12 +206,12 @@ def test_smoothing_scales_follow_the_formula():
 
 @pytest.mark.parametrize("alpha", [-0.1, 1.5, True])  # True is a bool, not an α (though True == 1)
 def test_alpha_outside_zero_one_is_a_value_error(alpha):
-    with pytest.raises(ValueError, match=r"\balpha\b"):
+    with raises(ValueError, match=r"\balpha\b"):
         smoothing_scales(torch.ones(3), torch.ones(3), alpha)
 
 
 def test_smoothing_maxima_of_different_shapes_are_a_value_error():
-    with pytest.raises(ValueError, match=r"\bact_absmax\b"):
+    with raises(ValueError, match=r"\bact_absmax\b"):
         smoothing_scales(torch.ones(3), torch.ones(4), 0.5)
 
 
@@ -223,7 +230,7 @@ def test_folding_leaves_the_float_model_unchanged():
 
 
 def test_folding_into_anything_but_a_norm_or_linear_is_a_type_error():
-    with pytest.raises(TypeError, match=r"\bprevious\b"):
+    with raises(TypeError, match=r"\bprevious\b"):
         fold_smoothing(nn.ReLU(), [nn.Linear(4, 4)], torch.ones(4))
 
 
@@ -304,12 +311,12 @@ def test_smoothquant_keeps_the_tiny_models_logits_closer_than_naive_w8a8():
 def test_a_model_without_rms_norms_is_a_type_error():
     model = tiny_llama()
     model.layers[1].input_layernorm = nn.LayerNorm(64)
-    with pytest.raises(TypeError, match=r"\bRMSNorm\b"):
+    with raises(TypeError, match=r"\bRMSNorm\b"):
         smoothquant_model(model, torch.zeros(1, 8, dtype=torch.long))
 
 
 def test_smoothquant_takes_only_known_granularities():
-    with pytest.raises(ValueError, match=r"\bgranularity\b"):
+    with raises(ValueError, match=r"\bgranularity\b"):
         smoothquant_model(tiny_llama(), torch.zeros(1, 8, dtype=torch.long), "channel")
 
 
@@ -343,7 +350,7 @@ def test_folding_into_a_linear_with_bias_keeps_its_function():
 
 
 def test_the_fold_type_error_names_what_it_was_given():
-    with pytest.raises(TypeError) as err:
+    with raises(TypeError) as err:
         fold_smoothing(nn.ReLU(), [nn.Linear(4, 4)], torch.ones(4))
     assert "ReLU" in str(err.value), f"the message should name the type it got: {err.value}"
 

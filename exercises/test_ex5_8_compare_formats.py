@@ -14,7 +14,7 @@ from exercises.ex5_8_compare_formats import (
     compare_formats,
     nf4_codebook,
 )
-from kata.harness.check import expect_at_most, expect_close, expect_equal, expect_tensor, expect_tensor_close
+from kata.harness.check import expect_at_most, expect_close, expect_equal, expect_tensor, expect_tensor_close, raises
 from kata.llama import tiny_llama
 from kata.oracles import rtn
 
@@ -86,7 +86,7 @@ def test_nf4_forward_is_x_times_the_dequantized_weight():
 
 
 def test_nf4_needs_a_group_size_that_divides_in_features():
-    with pytest.raises(ValueError, match=r"\bgroup_size\b"):
+    with raises(ValueError, match=r"\bgroup_size\b"):
         NF4Linear(576, 64, group_size=128)
 
 
@@ -117,7 +117,7 @@ def test_fp8_rounding_error_is_within_e4m3s_half_step():
 
 @pytest.mark.parametrize("cls", [FP8Linear, NF4Linear], ids=["FP8Linear", "NF4Linear"])
 def test_fp8_and_nf4_refuse_a_bias_and_say_which_layer(cls):
-    with pytest.raises(ValueError, match=r"\bbias\b") as error:
+    with raises(ValueError, match=r"\bbias\b") as error:
         cls.from_linear(linear(bias=True))
     assert re.search(rf"\b{cls.__name__}\b", str(error.value)), f"the message should name {cls.__name__}: {error.value}"
 
@@ -225,9 +225,9 @@ def test_the_rest_of_the_model_runs_in_the_formats_dtype():
 
 
 def test_no_formats_or_repeated_names_are_value_errors():
-    with pytest.raises(ValueError, match=r"\bformats\b"):
+    with raises(ValueError, match=r"\bformats\b"):
         compare_formats(tiny_llama, [], IDS)
-    with pytest.raises(ValueError, match=r"\bformats\b"):
+    with raises(ValueError, match=r"\bformats\b"):
         compare_formats(tiny_llama, [Format("a", 4), Format("a", 8)], IDS)
 
 
@@ -240,7 +240,7 @@ def test_given_baseline_log_probs_are_used_instead_of_recomputed():
 
 
 def test_formats_must_be_format_objects():
-    with pytest.raises(TypeError, match=r"\bformats\b") as error:
+    with raises(TypeError, match=r"\bformats\b") as error:
         compare_formats(tiny_llama, ["W4A16 RTN g64"], IDS)
     assert re.search(r"\bstr\b", str(error.value)), f"the message should say what it got (str): {error.value}"
 

@@ -18,7 +18,7 @@ from exercises.ex5_9_qat import (
     scale_gradient,
 )
 from kata.evaluate import evaluate, log_probs
-from kata.harness.check import expect_at_most, expect_close, expect_equal, expect_tensor, expect_tensor_close
+from kata.harness.check import expect_at_most, expect_close, expect_equal, expect_tensor, expect_tensor_close, raises
 from kata.llama import tiny_llama
 from kata.oracles import rtn
 
@@ -170,21 +170,21 @@ def test_progress_is_reported_every_25_steps():
 def test_a_learning_rate_or_step_count_that_is_not_positive_is_a_value_error(argument, value):
     student = tiny_llama()
     prepare_qat(student, 4, 32)
-    with pytest.raises(ValueError, match=rf"\b{argument}\b"):
+    with raises(ValueError, match=rf"\b{argument}\b"):
         qat_finetune(student, tiny_llama(), torch.zeros(1, 8, dtype=torch.long), **{argument: value})
 
 
 def test_a_student_without_qat_layers_is_a_value_error():
-    with pytest.raises(ValueError, match=r"\bQATLinear\b"):
+    with raises(ValueError, match=r"\bQATLinear\b"):
         qat_finetune(tiny_llama(), tiny_llama(), torch.zeros(1, 8, dtype=torch.long), steps=1)
 
 
 def test_bits_out_of_range_and_groups_that_do_not_divide_are_value_errors():
-    with pytest.raises(ValueError, match=r"\bnum_bits\b"):
+    with raises(ValueError, match=r"\bnum_bits\b"):
         QATLinear(nn.Linear(64, 8), 1, 32)
-    with pytest.raises(ValueError, match=r"\bgroup_size\b"):
+    with raises(ValueError, match=r"\bgroup_size\b"):
         QATLinear(nn.Linear(64, 8), 4, 48)
-    with pytest.raises(ValueError, match=r"\bgroup_size\b"):
+    with raises(ValueError, match=r"\bgroup_size\b"):
         lsq_fake_quantize(torch.ones(2, 64), torch.ones(2, 1), 4, 48)
 
 
@@ -202,9 +202,9 @@ def test_the_grid_spans_minus_2_to_the_b_minus_1_to_2_to_the_b_minus_1_minus_1(n
 
 
 def test_bits_above_8_are_a_value_error_in_both_places():
-    with pytest.raises(ValueError, match=r"\bnum_bits\b"):
+    with raises(ValueError, match=r"\bnum_bits\b"):
         lsq_fake_quantize(torch.ones(2, 32), torch.ones(2, 1), 9, 32)
-    with pytest.raises(ValueError, match=r"\bnum_bits\b"):
+    with raises(ValueError, match=r"\bnum_bits\b"):
         QATLinear(nn.Linear(64, 8), 9, 32)
 
 
@@ -212,7 +212,7 @@ def test_bits_above_8_are_a_value_error_in_both_places():
                                             (torch.zeros(0, 2), ValueError),
                                             (torch.ones(1, 2, dtype=torch.int32), TypeError)])
 def test_lsq_fake_quantize_names_w_when_it_rejects_it(bad, error):
-    with pytest.raises(error, match=r"\bw\b"):
+    with raises(error, match=r"\bw\b"):
         lsq_fake_quantize(bad, torch.ones(bad.shape[0], 1), 4, 2)
 
 

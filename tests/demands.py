@@ -2,9 +2,9 @@
 
 学员不应靠读测试来猜要求：测试要求的异常类型、错误信息里的词、进度和理由里的文字，都必须写在存根的文档字符串里。
 A demand is stated when the stub's docstrings say it:
-- pytest.raises(Error, match=word): the exception's name appears in a "bad input" paragraph of the stub, and so
-  does the word — or the word is one of the stub's argument names and the paragraph states the rule
-  NAMES_THE_ARGUMENT;
+- raises(Error, match=word) (kata.harness.check's exact-type one, or pytest.raises): the exception's name appears
+  in a "bad input" paragraph of the stub, and so does the word — or the word is one of the stub's argument names
+  and the paragraph states the rule NAMES_THE_ARGUMENT;
 - assert "text" in …, re.search(r"\\btext\\b", …): the text appears in the stub's docstrings. Numbers the test
   passed in and expects quoted back ("0.1197", "85%") are left out; counted progress ("25/25", "(1/3)") needs the
   stub to show the count's form, "i/n" or "(i/n)".
@@ -50,7 +50,7 @@ def demands(test_source: str) -> list[tuple[int, str, tuple[str, ...]]]:
     ("text", (text,))."""
     found = []
     for node in ast.walk(ast.parse(test_source)):
-        if isinstance(node, ast.Call) and ast.unparse(node.func) == "pytest.raises" and node.args:
+        if isinstance(node, ast.Call) and ast.unparse(node.func) in ("pytest.raises", "raises") and node.args:
             kinds = node.args[0].elts if isinstance(node.args[0], ast.Tuple) else [node.args[0]]
             names = tuple(k.id for k in kinds if isinstance(k, ast.Name) and k.id[0].isupper())
             words = tuple(_word(k.value.value) for k in node.keywords

@@ -12,6 +12,7 @@ from kata.harness.check import (
     expect_equal,
     expect_tensor_close,
     expect_tensor_equal,
+    raises,
 )
 
 NAN = float("nan")
@@ -54,3 +55,22 @@ def test_a_close_miss_names_the_target_as_expected():
 def test_the_worst_element_is_reported():
     with pytest.raises(AssertionError, match=r"worst element at \(1,\).*expected 0, 实际 / got 5"):
         expect_tensor_close(torch.tensor([0.5, 5.0]), torch.zeros(2), "t", atol=1.0)
+
+
+class Both(TypeError, ValueError):
+    """One class to pass every bad-input test, whatever type it asks for."""
+
+
+@pytest.mark.parametrize("kind", [ValueError, TypeError])
+def test_raises_takes_exactly_the_type_asked_for_not_a_subclass(kind):
+    with pytest.raises(AssertionError, match=f"exactly {kind.__name__}.*got Both"):
+        with raises(kind, match="x"):
+            raise Both("x")
+
+
+def test_raises_passes_the_exact_type_and_checks_the_message():
+    with raises(ValueError, match="x") as info:
+        raise ValueError("x must be positive")
+    assert str(info.value) == "x must be positive"
+    with pytest.raises(AssertionError, match="Regex"), raises(ValueError, match="y"):
+        raise ValueError("x must be positive")

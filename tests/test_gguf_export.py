@@ -99,6 +99,29 @@ def test_a_w4_group_32_result_written_as_q4_1_keeps_every_group(tmp_path, record
 
 
 @pytest.mark.slow
+def test_llama_cpp_continues_the_exported_model_as_kata_does(tmp_path, record_property):
+    """Opt-in: runs only where llama-cpp-python is installed (not part of CI's install; it builds llama.cpp from
+    source: CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install llama-cpp-python, about 10 minutes on 2 cores)."""
+    llama_cpp = pytest.importorskip("llama_cpp", reason="选装 / opt-in: pip install llama-cpp-python")
+    from kata.decode import generate
+    from kata.smollm2 import load_tokenizer
+
+    model = load_model()
+    round_to_nearest(model, 4, 32)
+    path = export_gguf(model, tmp_path / "rtn.gguf", "Q4_1")
+    prompt = "The capital of France is"
+    tokenizer = load_tokenizer()
+    ids = torch.tensor([tokenizer.encode(prompt).ids])
+    ours = tokenizer.decode(generate(load_model(path), ids, 6)[0][0].tolist())
+    runner = llama_cpp.Llama(model_path=str(path), n_ctx=64, n_threads=2, verbose=False)
+    theirs = runner(prompt, max_tokens=6, temperature=0.0)["choices"][0]["text"]
+    record_property("measured", f"llama.cpp {llama_cpp.__version__} on the exported W4 g32 RTN Q4_1 file: "
+                                f"{prompt!r} → {theirs!r}; kata's loader of the same file → {ours!r}")
+    assert theirs.strip().startswith("Paris"), f"llama.cpp continued {prompt!r} with {theirs!r}"
+    assert ours.strip().startswith("Paris"), f"kata continued {prompt!r} with {ours!r}"
+
+
+@pytest.mark.slow
 def test_a_failed_export_leaves_no_file_behind(tmp_path, monkeypatch):
     import gguf
 

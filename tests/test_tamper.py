@@ -108,6 +108,25 @@ def test_a_cheat_inside_an_answer_scores_zero_and_is_named(tmp_path, cheat):
     assert named in summary and "🚫" in summary, summary
 
 
+ONE_EXCEPTION_FOR_ALL = """
+class Both(TypeError, ValueError):
+    pass
+
+
+def bits_per_weight(*args, **kwargs):
+    raise Both("dtype group_size scale_bits num_params_b NaN")
+
+
+calculate_weight_memory = bits_per_weight
+"""
+
+
+def test_one_exception_class_deriving_from_every_type_asked_for_earns_nothing(tmp_path):
+    """No trick, only loose tests to exploit: it passed every bad-input test while pytest.raises took subclasses."""
+    data, _ = _grade(tmp_path, {"exercises/ex1_1_weight_memory.py": STUB + "\n" + ONE_EXCEPTION_FOR_ALL}, {})
+    assert data["quant_kata"]["score"] == 0, f"scored {data['quant_kata']['score']}"
+
+
 def test_an_honest_fork_is_graded_in_full_and_nothing_is_listed(tmp_path):
     solution = (ROOT / "reference/ex1_1_weight_memory.py").read_text(encoding="utf-8")
     data, summary = _grade(tmp_path, {"exercises/ex1_1_weight_memory.py": solution}, {})

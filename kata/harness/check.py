@@ -7,8 +7,11 @@ rejects NaN and ±inf in the learner's value unless `finite=False` is passed.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
+import pytest
 import torch
 
 
@@ -40,6 +43,18 @@ def _finite_tensor(actual: torch.Tensor, what: str) -> None:
         bad = (~torch.isfinite(actual)).nonzero()[0].tolist()
         raise AssertionError(f"{what}: {int((~torch.isfinite(actual)).sum())} 个值是 NaN 或无穷大 / values are NaN "
                              f"or infinite; 第一个在 / first at {tuple(bad)}: {actual[tuple(bad)].item()}")
+
+
+@contextlib.contextmanager
+def raises(kind: type[BaseException], match: str | None = None) -> Iterator[pytest.ExceptionInfo]:
+    """pytest.raises(kind, match=...) that takes exactly `kind`, not a subclass: a class deriving from both
+    TypeError and ValueError would otherwise pass every bad-input test. 必须恰好是这个异常类型。"""
+    __tracebackhide__ = True
+    with pytest.raises(kind, match=match) as info:
+        yield info
+    if type(info.value) is not kind:
+        raise AssertionError(f"期望恰好是 / expected exactly {kind.__name__}, 实际 / got {type(info.value).__name__} "
+                             f"(a subclass): raise {kind.__name__}(...) itself")
 
 
 def expect_equal(actual: object, expected: object, what: str) -> None:
