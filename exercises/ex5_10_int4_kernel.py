@@ -24,7 +24,9 @@ quantized_matmul(x, weights): x (..., K) float16/bfloat16 → (..., N)，dtype �
     CPU 上用 Triton 解释器跑（TRITON_INTERPRET=1，kata 的 pytest 插件会设置）/ runs in Triton's CPU interpreter.
 triton_runs(x): x 是 fp16/bf16，且在 CUDA 上，或在 CPU 上而 TRITON_INTERPRET=1 / where the kernel takes x.
 KernelLinear(layer): 包住一个 5.3 QuantLinear；triton_runs(x) → 第一次调用时 prepare，之后走内核（再加 bias）；
-    否则调用 layer 自己的 forward / wraps a QuantLinear: the kernel where Triton runs, its own forward elsewhere.
+    否则调用 layer 自己的 forward，并先 warnings.warn 一行提示（UserWarning，消息含 "dequantize"）/ wraps a
+    QuantLinear: the kernel where Triton runs; elsewhere a one-line UserWarning naming "dequantize", then the layer's
+    own forward (Python shows a warning once per place, so a model warns once, not once per layer).
 use_kernel(model): 把模型里每个有 qweight、scale、num_bits 的模块包成 KernelLinear（只包一次），返回个数。
 
 坏输入 / bad input: num_bits 不是 4/8 → ValueError; K 放不进布局（4 比特：不是 8 的倍数；8 比特：不是 16 的倍数）→

@@ -205,10 +205,12 @@ def test_kernel_linear_runs_the_kernel_where_triton_runs(num_bits, group_size, b
     expect_tensor_equal(wrapped(x), got, "a second call (weights prepared once)")
 
 
-def test_kernel_linear_keeps_the_layers_own_forward_for_float32():
+def test_kernel_linear_warns_then_keeps_the_layers_own_forward_for_float32():
     layer = Spy(64, 128, 4, 32, bias=True).to(DEVICE)
     x = inputs(5, 128, dtype=torch.float32)
-    expect_tensor_equal(KernelLinear(layer)(x), layer(x), "KernelLinear(float32 x)")
+    with pytest.warns(UserWarning, match="dequantize"):
+        y = KernelLinear(layer)(x)
+    expect_tensor_equal(y, layer(x), "KernelLinear(float32 x)")
     expect_equal(layer.calls, 2, "calls to the layer's own forward (once through KernelLinear, once here)")
 
 

@@ -27,6 +27,7 @@ last program to arrive writes y (_finish), so one kernel launch does everything.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -339,6 +340,8 @@ class KernelLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not triton_runs(x):
+            warnings.warn(f"5.10: 内核不在这里运行，改走反量化 / the kernel does not run on {x.device.type} "
+                          f"{x.dtype}: dequantize path", stacklevel=2)
             return self.layer(x)
         if self.weights is None:
             layer = self.layer
