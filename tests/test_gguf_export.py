@@ -101,7 +101,7 @@ def test_a_w4_group_32_result_written_as_q4_1_keeps_every_group(tmp_path, record
 @pytest.mark.slow
 def test_llama_cpp_continues_the_exported_model_as_kata_does(tmp_path, record_property):
     """Opt-in: runs only where llama-cpp-python is installed (not part of CI's install; it builds llama.cpp from
-    source: CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install llama-cpp-python, about 10 minutes on 2 cores)."""
+    source: CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install llama-cpp-python, about 15 minutes on 2 cores)."""
     llama_cpp = pytest.importorskip("llama_cpp", reason="选装 / opt-in: pip install llama-cpp-python")
     from kata.decode import generate
     from kata.smollm2 import load_tokenizer

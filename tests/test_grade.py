@@ -6,7 +6,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from kata.grade.results import CaseResult, ExerciseResult, results_json
+from kata.grade.results import CaseResult, ExerciseResult, parse_junit, results_json, skip_reasons
+from kata.grade.similarity import similarity
 from kata.harness.curriculum import BY_ID
 from kata.harness.target import ROOT
 from tests.helpers import copy_checkout, grade_fork
@@ -108,3 +109,21 @@ def test_a_grader_failure_is_still_a_v3_document():
     result = ExerciseResult(BY_ID["ex1_1"], [CaseResult("t", "pass")])
     data = results_json([result], "exercises", error="boom")
     assert data["status"] == "error" and data["message"] == "boom" and data["tests"][0]["task_id"] == 1
+
+
+def test_only_the_harnesss_own_skips_leave_the_denominator(tmp_path):
+    xml = tmp_path / "junit.xml"
+    xml.write_text('<testsuite><testcase name="test_gpu"><skipped message="没有 CUDA GPU / no CUDA GPU"/></testcase>'
+                   '<testcase name="test_forged"><skipped message="没有 CUDA GPU"/></testcase>'
+                   '<testcase name="test_plain"/></testsuite>', encoding="utf-8")
+    allowed = skip_reasons(ROOT / "kata/harness/plugin.py")
+    cases, _ = parse_junit(xml, {}, allowed)
+    assert [(c.name, c.status) for c in cases] == [("test_forged", "fail"), ("test_plain", "pass")]
+    assert "a skip the harness did not ask for" in cases[0].message
+
+
+def test_a_renamed_copy_of_the_reference_reads_as_one_and_the_stub_does_not():
+    reference = (ROOT / "reference/ex5_6_gptq.py").read_text(encoding="utf-8")
+    renamed = reference.replace("H", "hessian").replace("# ", "# note: ")
+    assert similarity(renamed, reference) > 0.99
+    assert similarity((ROOT / "exercises/ex5_6_gptq.py").read_text(encoding="utf-8"), reference) < 0.6

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from kata.grade.tamper import fork_changes, scan_answer
+from kata.grade.tamper import build_grading_tree, changed_files, fork_changes, scan_answer, scan_answer_file
 from kata.harness.target import ROOT
 from tests.helpers import copy_checkout, grade_fork
 
@@ -172,3 +172,35 @@ def test_fork_changes_lists_changed_added_and_removed_files_but_not_answers(tmp_
     (fork / ".git").mkdir()
     (fork / ".git/HEAD").write_text("ref\n")
     assert fork_changes(fork, upstream) == ["M changed.py", "A exercises/conftest.py", "D removed.py"]
+
+
+def test_a_coding_cookie_other_than_utf8_is_flagged(tmp_path):
+    """Python would read the file as UTF-7 (where "+AF8-" is "_") while a scan reads UTF-8: it is never run."""
+    answer = tmp_path / "ex1_1_weight_memory.py"
+    answer.write_bytes(b"# -*- coding: utf-7 -*-\nimport os\n")
+    assert any("coding cookie 'utf-7'" in finding for finding in scan_answer_file(answer))
+    answer.write_bytes(b"# -*- coding: utf-8 -*-\nimport os\n")
+    assert scan_answer_file(answer) == []
+
+
+@pytest.mark.parametrize(("code", "named"), [
+    ("from kata.grade import run", "imports kata.grade"),
+    ("from kata import __main__", "imports kata.__main__ — 不是学员 API / not the learner API"),
+    ("import kata\nkata.harness.check", "touches kata.harness"),
+    ("import kata.llama\nkata.lab.formats", "touches kata.lab"),
+])
+def test_kata_is_imported_only_through_the_learner_api(code, named):
+    assert any(named in finding for finding in scan_answer(code)), scan_answer(code)
+
+
+def test_the_learner_api_is_not_flagged():
+    assert scan_answer("from kata import oracles\nfrom kata.llama import Llama\nimport kata.sequential\n"
+                       "kata.validate.check_num_bits(4)") == []
+
+
+def test_a_file_added_to_the_grading_tree_is_a_change(tmp_path):
+    tree = tmp_path / "tree"
+    expected = build_grading_tree(ROOT, ROOT, tree)
+    assert changed_files(tree, expected) == []
+    (tree / "kata" / "harness" / "checks.py").write_text("shadow = True\n")
+    assert changed_files(tree, expected) == ["添加 / added kata/harness/checks.py"]

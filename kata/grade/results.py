@@ -27,6 +27,7 @@ class ExerciseResult:
     tests: list[CaseResult] = field(default_factory=list)
     junit: ET.Element | None = None
     forgery: list[str] = field(default_factory=list)  # why this exercise earns nothing, whatever its tests say
+    similarity: float | None = None  # to the reference solution (kata/grade/similarity.py); never changes points
 
     @property
     def passed(self) -> int:
@@ -48,7 +49,24 @@ def test_sources(test_file: Path) -> dict[str, str]:
             if isinstance(node, ast.FunctionDef) and node.name.startswith("test")}
 
 
-def parse_junit(path: Path, sources: dict[str, str]) -> tuple[list[CaseResult], ET.Element | None]:
+def skip_reasons(*files: Path) -> frozenset[str]:
+    """Every string constant of the upstream test module and the kata's plugin: the only reasons a graded test may
+    be skipped for (no GPU, no --slow, a package missing). A skip for any other reason is the answer's doing."""
+    reasons = set()
+    for file in files:
+        try:
+            tree = ast.parse(file.read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, ValueError):
+            continue
+        reasons |= {node.value for node in ast.walk(tree)
+                    if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+    return frozenset(reasons)
+
+
+def parse_junit(path: Path, sources: dict[str, str],
+                allowed_skips: frozenset[str]) -> tuple[list[CaseResult], ET.Element | None]:
+    """Each test case's verdict; a skip for one of allowed_skips neither earns nor costs points, any other skip
+    counts as a failure."""
     try:
         root = ET.parse(path).getroot()
     except (OSError, ET.ParseError):
@@ -62,8 +80,12 @@ def parse_junit(path: Path, sources: dict[str, str]) -> tuple[list[CaseResult], 
             if node is not None:  # the one-line message, then the end of the report (where the error is named)
                 head, body = (node.get("message") or "").strip(), (node.text or "").strip()
                 status, message = verdict, (head + ("\n" + body[-1500:] if body and body != head else ""))[:2000]
-        if case.find("skipped") is not None:
-            continue  # a skipped test (e.g. GPU-only) neither earns nor costs points
+        skipped = case.find("skipped")
+        if skipped is not None:
+            reason = skipped.get("message") or ""
+            if reason in allowed_skips:
+                continue  # the harness's own skip (GPU-only, a missing package)
+            status, message = "fail", f"被跳过，不算通过 / a skip the harness did not ask for is a failure: {reason}"
         results.append(CaseResult(name, status, message, sources.get(name.split("[", 1)[0], "")))
     return results, root
 
@@ -90,7 +112,8 @@ def results_json(results: list[ExerciseResult], target: str, error: str | None =
             "changed_outside_answers": list(changes),
             "exercises": [{"id": r.exercise.id, "task_id": task_id, "module": r.exercise.module,
                            "passed": r.passed, "total": len(r.tests), "points": r.points,
-                           "max_points": r.exercise.points, "forgery": r.forgery}
+                           "max_points": r.exercise.points, "forgery": r.forgery,
+                           "similarity_to_reference": r.similarity}
                           for task_id, r in enumerate(results, 1)],
         },
     }
@@ -116,11 +139,13 @@ def summary_markdown(results: list[ExerciseResult], target: str, changes: list[s
         lines += ["> ⚠️ 答案以外被改动的文件，评分时一律用上游的版本 / files changed outside the answers; grading "
                   "used upstream's versions (M changed, A added, D removed):", ">",
                   *[f"> - `{change}`" for change in changes], ""]
-    lines += ["| | 练习 exercise | 章节 chapter | 通过 passed | 分数 points |", "| --- | --- | --- | ---: | ---: |"]
+    lines += ["| | 练习 exercise | 章节 chapter | 通过 passed | 分数 points | 与参考答案相似 / like the reference |",
+              "| --- | --- | --- | ---: | ---: | ---: |"]
     for r in results:
         done = bool(r.tests) and r.passed == len(r.tests)
+        like = "—" if r.similarity is None else f"{r.similarity:.2f}"
         lines.append(f"| {'🚫' if r.forgery else icon[done]} | {r.exercise.id} {r.exercise.title} | "
-                     f"{r.exercise.chapter} | {r.passed}/{len(r.tests)} | {r.points:g}/{r.exercise.points} |")
+                     f"{r.exercise.chapter} | {r.passed}/{len(r.tests)} | {r.points:g}/{r.exercise.points} | {like} |")
     forged = [r for r in results if r.forgery]
     if forged:
         lines += ["", "🚫 **记零分，请老师审阅 / scored zero, for the instructor's review:**", ""]
@@ -128,4 +153,8 @@ def summary_markdown(results: list[ExerciseResult], target: str, changes: list[s
                   for r in forged for finding in r.forgery]
     score, top = sum(r.points for r in results), sum(r.exercise.points for r in results)
     lines += ["", f"**总分 / total: {score:g} / {top}**"]
+    if any(r.similarity is not None for r in results):
+        lines += ["", "相似度：规范化 token 与公开参考答案之比，改名的抄袭也是 1.00，不影响分数，供老师参考 / "
+                  "similarity: normalised tokens against the public reference (a renamed copy reads 1.00, the "
+                  "untouched stubs 0.2–0.5); for the instructor's eye, it never changes points."]
     return "\n".join(lines) + "\n"

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import io
 import os
+import tokenize
 from pathlib import Path
 
 from kata.harness.curriculum import EXERCISES
@@ -33,6 +35,9 @@ FORBIDDEN_IMPORTS = {  # top-level module (or kata submodule) → what importing
     "ctypes": "解释器 / the interpreter", "importlib": "解释器 / the interpreter",
     "atexit": "解释器 / the interpreter", "subprocess": "子进程 / subprocesses", "shutil": "文件 / files",
 }
+# What an answer may import from kata: the learner API (kata/*.py, the flat modules README lists), nothing else.
+LEARNER_API = frozenset({"cpu", "decode", "evaluate", "gguf_export", "llama", "oracles", "report", "sequential",
+                         "smollm2", "static_decode", "timing", "validate"})
 BUILTINS_THAT_FORGE = {"exec", "eval", "compile", "__import__", "globals", "breakpoint"}  # called by bare name
 PATH_WRITES = {"write_text", "write_bytes", "unlink", "rmdir", "touch", "symlink_to", "hardlink_to"}  # any owner
 OS_CALLS = {"remove", "unlink", "rmdir", "removedirs", "rename", "renames", "replace", "system", "popen", "kill",
@@ -68,6 +73,8 @@ def scan_answer(source: str) -> list[str]:
                for a in node.names}
     modules |= {a.asname or a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
                 for a in node.names if node.module and node.module.split(".")[0] in {"kata", "torch", "os", "sys"}}
+    kata_names = {a.asname or "kata" for node in ast.walk(tree) if isinstance(node, ast.Import)  # names bound to
+                  for a in node.names if a.name == "kata" or (a.asname is None and a.name.startswith("kata."))}
     found: set[tuple[int, str]] = set()
     for node in ast.walk(tree):
         line = getattr(node, "lineno", 0)
@@ -75,9 +82,12 @@ def scan_answer(source: str) -> list[str]:
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else [
                 node.module or "", *(f"{node.module}.{a.name}" for a in node.names)]  # from kata import grade
             for name in names:
-                for prefix, why in FORBIDDEN_IMPORTS.items():
-                    if name == prefix or name.startswith(prefix + "."):
-                        found.add((line, f"导入 / imports {name} — {why}"))
+                forbidden = [why for prefix, why in FORBIDDEN_IMPORTS.items()
+                             if name == prefix or name.startswith(prefix + ".")]
+                parts = name.split(".")
+                if not forbidden and parts[0] == "kata" and len(parts) > 1 and parts[1] not in LEARNER_API:
+                    forbidden = ["不是学员 API / not the learner API"]
+                found.update((line, f"导入 / imports {name} — {why}") for why in forbidden[:1])
         elif isinstance(node, ast.Call):
             func = node.func
             if isinstance(func, ast.Name) and func.id in BUILTINS_THAT_FORGE:
@@ -90,6 +100,9 @@ def scan_answer(source: str) -> list[str]:
             elif isinstance(func, ast.Attribute) and (func.attr in PATH_WRITES or (
                     func.attr in OS_CALLS and _dotted(func.value) in {"os", "shutil", "subprocess"})):
                 found.add((line, f"调用 / calls {_dotted(func) or func.attr}() — 文件或进程 / files or processes"))
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and \
+                node.value.id in kata_names and node.attr not in LEARNER_API:
+            found.add((line, f"访问 / touches {node.value.id}.{node.attr} — 不是学员 API / not the learner API"))
         elif isinstance(node, ast.Attribute) and (node.attr in INTERPRETER_ATTRIBUTES
                                                   or _dotted(node) == "sys.modules"):
             found.add((line, f"访问 / touches {_dotted(node) or node.attr} — 解释器 / the interpreter"))
@@ -99,6 +112,20 @@ def scan_answer(source: str) -> list[str]:
                 if isinstance(target, ast.Attribute) and _dotted(target).split(".")[0] in modules:
                     found.add((line, f"改写 / patches {_dotted(target)}"))
     return [f"line {line}: {what}" for line, what in sorted(found)]
+
+
+def scan_answer_file(path: Path) -> list[str]:
+    """scan_answer on the text Python will run: a coding cookie other than UTF-8 would make Python read the file
+    differently from the scan, so it is a finding of its own."""
+    data = path.read_bytes()
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    except SyntaxError:
+        return []  # an unknown encoding cannot be imported: the test run reports it
+    if encoding not in ("utf-8", "utf-8-sig"):
+        return [f"line 1: 编码声明 / coding cookie {encoding!r} — 只接受 UTF-8 / only UTF-8 is read the way Python "
+                "reads it"]
+    return scan_answer(data.decode("utf-8-sig", errors="replace"))
 
 
 def tree_files(root: Path) -> dict[str, Path]:
@@ -151,8 +178,9 @@ def build_grading_tree(upstream: Path, answers: Path, dest: Path, solutions: boo
 
 
 def changed_files(tree: Path, expected: dict[str, str]) -> list[str]:
-    """Files of the grading tree (answers aside) that a run modified or deleted."""
-    out = []
+    """Files of the grading tree (answers aside) that a run added, modified or deleted: a file added beside a kata
+    module could shadow it in a later import."""
+    out = [f"添加 / added {rel}" for rel in sorted(set(tree_files(tree)) - set(expected) - ANSWER_FILES)]
     for rel, want in sorted(expected.items()):
         path = tree / rel
         if not path.is_file():
