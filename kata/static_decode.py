@@ -40,6 +40,7 @@ class StaticDecoder:
         self.cos, self.sin = cos.to(weight.device, weight.dtype), sin.to(weight.device, weight.dtype)
         self.positions = torch.arange(max_len, device=weight.device)
         self.pos = torch.zeros((), dtype=torch.long, device=weight.device)  # where the next token goes
+        self.length = 0  # the same, kept on the host: checked before every step, never read from the device
         self._step = _compiled(self._forward, model) if compiled else self._forward
 
     def _check(self, ids: torch.Tensor, room: int) -> None:
@@ -78,11 +79,20 @@ class StaticDecoder:
         """Start over with prompt (B, T): the greedy next token (B, 1). Checks the prompt against the cache."""
         self._check(prompt, self.max_len)
         self.pos.zero_()
+        self.length = prompt.shape[1]
         return self._forward(prompt)
+
+    def advance(self) -> None:
+        """Count one more token on the host; a ValueError naming max_len when the cache has no room for it."""
+        if self.length >= self.max_len:
+            raise ValueError(f"KV 缓存已满 / the cache is full: max_len={self.max_len} tokens already decoded")
+        self.length += 1
 
     @torch.no_grad()
     def step(self, ids: torch.Tensor) -> torch.Tensor:
-        """One new token per row, ids (B, 1) → the next (B, 1). No checks and no host sync: a graph replays this."""
+        """One new token per row, ids (B, 1) → the next (B, 1). No device checks and no host sync (the room is
+        counted on the host): a graph replays the same kernels."""
+        self.advance()
         return self._step(ids)
 
 
@@ -110,28 +120,35 @@ def _compiled(forward: Callable[[torch.Tensor], torch.Tensor], model: Llama) -> 
 
 class GraphedStep:
     """decoder.step captured once in a CUDA graph: each call copies the token in and replays every kernel of the
-    step (all layers, the head, argmax) with no Python between them. Capture after prefill; the warm-up steps it
-    runs first are undone (their K/V sit at positions the next real steps overwrite before anyone sees them)."""
+    step (all layers, the head, argmax) with no Python between them. Capture after prefill, with room for a step;
+    the warm-up step it runs first is undone (its K/V sit where the next real step writes before anyone reads).
+    A token of another batch size, or a step past max_len, is a ValueError: a replay never checks anything."""
 
+    @torch.no_grad()
     def __init__(self, decoder: StaticDecoder) -> None:
         if decoder.pos.device.type != "cuda":
             raise ValueError(f"CUDA graph 需要 CUDA 设备 / a CUDA graph needs a CUDA device, the decoder is on "
                              f"{decoder.pos.device}")
+        if decoder.length >= decoder.max_len:
+            raise ValueError(f"缓存没有空位 / no room left for a step: max_len={decoder.max_len}")
         self.decoder = decoder
         self.token = torch.zeros(decoder.batch, 1, dtype=torch.long, device=decoder.pos.device)
         start = decoder.pos.clone()
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):  # warm up outside the graph, as torch.cuda.graphs asks
-            for _ in range(2):
-                decoder.step(self.token)
+            decoder._step(self.token)
         torch.cuda.current_stream().wait_stream(side)
         decoder.pos.copy_(start)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.out = decoder.step(self.token)
+        with torch.cuda.graph(self.graph):  # recorded, not run: pos stays where the warm-up left it undone
+            self.out = decoder._step(self.token)
 
     def __call__(self, token: torch.Tensor) -> torch.Tensor:
+        if token.shape != self.token.shape:
+            raise ValueError(f"batch 或形状变了 / batch or shape changed since the capture: token "
+                             f"{tuple(token.shape)}, captured {tuple(self.token.shape)}")
+        self.decoder.advance()
         self.token.copy_(token)
         self.graph.replay()
         return self.out.clone()
@@ -143,7 +160,7 @@ def generate_graphed(model: Llama, prompt: torch.Tensor, new_tokens: int, compil
     the step is compiled by torch.compile before it is captured."""
     decoder = StaticDecoder(model, prompt.shape[0], prompt.shape[1] + new_tokens, compiled)
     out = [decoder.prefill(prompt)]
-    step = GraphedStep(decoder)
+    step = GraphedStep(decoder) if new_tokens > 1 else None
     for _ in range(new_tokens - 1):
         out.append(step(out[-1]))
     return torch.cat(out, dim=1)

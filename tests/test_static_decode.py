@@ -72,6 +72,15 @@ def test_sizes_that_are_not_positive_ints_are_value_errors(batch, max_len):
         StaticDecoder(MODEL, batch, max_len)
 
 
+def test_a_step_past_max_len_is_a_value_error_naming_max_len():
+    decoder = StaticDecoder(MODEL, 1, 6)
+    token = decoder.prefill(prompt(1, 4))
+    for _ in range(2):
+        token = decoder.step(token)
+    with pytest.raises(ValueError, match="max_len=6"):
+        decoder.step(token)
+
+
 def test_float_ids_are_a_type_error():
     with pytest.raises(TypeError, match=r"\bids\b"):
         StaticDecoder(MODEL, 1, 8).prefill(torch.zeros(1, 3))
@@ -111,6 +120,20 @@ def test_the_compiled_graphed_step_gives_the_eager_loops_tokens_and_never_traces
                         "compiled and graphed against eager greedy tokens on CUDA")
     untraced = [getattr(m.forward, "_torchdynamo_disable", False) for m in model.modules() if isinstance(m, Outside)]
     expect_equal(untraced, [True] * 14, "each outside layer left to run as it is (never traced)")
+
+
+@pytest.mark.gpu
+def test_a_replay_of_another_batch_or_past_max_len_is_a_value_error():
+    from kata.static_decode import GraphedStep
+
+    decoder = StaticDecoder(tiny_llama().cuda(), 2, 6)
+    token = decoder.prefill(prompt(2, 5).cuda())
+    step = GraphedStep(decoder)
+    with pytest.raises(ValueError, match="batch"):
+        step(token[:1])
+    token = step(token)
+    with pytest.raises(ValueError, match="max_len=6"):
+        step(token)
 
 
 @pytest.mark.gpu

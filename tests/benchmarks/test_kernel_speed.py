@@ -242,10 +242,12 @@ def compiled_decode_speed(model, prompt) -> dict:
     decoder = StaticDecoder(model, prompt.shape[0], PROMPT + NEW)
     for buffer in (decoder.keys, decoder.values, decoder.pos, decoder.positions, decoder.cos, decoder.sin):
         torch._dynamo.mark_static_address(buffer)  # else the mutated cache makes torch.compile skip its cudagraphs
-    compiled = torch.compile(decoder.step, mode="reduce-overhead", fullgraph=True)
+    compiled = torch.compile(decoder._step, mode="reduce-overhead", fullgraph=True)
 
     def step(token):
-        return compiled(token).clone()  # the next call may overwrite a cudagraph's output
+        decoder.advance()  # the host's count stays outside the compiled code (an int guard would recompile)
+        with torch.no_grad():
+            return compiled(token).clone()  # the next call may overwrite a cudagraph's output
 
     started = time.perf_counter()
     timed_generation(decoder, step, prompt, 4)  # compile and record
