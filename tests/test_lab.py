@@ -130,8 +130,17 @@ def test_the_formats_picture_is_drawn(tmp_path):
     rows = [{"format": "BF16", "bits_per_weight": 16.0, "kl": 0.001, "tokens_per_s": 23.0},
             {"format": "W4", "bits_per_weight": 4.375, "kl": 0.3, "tokens_per_s": 44.0},
             {"format": "baseline", "bits_per_weight": 32.0, "kl": 0.0, "tokens_per_s": None}]
-    assert formats.draw_formats(rows, tmp_path / "formats.png")
+    assert formats.draw_formats(rows, tmp_path / "formats.png") == ["§7 formats", "Pareto front"]
     assert (tmp_path / "formats.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_mixed_precision_and_qat_points_join_the_picture_in_their_own_colours(tmp_path):
+    pytest.importorskip("matplotlib")
+    rows = [{"format": "W4", "bits_per_weight": 4.375, "kl": 0.3, "tokens_per_s": 44.0, "section": 7},
+            {"format": "W3/W4 plan", "bits_per_weight": 3.6, "kl": 0.2, "tokens_per_s": None, "section": 8},
+            {"format": "W3 block QAT", "bits_per_weight": 3.375, "kl": 0.25, "tokens_per_s": None, "section": 9}]
+    labels = formats.draw_formats(rows, tmp_path / "formats.png")
+    assert labels == ["§7 formats", "§8 mixed precision", "§9 QAT", "Pareto front"], labels
 
 
 def test_format_names_can_be_selected_one_by_one(monkeypatch):

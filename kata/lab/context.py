@@ -57,6 +57,9 @@ class Context:
         self.tokenizer = load_tokenizer(settings.model_path)
         self.eval_ids = eval_windows(tokenizer=self.tokenizer)  # (16, 512)
         self.calib_ids = calibration_windows(CALIBRATION_WINDOWS, tokenizer=self.tokenizer)  # (32, 512)
+        # Every quantized model sections 7–9 measure on the evaluation windows: {"format", "bits_per_weight", "kl",
+        # "tokens_per_s", "section"}; section 7's picture shows them all.
+        self.points: list[dict] = []
 
     def module(self, name: str) -> ModuleType:
         """The target's exercise module `name`, say "ex5_6_gptq"."""

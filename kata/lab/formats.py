@@ -69,19 +69,28 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return sorted(p for p in points if not any(q[0] <= p[0] and q[1] <= p[1] and q != p for q in points))
 
 
-def draw_formats(rows: list[dict], path: Path) -> bool:
-    """Two panels: KL (log) against bits per weight with the Pareto front; CPU tokens/s against KL."""
+SECTIONS = {7: ("§7 formats", "tab:blue"), 8: ("§8 mixed precision", "tab:orange"), 9: ("§9 QAT", "tab:purple")}
+
+
+def draw_formats(rows: list[dict], path: Path) -> list[str]:
+    """Two panels: KL (log) against bits per weight with the Pareto front; CPU tokens/s against KL. Points of
+    sections 8 and 9 (a row's "section", default 7) get their own colour. Returns the legend's labels ([] when
+    matplotlib is missing: nothing drawn)."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return False
+        return []
     shown = [r for r in rows if r["kl"] > 0]  # the baseline has no KL to plot on a log axis
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.5))
+    for number, (label, colour) in SECTIONS.items():
+        points = [r for r in shown if r.get("section", 7) == number]
+        if points:
+            left.scatter([r["bits_per_weight"] for r in points], [r["kl"] for r in points], color=colour,
+                         label=label)
     for r in shown:
-        left.scatter(r["bits_per_weight"], r["kl"], color="tab:blue")
         left.annotate(r["format"], (r["bits_per_weight"], r["kl"]), fontsize=7, xytext=(4, 2),
                       textcoords="offset points")
     front = pareto_front([(r["bits_per_weight"], r["kl"]) for r in shown])
@@ -95,10 +104,11 @@ def draw_formats(rows: list[dict], path: Path) -> bool:
         right.annotate(r["format"], (r["kl"], r["tokens_per_s"]), fontsize=7, xytext=(4, 2), textcoords="offset points")
     right.set(xscale="log", xlabel="KL to fp32 baseline (log)", ylabel="CPU decode tokens/s (batch 1)",
               title="speed against quality")
+    labels = left.get_legend_handles_labels()[1]
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return True
+    return labels
 
 
 class BlockFormatLinear(nn.Module):
@@ -194,8 +204,9 @@ def formats_table(ctx: Context, calibrated: dict[str, dict]) -> str:
                   key=lambda r: r["tokens_per_s"], default=None)
     summary = (f" Fastest quantized format: {fastest['format']}, {fastest['tokens_per_s']:.1f} tok/s = "
                f"{fastest['tokens_per_s'] / bf16:.2f}× BF16." if fastest and bf16 else "")
+    ctx.points.extend({**r, "section": 7} for r in rows)
     if picture is not None:
-        drawn = draw_formats(rows, picture)
+        drawn = draw_formats(ctx.points, picture)
         summary += f"\n\n![formats: KL against bits and speed]({picture.name})" if drawn else (
             "\n\n_(matplotlib 未安装，没有画图 / matplotlib not installed: no picture)_")
     return table + (

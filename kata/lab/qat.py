@@ -47,6 +47,9 @@ def qat_table(ctx: Context) -> str:
                      "—" if ptq_kl is None else f"{1 - result['kl'] / ptq_kl:.0%}",
                      "—" if seconds is None else f"{seconds:.0f}", says(model)))
         say(f"W{bits} {name}: perplexity {result['ppl']:.2f}, KL {result['kl']:.4f}")
+        # 1.1's formula for asymmetric groups: codes, an fp16 scale and an 8-bit zero point per group
+        ctx.points.append({"format": f"W{bits} {name}", "bits_per_weight": bits + (16 + 8) / GROUP_SIZE,
+                           "kl": result["kl"], "tokens_per_s": None, "section": 9})
         return result["kl"]
 
     for bits, settings in QAT_SETTINGS.items():

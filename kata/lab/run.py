@@ -56,6 +56,8 @@ def sections(ctx: Context, quality_sections: bool = True) -> Iterator[str]:
                       lambda: sensitivity.sensitivity_table(ctx, calibrated))
     if settings.qat:
         yield section("9. 量化感知训练 / quantization-aware training on the real model", lambda: qat.qat_table(ctx))
+    if (settings.sensitivity or settings.qat) and settings.picture is not None:
+        formats.draw_formats(ctx.points, settings.picture)  # sections 8 and 9's points join section 7's picture
 
 
 def splice_readme(readme: str, report: str) -> str:

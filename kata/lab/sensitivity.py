@@ -61,6 +61,8 @@ def sensitivity_table(ctx: Context, calibrated: dict[str, dict]) -> str:
         else:
             m.quantize_layers(quantized, plan)
         result = measured[label] = evaluate(quantized, full_ids, full_baseline)
+        ctx.points.append({"format": label, "bits_per_weight": m.plan_bits(plan, shapes), "kl": result["kl"],
+                           "tokens_per_s": None, "section": 8})
         counts = ", ".join(f"{sum(1 for f in plan.values() if f[0] == bits)} × W{bits}" for bits in (3, 4, 8)
                            if any(f[0] == bits for f in plan.values()))
         predicted = sum(kl[name][fmt[0]] for name, fmt in plan.items()) if all(
