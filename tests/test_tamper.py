@@ -127,6 +127,36 @@ def test_one_exception_class_deriving_from_every_type_asked_for_earns_nothing(tm
     assert data["quant_kata"]["score"] == 0, f"scored {data['quant_kata']['score']}"
 
 
+UNSEEN_FORGERY = """
+import contextlib
+import sys
+import types
+
+_fake = types.ModuleType("kata.harness.check")
+for _name in ("expect_close", "expect_equal", "expect_at_most", "expect_at_least", "expect_tensor",
+              "expect_tensor_close", "expect_tensor_equal"):
+    setattr(_fake, _name, lambda *args, **kwargs: None)
+_fake.raises = lambda *args, **kwargs: contextlib.nullcontext()
+vars(sys)["modules"]["kata.harness.check"] = _fake
+
+
+def bits_per_weight(*args, **kwargs):
+    return 0.0
+
+
+calculate_weight_memory = bits_per_weight
+"""
+
+
+def test_a_forgery_the_scan_cannot_see_earns_nothing_across_the_boundary(tmp_path):
+    """It swaps the check helpers for no-ops through vars(sys) (no syntax the scan looks for): in the judging
+    process 17 of 1.1's 18 tests passed; the answer now runs in a worker, whose sys.modules is its own."""
+    assert scan_answer(UNSEEN_FORGERY) == [], "the scan does not see it: the boundary must stop it"
+    data, summary = _grade(tmp_path, {"exercises/ex1_1_weight_memory.py": STUB + "\n" + UNSEEN_FORGERY}, {})
+    assert data["quant_kata"]["score"] == 0, f"scored {data['quant_kata']['score']}"
+    assert "🚫" not in summary, "nothing to flag: it simply cannot reach the judge"
+
+
 def test_an_honest_fork_is_graded_in_full_and_nothing_is_listed(tmp_path):
     solution = (ROOT / "reference/ex1_1_weight_memory.py").read_text(encoding="utf-8")
     data, summary = _grade(tmp_path, {"exercises/ex1_1_weight_memory.py": solution}, {})

@@ -11,10 +11,12 @@ The JSON is written even when the grader itself fails.
     python -m kata.grade --answers ../fork --out results   # a fork's answers, graded against this kata
     python -m kata.grade --unsolved                        # every graded test must fail on the untouched stubs
 
-Only the answers count (see kata/grade/tamper.py): each exercise runs in a fresh copy of this kata's files with the
-answer modules copied in, under `python -I` (no PYTHON* variables, no user site, no working-directory imports),
-with pytest told its configuration file (-c), no conftest.py (--noconftest), no plugin autoloading, only the
-kata's plugin, a clean environment, an empty working directory and limits on memory, file size and time.
+For the exercises in kata.grade.boundary.BOUNDARY_EXERCISES the judging pytest process never imports the answer:
+it runs in a worker process behind proxies (kata/grade/boundary.py). Only the answers count (kata/grade/tamper.py):
+each exercise runs in a fresh copy of this kata's files with the answer modules copied in, under `python -I` (no
+PYTHON* variables, no user site, no working-directory imports), with pytest told its configuration file (-c), no
+conftest.py (--noconftest), no plugin autoloading, only the kata's plugin, a clean environment, an empty working
+directory and limits on memory, file size and time.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from kata.grade import tamper
+from kata.grade.boundary import BOUNDARY_EXERCISES
 from kata.grade.results import (
     CaseResult,
     ExerciseResult,
@@ -94,6 +97,8 @@ def run_exercise(ex: Exercise, target: str, workdir: Path, timeout_s: float, roo
            "-c", str(tree / "pyproject.toml"), "--rootdir", str(tree), "--noconftest", "-p", "kata.harness.plugin",
            f"--target={target}", "--slow", "-q", "--no-header", "-p", "no:cacheprovider",
            f"--junitxml={xml}", "-o", "junit_suite_name=" + ex.id]
+    if target == "exercises" and ex.id in BOUNDARY_EXERCISES:
+        cmd.append("--answers-in-worker")  # the answer runs only in a worker process (kata/grade/boundary.py)
     env = {k: os.environ[k] for k in KEPT_VARIABLES if k in os.environ}
     env.update(PYTHONDONTWRITEBYTECODE="1", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1", PYTHONHASHSEED="0")
     with output.open("wb") as sink:

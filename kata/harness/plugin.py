@@ -33,6 +33,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         f"also ${target.ENV_VAR}",
     )
     parser.getgroup("quant-kata").addoption(
+        "--answers-in-worker", action="store_true", default=False,
+        help="评分用：答案只在 worker 进程里运行 / grading: the answer runs only in a worker process "
+             "(kata/grade/boundary.py)",
+    )
+    parser.getgroup("quant-kata").addoption(
         "--slow", action="store_true", default=False,
         help="也运行真实模型的测试（每个约 1 分钟）/ also run the real-model tests (about a minute each)",
     )
@@ -45,6 +50,16 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(err)) from None
     config.stash[_TARGET] = chosen
     target.install(chosen)
+    if config.getoption("answers_in_worker"):
+        if chosen != "exercises":
+            raise pytest.UsageError("--answers-in-worker 只用于 --target exercises / only with --target exercises")
+        import sys
+
+        from kata.grade.boundary import WorkerFinder
+
+        finder = WorkerFinder(str(target.ROOT))
+        sys.meta_path.insert(0, finder)
+        config.add_cleanup(finder.close)
     if not _cuda_available():  # Triton kernels (5.10) then run in Triton's CPU interpreter
         os.environ.setdefault("TRITON_INTERPRET", "1")
     config.pluginmanager.register(_ProgressRecorder(chosen), "quant-kata-progress")
