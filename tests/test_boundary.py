@@ -48,6 +48,17 @@ def leave(x):
 
 def judge_modules(x):
     return "kata.harness.check" in sys.modules
+
+
+def scale_weights(model, factor):
+    with torch.no_grad():
+        for param in model.parameters():
+            param.mul_(factor)
+    return "scaled"
+
+
+def add_a_layer(model):
+    model.extra = torch.nn.Linear(1, 1)
 '''
 
 
@@ -125,6 +136,18 @@ def test_the_answer_does_not_run_in_the_judges_process(answer):
     import kata.harness.check  # noqa: F401  (loaded here, in the judge)
 
     assert answer.judge_modules(0) is False, "the worker has its own interpreter"
+
+
+def test_a_model_passed_in_comes_back_with_the_answers_changes(answer):
+    model = torch.nn.Linear(2, 3)
+    before = model.weight.detach().clone()
+    assert answer.scale_weights(model, 2.0) == "scaled"
+    assert torch.equal(model.weight, 2 * before), "the judge's own model holds the answer's weights"
+
+
+def test_a_model_whose_structure_the_answer_changed_is_an_error(answer):
+    with pytest.raises(RuntimeError, match="extra"):
+        answer.add_a_layer(torch.nn.Linear(2, 3))
 
 
 def test_an_answer_that_cannot_import_raises_on_import(tmp_path):

@@ -6,12 +6,15 @@ The judging process (pytest, the kata's plugin with --answers-in-worker) never i
 `exercises.exN_*` gives a module of proxies. Calling one sends the arguments to the worker, which runs the answer
 and sends back plain data — tensors (exactly torch.Tensor), numbers, strings, None, dtypes and tuples / lists /
 dicts of them — read with torch.load(weights_only=True), so nothing the answer builds can run in the judge.
-Callables the test passes in (a quantizer, a progress callback) stay in the judge: the worker calls them back.
+Callables the test passes in (a quantizer, a progress callback) stay in the judge: the worker calls them back. A
+model the test passes in is copied to the worker, and after the call its parameters and buffers come back into the
+judge's own model (the answer may change weights in place, as AWQ, GPTQ and 5.11 do, not the model's structure).
 An exception crosses as its nearest built-in type (a class deriving from TypeError and ValueError arrives as
 TypeError, the first in its order) with its message.
 
-Exercises whose tests only pass data and callables cross the boundary (BOUNDARY_EXERCISES); the ones that hand a
-model to the answer or build its modules (5.3–5.11) still run in the judging process: not yet done.
+BOUNDARY_EXERCISES cross it. The others build modules of their own that the tests then inspect and run (5.3's
+QuantLinear, 5.4's HessianAccumulator, 5.7's W8A8Linear, 5.8's formats, 5.9's autograd, 5.10's kernel layers):
+they still run in the judging process until objects can stay in the worker behind handles.
 
 The worker is `worker_command(tree, name)`: python -I, the grading tree's kata first on the path, stdin / stdout
 kept for the protocol (the answer's prints go to stderr).
@@ -35,7 +38,7 @@ from typing import Any, BinaryIO
 import torch
 
 BOUNDARY_EXERCISES = frozenset({"ex1_1", "ex1_2", "ex2_1", "ex2_2", "ex3_1", "ex3_2", "ex4_1", "ex5_1", "ex5_2",
-                                "ex5_12"})
+                                "ex5_5", "ex5_6", "ex5_11", "ex5_12"})
 DATA_TYPES = (int, float, bool, str, complex, type(None), torch.dtype, torch.device, torch.Size)
 
 
@@ -110,13 +113,24 @@ class _Callback:
         return rest[0]
 
 
+def _modules(value: Any) -> list[torch.nn.Module]:
+    """The nn.Modules among the arguments, in order (the judge walks its own the same way)."""
+    if isinstance(value, torch.nn.Module):
+        return [value]
+    if type(value) in (tuple, list):
+        return [m for v in value for m in _modules(v)]
+    if type(value) is dict:
+        return [m for v in value.values() for m in _modules(v)]
+    return []
+
+
 def _for_judge(value: Any) -> Any:
     """The answer's result as the judge may take it: Parameters and other tensors as plain detached tensors."""
     if isinstance(value, torch.Tensor):
         return value.detach().as_subclass(torch.Tensor)
     if type(value) in (tuple, list):
         return type(value)(_for_judge(v) for v in value)
-    if type(value) is dict:
+    if isinstance(value, dict):  # a state_dict is an OrderedDict
         return {k: _for_judge(v) for k, v in value.items()}
     return value
 
@@ -165,11 +179,14 @@ def serve(tree: str, name: str) -> None:
             _, function, args, kwargs = _receive(reader, trusted=True)
         except BoundaryError:
             return
+        args, kwargs = _unwrap(args, module, conn), _unwrap(kwargs, module, conn)
+        given = _modules((args, kwargs))
         try:
-            result = getattr(module, function)(*_unwrap(args, module, conn), **_unwrap(kwargs, module, conn))
-            _send(writer, ("return", _for_judge(result)))
+            result = getattr(module, function)(*args, **kwargs)
+            reply = ("return", _for_judge(result))
         except BaseException as error:
-            _send(writer, ("raise", _builtin_exception(error), str(error)))
+            reply = ("raise", _builtin_exception(error), str(error))
+        _send(writer, (*reply, [_for_judge(m.state_dict()) for m in given]))
 
 
 # --- the judge: a module of proxies -------------------------------------------------------------------------------
@@ -196,16 +213,22 @@ class Worker:
             raise BoundaryError(f"{error}{how}") from None
 
     def call(self, function: str, args: tuple, kwargs: dict) -> Any:
+        """Run the answer's `function` in the worker. A model passed in comes back changed as the answer changed
+        it: its new parameters and buffers are loaded into the judge's own model (same structure required)."""
+        given = _modules((args, kwargs))
         try:
             _send(self.process.stdin, ("call", function, self._wrap(args), self._wrap(kwargs)))
         except BrokenPipeError:
             pass  # it died: _next says how
         while True:
             kind, *rest = self._next()
-            if kind == "return":
+            if kind in ("return", "raise"):
+                states = rest.pop()
+                for model, state in zip(given, states, strict=True):
+                    model.load_state_dict(state)
+                if kind == "raise":
+                    raise _exception(*rest)
                 return rest[0]
-            if kind == "raise":
-                raise _exception(*rest)
             if kind == "callback":  # the answer calls something the test passed in: run it here
                 number, cb_args, cb_kwargs = rest
                 try:
@@ -218,7 +241,9 @@ class Worker:
     def _wrap(self, value: Any) -> Any:
         if isinstance(value, RemoteFunction):
             return ("__own__", value.__name__)
-        if callable(value) and not isinstance(value, torch.Tensor):
+        if isinstance(value, (torch.nn.Module, torch.Tensor)):
+            return value  # a model is copied to the worker; call() loads its changes back
+        if callable(value):
             self.callbacks[len(self.callbacks)] = value
             return ("__callback__", len(self.callbacks) - 1)
         if type(value) in (tuple, list):

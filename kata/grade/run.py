@@ -73,7 +73,8 @@ def _tail(path: Path, size: int = 1500) -> str:
 
 
 def run_exercise(ex: Exercise, target: str, workdir: Path, timeout_s: float, root: Path = ROOT,
-                 answers: Path | None = None, memory_gib: float = DEFAULT_MEMORY_GIB) -> ExerciseResult:
+                 answers: Path | None = None, memory_gib: float = DEFAULT_MEMORY_GIB,
+                 threads: int | None = None) -> ExerciseResult:
     """Run one exercise's tests in a fresh interpreter and a fresh copy of the kata (`root`) holding the answer
     modules of `answers` (default: root's own); a crash, hang or vandalism costs only this exercise."""
     result = ExerciseResult(ex)
@@ -101,6 +102,8 @@ def run_exercise(ex: Exercise, target: str, workdir: Path, timeout_s: float, roo
         cmd.append("--answers-in-worker")  # the answer runs only in a worker process (kata/grade/boundary.py)
     env = {k: os.environ[k] for k in KEPT_VARIABLES if k in os.environ}
     env.update(PYTHONDONTWRITEBYTECODE="1", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1", PYTHONHASHSEED="0")
+    if threads is not None:  # exercises side by side share the cores: more threads than cores spin and stall
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     with output.open("wb") as sink:
         proc = subprocess.Popen(cmd, cwd=scratch, env=env, stdin=subprocess.DEVNULL, stdout=sink,
                                 stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_limits(memory_gib))
@@ -125,8 +128,11 @@ def run_all(exercises: list[Exercise], target: str, workdir: Path, timeout_s: fl
     """Every exercise in its own process, a line printed as each one finishes; results in curriculum order."""
     started = time.perf_counter()
     print(f"评分 {len(exercises)} 个练习 / grading {len(exercises)} exercises (target {target}) …", flush=True)
-    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
-        futures = {pool.submit(run_exercise, ex, target, workdir, timeout_s, root, answers, memory_gib): ex
+    cores = os.cpu_count() or 1
+    side_by_side = max(1, min(cores, len(exercises)))
+    with ThreadPoolExecutor(max_workers=side_by_side) as pool:
+        futures = {pool.submit(run_exercise, ex, target, workdir, timeout_s, root, answers, memory_gib,
+                               max(1, cores // side_by_side)): ex
                    for ex in exercises}
         for future in as_completed(futures):
             r = future.result()
