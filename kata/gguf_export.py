@@ -100,13 +100,14 @@ def encode(values: torch.Tensor, qtype: gguf.GGMLQuantizationType) -> np.ndarray
     """The bytes of values (rows, cols) in qtype, as gguf-py (llama.cpp's rule) quantizes them, except Q4_1 / Q4_0 /
     Q8_0 blocks that sit on a grid of their own: those take grid_blocks' encoding where it reads back closer (max
     |error| over the block, which must be within the fp16 rounding of d and m: ≤ 2⁻¹⁰ · max |w|)."""
-    data = gguf.quants.quantize(values.numpy(), qtype)
+    array = values.numpy()
+    data = gguf.quants.quantize(array, qtype)
     if qtype.name not in GRID_LEVELS:
         return data
     ours = grid_blocks(values, qtype.name)
-    error = [np.abs(gguf.quants.dequantize(d, qtype) - values.numpy()).reshape(-1, BLOCK).max(-1) for d in (data, ours)]
+    error = [np.abs(gguf.quants.dequantize(d, qtype) - array).reshape(-1, BLOCK).max(-1) for d in (data, ours)]
     blocks, ours_blocks = data.reshape(len(error[0]), -1), ours.reshape(len(error[0]), -1)
-    scale = np.abs(values.numpy()).reshape(-1, BLOCK).max(-1)
+    scale = np.abs(array).reshape(-1, BLOCK).max(-1)
     closer = (error[1] < error[0]) & (error[1] <= 2**-10 * scale)  # ours only where the block is on its grid
     blocks[closer] = ours_blocks[closer]
     return data

@@ -33,6 +33,7 @@ import subprocess
 import sys
 import types
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import torch
@@ -113,37 +114,43 @@ class _Callback:
         return rest[0]
 
 
-def _modules(value: Any) -> list[torch.nn.Module]:
-    """The nn.Modules among the arguments, in order (the judge walks its own the same way)."""
-    if isinstance(value, torch.nn.Module):
-        return [value]
+@dataclass(frozen=True)
+class _Ref:
+    """In the judge's arguments, where a callable was: the answer's own function `key` ("own"), or the judge's
+    callable number `key`, to be called back ("callback")."""
+
+    kind: str
+    key: str | int
+
+
+def _map(value: Any, leaf: Callable[[Any], Any]) -> Any:
+    """leaf applied to everything inside nested tuples, lists and dicts (their values), the containers rebuilt."""
     if type(value) in (tuple, list):
-        return [m for v in value for m in _modules(v)]
-    if type(value) is dict:
-        return [m for v in value.values() for m in _modules(v)]
-    return []
+        return type(value)(_map(v, leaf) for v in value)
+    if isinstance(value, dict):  # a state_dict is an OrderedDict: it comes back a plain dict
+        return {k: _map(v, leaf) for k, v in value.items()}
+    return leaf(value)
+
+
+def _modules(value: Any) -> list[torch.nn.Module]:
+    """The nn.Modules among the arguments, in order (the judge and the worker walk theirs the same way)."""
+    found: list[torch.nn.Module] = []
+    _map(value, lambda v: found.append(v) if isinstance(v, torch.nn.Module) else None)
+    return found
 
 
 def _for_judge(value: Any) -> Any:
     """The answer's result as the judge may take it: Parameters and other tensors as plain detached tensors."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().as_subclass(torch.Tensor)
-    if type(value) in (tuple, list):
-        return type(value)(_for_judge(v) for v in value)
-    if isinstance(value, dict):  # a state_dict is an OrderedDict
-        return {k: _for_judge(v) for k, v in value.items()}
-    return value
+    return _map(value, lambda v: v.detach().as_subclass(torch.Tensor) if isinstance(v, torch.Tensor) else v)
 
 
 def _unwrap(value: Any, module: types.ModuleType, conn) -> Any:
-    """Arguments from the judge: markers become the answer's own functions or callbacks."""
-    if isinstance(value, tuple) and len(value) == 2 and value[0] in ("__own__", "__callback__"):
-        return getattr(module, value[1]) if value[0] == "__own__" else _Callback(value[1], conn)
-    if type(value) in (tuple, list):
-        return type(value)(_unwrap(v, module, conn) for v in value)
-    if type(value) is dict:
-        return {k: _unwrap(v, module, conn) for k, v in value.items()}
-    return value
+    """Arguments from the judge: each _Ref becomes the answer's own function or a callback."""
+    def resolve(v: Any) -> Any:
+        if not isinstance(v, _Ref):
+            return v
+        return getattr(module, v.key) if v.kind == "own" else _Callback(v.key, conn)
+    return _map(value, resolve)
 
 
 def _public(module: types.ModuleType) -> dict[str, tuple[str, Any]]:
@@ -239,18 +246,15 @@ class Worker:
                 raise BoundaryError(f"答案进程回了未知消息 / unknown message from the worker: {kind!r}")
 
     def _wrap(self, value: Any) -> Any:
-        if isinstance(value, RemoteFunction):
-            return ("__own__", value.__name__)
-        if isinstance(value, (torch.nn.Module, torch.Tensor)):
-            return value  # a model is copied to the worker; call() loads its changes back
-        if callable(value):
-            self.callbacks[len(self.callbacks)] = value
-            return ("__callback__", len(self.callbacks) - 1)
-        if type(value) in (tuple, list):
-            return type(value)(self._wrap(v) for v in value)
-        if type(value) is dict:
-            return {k: self._wrap(v) for k, v in value.items()}
-        return value
+        """The arguments as they cross: callables become _Refs; a model is copied (call() loads its changes back)."""
+        def marker(v: Any) -> Any:
+            if isinstance(v, RemoteFunction):
+                return _Ref("own", v.__name__)
+            if callable(v) and not isinstance(v, (torch.nn.Module, torch.Tensor)):
+                self.callbacks[len(self.callbacks)] = v
+                return _Ref("callback", len(self.callbacks) - 1)
+            return v
+        return _map(value, marker)
 
     def close(self) -> None:
         self.process.kill()
