@@ -1,165 +1,121 @@
-"""A fork cannot buy a grade: each kind of cheat, planted in a copy of the kata, leaves the grade at zero and is
-named in the summary. The fork's ex1_1 is the untouched stub throughout, so every honest point would be zero."""
+"""A fork cannot buy a grade: each cheat of the catalogue (tests/cheats.py), planted in a copy of the kata, leaves
+the grade at zero, and what the scan or the file comparison finds is named in the summary. Every answer holding a
+cheat is otherwise the untouched stub, so every honest point would be zero."""
 
 import json
+import socket
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
 from kata.grade.tamper import build_grading_tree, changed_files, fork_changes, scan_answer, scan_answer_file
 from kata.harness.target import ROOT
+from tests.cheats import ANSWER_CHEATS, ANSWER_CHEATS_2, HARNESS_CHEATS, answer_text
 from tests.helpers import copy_checkout, grade_fork
 
-STUB = (ROOT / "exercises/ex1_1_weight_memory.py").read_text(encoding="utf-8")
-# A pytest plugin that turns every failure into a pass: what most cheats below try to get loaded.
-PASS_EVERYTHING = '''
-import pytest
 
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    report = (yield).get_result()
-    report.outcome, report.longrepr = "passed", None
-'''
-HARNESS_CHEATS = {  # cheat → (files the fork writes, extra environment, what the summary must name)
-    "edits its test file": ({"exercises/test_ex1_1_weight_memory.py": "def test_weight_memory():\n    pass\n"},
-                            {}, "M exercises/test_ex1_1_weight_memory.py"),
-    "adds a conftest.py beside the tests": ({"exercises/conftest.py": PASS_EVERYTHING}, {}, "A exercises/conftest.py"),
-    "edits the root conftest.py": ({"conftest.py": (ROOT / "conftest.py").read_text() + PASS_EVERYTHING}, {},
-                                   "M conftest.py"),
-    "adds a pytest.ini naming a plugin": ({"pytest.ini": "[pytest]\naddopts = -p cheat\n", "cheat.py": PASS_EVERYTHING},
-                                          {}, "A pytest.ini"),
-    "edits pyproject.toml's addopts": ({"pyproject.toml": (ROOT / "pyproject.toml").read_text().replace(
-        'addopts = "', 'addopts = "-p cheat '), "cheat.py": PASS_EVERYTHING}, {}, "M pyproject.toml"),
-    "edits the kata's plugin": ({"kata/harness/plugin.py": (ROOT / "kata/harness/plugin.py").read_text()
-                                 + PASS_EVERYTHING}, {}, "M kata/harness/plugin.py"),
-    "adds a sitecustomize.py": ({"sitecustomize.py": "import os\nos.environ['PYTEST_PLUGINS'] = 'cheat'\n",
-                                 "cheat.py": PASS_EVERYTHING}, {"PYTHONPATH": "{fork}"}, "A sitecustomize.py"),
-    "sets PYTEST_ADDOPTS, PYTEST_PLUGINS and PYTHONPATH": ({"cheat.py": PASS_EVERYTHING}, {
-        "PYTEST_ADDOPTS": "-p cheat", "PYTEST_PLUGINS": "cheat", "PYTHONPATH": "{fork}"}, "A cheat.py"),
-}
-FORGE_REPORTS = """
-import _pytest.reports
-
-_init = _pytest.reports.TestReport.__init__
-
-
-def _passed(self, *args, **kwargs):
-    _init(self, *args, **kwargs)
-    self.outcome, self.longrepr = "passed", None
-
-
-_pytest.reports.TestReport.__init__ = _passed
-"""
-SILENCE_CHECKS = """
-import kata.harness.check
-
-for _name in dir(kata.harness.check):
-    if _name.startswith("expect"):
-        setattr(kata.harness.check, _name, lambda *args, **kwargs: None)
-
-
-def bits_per_weight(*args, **kwargs):
-    return 0.0
-
-
-def calculate_weight_memory(*args, **kwargs):
-    return 0.0
-"""
-ANSWER_CHEATS = {  # cheat → (what the answer module adds to the stub, what the summary must name)
-    "forges every report through pytest internals": (FORGE_REPORTS, "imports _pytest.reports"),
-    "silences the check helpers": (SILENCE_CHECKS, "patches kata.harness.check with setattr()"),
-    "rewrites its own test file": (
-        "from pathlib import Path\nPath(__file__).with_name('test_ex1_1_weight_memory.py').write_text('')\n",
-        "calls write_text()"),
-    "imports the reference solution": ("from reference.ex1_1_weight_memory import *  # noqa\n",
-                                       "imports reference.ex1_1_weight_memory"),
-    # Hidden from the static scan: caught after the run, because the grading tree's harness changed.
-    "edits the harness where the scan cannot see": (
-        "from pathlib import Path\np = Path(__file__).resolve().parents[1] / 'kata' / 'harness' / 'check.py'\n"
-        "getattr(p, 'write_' + 'text')(p.read_text() + '\\n')\n", "modified kata/harness/check.py"),
-}
-
-
-def _grade(tmp_path, files: dict[str, str], env: dict[str, str]) -> tuple[dict, str]:
-    fork = copy_checkout(tmp_path / "fork")
-    for rel, text in files.items():
-        (fork / rel).write_text(text, encoding="utf-8")
-    env = {key: value.format(fork=fork) for key, value in env.items()}
-    proc = grade_fork(fork, tmp_path / "out", "--only", "ex1_1", "--timeout", "120", env=env)
+def _grade(fork: Path, out: Path, exercises: list[str], env: dict[str, str] | None = None) -> tuple[dict, str]:
+    """Grade `fork` on `exercises`; the results as they stand two seconds after the grader exits (a cheat's child
+    in a new session would have rewritten them by then)."""
+    proc = grade_fork(fork, out, "--only", ",".join(exercises), "--timeout", "300", env=env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    data = json.loads((tmp_path / "out/results.json").read_text(encoding="utf-8"))
-    return data, (tmp_path / "out/summary.md").read_text(encoding="utf-8")
+    time.sleep(2.0)
+    data = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    return data, (out / "summary.md").read_text(encoding="utf-8")
+
+
+def _points(data: dict) -> dict[str, tuple[float, int]]:
+    return {e["id"]: (e["points"], e["total"]) for e in data["quant_kata"]["exercises"]}
+
+
+@pytest.fixture(scope="module")
+def harness_cheats_graded(tmp_path_factory) -> tuple[dict, str]:
+    """One fork holding every cheat outside the answers at once, graded on 1.1 (its answer is the stub)."""
+    tmp = tmp_path_factory.mktemp("harness")
+    fork = copy_checkout(tmp / "fork")
+    env = {}
+    for cheat in HARNESS_CHEATS.values():
+        for rel, text in cheat.files.items():
+            (fork / rel).write_text(text, encoding="utf-8")
+        env.update({key: value.format(fork=fork) for key, value in cheat.env.items()})
+    return _grade(fork, tmp / "out", ["ex1_1"], env)
+
+
+def _serve_once(text: str) -> tuple[int, threading.Thread]:
+    """A loopback server that hands `text` to whoever connects: what the network cheat fetches."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(120)
+
+    def serve() -> None:
+        with server:
+            while True:
+                try:
+                    conn, _ = server.accept()
+                except OSError:
+                    return
+                with conn:
+                    conn.sendall(text.encode())
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return server.getsockname()[1], thread
+
+
+@pytest.fixture(scope="module")
+def answer_cheats_graded(tmp_path_factory) -> dict[str, tuple[dict, str]]:
+    """Two forks, each holding one cheat per answer (so one grade run tests many), graded on those exercises."""
+    graded = {}
+    port, _ = _serve_once((ROOT / "reference/ex2_2_quant_error.py").read_text(encoding="utf-8"))
+    for number, catalogue in enumerate((ANSWER_CHEATS, ANSWER_CHEATS_2)):
+        tmp = tmp_path_factory.mktemp(f"answers{number}")
+        fork = copy_checkout(tmp / "fork")
+        for cheat in catalogue.values():
+            answer = next((fork / "exercises").glob(f"{cheat.exercise}_*.py"))
+            answer.write_text(answer_text(cheat).replace("{port}", str(port)), encoding="utf-8")
+        result = _grade(fork, tmp / "out", [cheat.exercise for cheat in catalogue.values()])
+        graded.update({name: result for name in catalogue})
+    return graded
 
 
 @pytest.mark.parametrize("cheat", HARNESS_CHEATS)
-def test_a_cheat_outside_the_answers_earns_nothing_and_is_named(tmp_path, cheat):
-    files, env, named = HARNESS_CHEATS[cheat]
-    data, summary = _grade(tmp_path, files, env)
-    assert data["quant_kata"]["score"] == 0, f"{cheat}: scored {data['quant_kata']['score']}"
+def test_a_cheat_outside_the_answers_earns_nothing_and_is_named(harness_cheats_graded, cheat):
+    data, summary = harness_cheats_graded
+    assert data["quant_kata"]["score"] == 0, f"scored {data['quant_kata']['score']}"
     assert data["quant_kata"]["exercises"][0]["total"] > 1, "upstream's tests must have run"
-    assert f"`{named}`" in summary, summary
+    assert f"`{HARNESS_CHEATS[cheat].named}`" in summary, summary
 
 
-@pytest.mark.parametrize("cheat", ANSWER_CHEATS)
-def test_a_cheat_inside_an_answer_scores_zero_and_is_named(tmp_path, cheat):
-    code, named = ANSWER_CHEATS[cheat]
-    data, summary = _grade(tmp_path, {"exercises/ex1_1_weight_memory.py": STUB + "\n" + code}, {})
-    assert data["quant_kata"]["score"] == 0, f"{cheat}: scored {data['quant_kata']['score']}"
-    assert named in summary and "🚫" in summary, summary
+@pytest.mark.parametrize("cheat", [*ANSWER_CHEATS, *ANSWER_CHEATS_2])
+def test_a_cheat_inside_an_answer_earns_nothing(answer_cheats_graded, cheat):
+    data, summary = answer_cheats_graded[cheat]
+    known = {**ANSWER_CHEATS, **ANSWER_CHEATS_2}[cheat]
+    points, total = _points(data)[known.exercise]
+    assert points == 0, f"{cheat} ({known.exercise}, stopped by: {known.defence}): scored {points} of {total} tests"
+    assert data["quant_kata"]["score"] == 0, "the results were rewritten after the grade"
+    if known.named:
+        assert known.named in summary and "🚫" in summary, summary
 
 
-ONE_EXCEPTION_FOR_ALL = """
-class Both(TypeError, ValueError):
-    pass
+def test_only_the_cheats_the_catalogue_says_the_scan_stops_are_seen_by_it(tmp_path):
+    """So each other defence is what really stopped its cheats (the scan reads the file as Python would)."""
+    for name, cheat in {**ANSWER_CHEATS, **ANSWER_CHEATS_2}.items():
+        answer = tmp_path / f"{cheat.exercise}.py"
+        answer.write_text(answer_text(cheat), encoding="utf-8")
+        assert bool(scan_answer_file(answer)) == (cheat.defence == "scan"), (name, scan_answer_file(answer))
 
 
-def bits_per_weight(*args, **kwargs):
-    raise Both("dtype group_size scale_bits num_params_b NaN")
-
-
-calculate_weight_memory = bits_per_weight
-"""
-
-
-def test_one_exception_class_deriving_from_every_type_asked_for_earns_nothing(tmp_path):
-    """No trick, only loose tests to exploit: it passed every bad-input test while pytest.raises took subclasses."""
-    data, _ = _grade(tmp_path, {"exercises/ex1_1_weight_memory.py": STUB + "\n" + ONE_EXCEPTION_FOR_ALL}, {})
-    assert data["quant_kata"]["score"] == 0, f"scored {data['quant_kata']['score']}"
-
-
-UNSEEN_FORGERY = """
-import contextlib
-import sys
-import types
-
-_fake = types.ModuleType("kata.harness.check")
-for _name in ("expect_close", "expect_equal", "expect_at_most", "expect_at_least", "expect_tensor",
-              "expect_tensor_close", "expect_tensor_equal"):
-    setattr(_fake, _name, lambda *args, **kwargs: None)
-_fake.raises = lambda *args, **kwargs: contextlib.nullcontext()
-vars(sys)["modules"]["kata.harness.check"] = _fake
-
-
-def bits_per_weight(*args, **kwargs):
-    return 0.0
-
-
-calculate_weight_memory = bits_per_weight
-"""
-
-
-def test_a_forgery_the_scan_cannot_see_earns_nothing_across_the_boundary(tmp_path):
-    """It swaps the check helpers for no-ops through vars(sys) (no syntax the scan looks for): in the judging
-    process 17 of 1.1's 18 tests passed; the answer now runs in a worker, whose sys.modules is its own."""
-    assert scan_answer(UNSEEN_FORGERY) == [], "the scan does not see it: the boundary must stop it"
-    data, summary = _grade(tmp_path, {"exercises/ex1_1_weight_memory.py": STUB + "\n" + UNSEEN_FORGERY}, {})
-    assert data["quant_kata"]["score"] == 0, f"scored {data['quant_kata']['score']}"
-    assert "🚫" not in summary, "nothing to flag: it simply cannot reach the judge"
+def test_the_catalogue_holds_at_least_30_cheats_across_every_defence():
+    cheats = [*HARNESS_CHEATS.values(), *ANSWER_CHEATS.values(), *ANSWER_CHEATS_2.values()]
+    assert len(cheats) >= 30
+    assert {c.defence.split()[0] for c in cheats} == {"scan", "upstream", "boundary", "sandbox", "exact"}
 
 
 def test_an_honest_fork_is_graded_in_full_and_nothing_is_listed(tmp_path):
-    solution = (ROOT / "reference/ex1_1_weight_memory.py").read_text(encoding="utf-8")
-    data, summary = _grade(tmp_path, {"exercises/ex1_1_weight_memory.py": solution}, {})
+    fork = copy_checkout(tmp_path / "fork")
+    (fork / "exercises/ex1_1_weight_memory.py").write_text(
+        (ROOT / "reference/ex1_1_weight_memory.py").read_text(encoding="utf-8"), encoding="utf-8")
+    data, summary = _grade(fork, tmp_path / "out", ["ex1_1"])
     assert data["quant_kata"]["score"] == data["quant_kata"]["max_score"] > 0
     assert data["quant_kata"]["changed_outside_answers"] == [] and "🚫" not in summary
 

@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from pathlib import Path
 
+from kata.grade import sandbox
 from kata.grade.run import DEFAULT_MEMORY_GIB, DEFAULT_TIMEOUT_S, grade, run_all
 from kata.harness import target
 from kata.harness.curriculum import EXERCISES, find
@@ -27,14 +29,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="取答案的检出目录（学员的 fork）/ the checkout (a learner's fork) to take answers from")
     parser.add_argument("--memory-gib", type=float, default=DEFAULT_MEMORY_GIB,
                         help=f"每个练习的内存上限 / address-space limit per exercise (default {DEFAULT_MEMORY_GIB})")
+    parser.add_argument("--unsandboxed", action="store_true",
+                        help="没有沙箱也评分（答案能碰到评分器能碰到的一切）/ grade even where no sandbox can be "
+                             "made (the answers can then reach whatever the grader can)")
     parser.add_argument("--unsolved", action="store_true",
                         help="检查每个评分测试在原始存根上都失败 / check every graded test fails on the stubs")
     args = parser.parse_args(argv)
     exercises = [find(name) for name in args.only.split(",") if name] or list(EXERCISES)
 
-    if args.unsolved:
+    no_sandbox = sandbox.problem()
+    if args.unsolved:  # the untouched stubs are this checkout's own code: a sandbox where there is one
         with tempfile.TemporaryDirectory() as tmp:
-            results = run_all(exercises, "exercises", Path(tmp), args.timeout, memory_gib=args.memory_gib)
+            results = run_all(exercises, "exercises", Path(tmp), args.timeout, memory_gib=args.memory_gib,
+                              sandboxed=no_sandbox is None)
         passing = [f"{r.exercise.test_file}::{t.name}" for r in results for t in r.tests if t.status == "pass"]
         total = sum(len(r.tests) for r in results)
         if passing:
@@ -48,7 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     answers = args.answers.resolve() if args.answers else None
     if answers is not None and not (answers / "exercises").is_dir():
         parser.error(f"--answers 应是含 exercises/ 的检出 / --answers must be a checkout with exercises/: {answers}")
-    data = grade(args.target, args.out, exercises, args.timeout, ROOT, answers, args.memory_gib)
+    if no_sandbox and args.target == "exercises" and not args.unsandboxed:
+        print(f"拒绝评分 / refusing to grade: {no_sandbox}\n没有沙箱时答案能读到参考答案、改写结果；确需评分请加 "
+              "--unsandboxed / without a sandbox an answer can read the reference and rewrite results; pass "
+              "--unsandboxed to grade anyway (kata/grade/sandbox.py says what the sandbox needs)", file=sys.stderr)
+        args.out.mkdir(parents=True, exist_ok=True)
+        refusal = {"version": 3, "status": "error", "message": f"refused: no sandbox: {no_sandbox}", "tests": []}
+        (args.out / "results.json").write_text(json.dumps(refusal, ensure_ascii=False, indent=2), encoding="utf-8")
+        return 2
+    data = grade(args.target, args.out, exercises, args.timeout, ROOT, answers, args.memory_gib, no_sandbox)
     print((args.out / "summary.md").read_text(encoding="utf-8"))
     print(f"写入 / wrote {args.out}/results.json, junit.xml, summary.md — status {data['status']}")
     return 0

@@ -28,12 +28,15 @@ import importlib.abc
 import importlib.util
 import io
 import os
+import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import torch
@@ -201,8 +204,8 @@ def serve(tree: str, name: str) -> None:
 class Worker:
     """One worker process serving one exercise module; the judge's end of the pipes."""
 
-    def __init__(self, command: list[str]) -> None:
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    def __init__(self, command: list[str], env: dict[str, str] | None = None) -> None:
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         self.callbacks: dict[int, Callable] = {}
 
     def first(self) -> Any:
@@ -298,10 +301,11 @@ def worker_command(tree: str, name: str) -> list[str]:
 
 class WorkerFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Serves every `exercises.exN_*` import as remote_module of a worker started for it; the judging process never
-    imports the answer itself."""
+    imports the answer itself. Sandboxed, each worker runs in a sandbox of its own (kata/grade/sandbox.py) that
+    sees the grading tree read-only and writes only a temporary folder."""
 
-    def __init__(self, tree: str) -> None:
-        self.tree, self.workers = tree, []
+    def __init__(self, tree: str, sandboxed: bool = False) -> None:
+        self.tree, self.sandboxed, self.workers, self.folders = tree, sandboxed, [], []
 
     def find_spec(self, fullname, path=None, target=None):
         if fullname.startswith("exercises.ex"):
@@ -309,7 +313,17 @@ class WorkerFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return None
 
     def create_module(self, spec):
-        worker = Worker(worker_command(self.tree, spec.name.removeprefix("exercises.")))
+        command, env = worker_command(self.tree, spec.name.removeprefix("exercises.")), None
+        if self.sandboxed:
+            from kata.grade import sandbox
+
+            folder = Path(tempfile.mkdtemp(prefix="kata-worker-"))
+            self.folders.append(folder)
+            (folder / "root").mkdir()
+            (folder / "home").mkdir()
+            command = sandbox.wrap(command, folder / "root", [Path(self.tree)], [folder / "home"], folder / "home")
+            env = sandbox.environment(dict(os.environ), folder / "home")
+        worker = Worker(command, env)
         self.workers.append(worker)
         return remote_module(spec.name, worker)
 
@@ -318,4 +332,6 @@ class WorkerFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def close(self) -> None:
         for worker in self.workers:
-            worker.close()
+            worker.close()  # a sandboxed worker's namespace dies with it, descendants included
+        for folder in self.folders:
+            shutil.rmtree(folder, ignore_errors=True)

@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kata.grade.sandbox import DESCRIPTION
 from kata.harness.curriculum import Exercise
 
 
@@ -90,9 +91,14 @@ def parse_junit(path: Path, sources: dict[str, str],
     return results, root
 
 
+def _sandbox_line(no_sandbox: str | None) -> str:
+    return DESCRIPTION if no_sandbox is None else f"没有沙箱 / no sandbox: {no_sandbox}"
+
+
 def results_json(results: list[ExerciseResult], target: str, error: str | None = None,
-                 changes: list[str] = ()) -> dict:
-    """exercism test-runner v3 results, plus a `quant_kata` block with the points per exercise."""
+                 changes: list[str] = (), no_sandbox: str | None = None) -> dict:
+    """exercism test-runner v3 results, plus a `quant_kata` block with the points per exercise and whether the
+    answers ran in a sandbox (`no_sandbox`: why not)."""
     tests = [{"name": f"{r.exercise.id}::{t.name}", "status": t.status, "message": t.message, "output": None,
               "test_code": t.test_code, "task_id": task_id}
              for task_id, r in enumerate(results, 1) for t in r.tests]
@@ -110,6 +116,7 @@ def results_json(results: list[ExerciseResult], target: str, error: str | None =
             "score": round(sum(r.points for r in results), 1),
             "max_score": sum(r.exercise.points for r in results),
             "changed_outside_answers": list(changes),
+            "sandbox": {"used": no_sandbox is None, "detail": _sandbox_line(no_sandbox)},
             "exercises": [{"id": r.exercise.id, "task_id": task_id, "module": r.exercise.module,
                            "passed": r.passed, "total": len(r.tests), "points": r.points,
                            "max_points": r.exercise.points, "forgery": r.forgery,
@@ -132,9 +139,11 @@ def junit_xml(results: list[ExerciseResult]) -> ET.ElementTree:
     return ET.ElementTree(merged)
 
 
-def summary_markdown(results: list[ExerciseResult], target: str, changes: list[str]) -> str:
+def summary_markdown(results: list[ExerciseResult], target: str, changes: list[str],
+                     no_sandbox: str | None = None) -> str:
     icon = {True: "✅", False: "❌"}
-    lines = [f"## quant-kata 评分 / grade — target `{target}`", ""]
+    lines = [f"## quant-kata 评分 / grade — target `{target}`", "",
+             f"{'沙箱 / sandbox' if no_sandbox is None else '> ⚠️'}: {_sandbox_line(no_sandbox)}", ""]
     if changes:
         lines += ["> ⚠️ 答案以外被改动的文件，评分时一律用上游的版本 / files changed outside the answers; grading "
                   "used upstream's versions (M changed, A added, D removed):", ">",

@@ -20,6 +20,7 @@ directory and limits on memory, file size and time.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -30,7 +31,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from kata.grade import tamper
+from kata.grade import sandbox, tamper
 from kata.grade.boundary import BOUNDARY_EXERCISES
 from kata.grade.results import (
     CaseResult,
@@ -45,6 +46,7 @@ from kata.grade.results import (
 from kata.grade.similarity import similarity
 from kata.harness.curriculum import Exercise
 from kata.harness.target import ROOT
+from kata.smollm2 import cache_dir
 
 DEFAULT_TIMEOUT_S = 900
 DEFAULT_MEMORY_GIB = 12  # address space per exercise; the real-model tests need about 4
@@ -74,9 +76,11 @@ def _tail(path: Path, size: int = 1500) -> str:
 
 def run_exercise(ex: Exercise, target: str, workdir: Path, timeout_s: float, root: Path = ROOT,
                  answers: Path | None = None, memory_gib: float = DEFAULT_MEMORY_GIB,
-                 threads: int | None = None) -> ExerciseResult:
+                 threads: int | None = None, sandboxed: bool = False) -> ExerciseResult:
     """Run one exercise's tests in a fresh interpreter and a fresh copy of the kata (`root`) holding the answer
-    modules of `answers` (default: root's own); a crash, hang or vandalism costs only this exercise."""
+    modules of `answers` (default: root's own); a crash, hang or vandalism costs only this exercise. Sandboxed
+    (kata/grade/sandbox.py), the answer runs in a sandbox: the worker of a BOUNDARY_EXERCISES exercise, else the
+    whole pytest process (whose JUnit is then written inside it)."""
     result = ExerciseResult(ex)
     answers = answers or root
     answer = answers / "exercises" / f"{ex.module}.py"
@@ -93,17 +97,29 @@ def run_exercise(ex: Exercise, target: str, workdir: Path, timeout_s: float, roo
     tree, scratch = workdir / f"tree-{ex.id}", workdir / f"cwd-{ex.id}"
     scratch.mkdir(parents=True)
     expected = tamper.build_grading_tree(root, answers, tree, solutions=target == "reference")
-    xml, output = workdir / f"junit-{ex.id}.xml", workdir / f"output-{ex.id}.txt"
+    boundary = target == "exercises" and ex.id in BOUNDARY_EXERCISES
+    inside = sandboxed and not boundary  # the answer runs in the judging process: sandbox all of it
+    reports = workdir / f"reports-{ex.id}"
+    reports.mkdir()
+    xml, output = reports / "junit.xml", workdir / f"output-{ex.id}.txt"
     cmd = [sys.executable, "-I", "-c", BOOTSTRAP, str(tree), str(tree / ex.test_file),
            "-c", str(tree / "pyproject.toml"), "--rootdir", str(tree), "--noconftest", "-p", "kata.harness.plugin",
            f"--target={target}", "--slow", "-q", "--no-header", "-p", "no:cacheprovider",
            f"--junitxml={xml}", "-o", "junit_suite_name=" + ex.id]
-    if target == "exercises" and ex.id in BOUNDARY_EXERCISES:
+    if boundary:
         cmd.append("--answers-in-worker")  # the answer runs only in a worker process (kata/grade/boundary.py)
+        if sandboxed:
+            cmd.append("--sandbox")  # … and that worker in a sandbox
     env = {k: os.environ[k] for k in KEPT_VARIABLES if k in os.environ}
     env.update(PYTHONDONTWRITEBYTECODE="1", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1", PYTHONHASHSEED="0")
     if threads is not None:  # exercises side by side share the cores: more threads than cores spin and stall
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    if inside:
+        env["KATA_CACHE"] = str(cache_dir())  # the real model's files, read-only (HOME moves into the sandbox)
+        cache = [cache_dir()] if cache_dir().is_dir() else []
+        cmd = sandbox.wrap(cmd, workdir / f"root-{ex.id}", [tree, *cache], [scratch, reports], scratch)
+        env = sandbox.environment(env, scratch)
+        (workdir / f"root-{ex.id}").mkdir()
     with output.open("wb") as sink:
         proc = subprocess.Popen(cmd, cwd=scratch, env=env, stdin=subprocess.DEVNULL, stdout=sink,
                                 stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_limits(memory_gib))
@@ -113,6 +129,8 @@ def run_exercise(ex: Exercise, target: str, workdir: Path, timeout_s: float, roo
             os.killpg(proc.pid, signal.SIGKILL)  # the whole session: children of the tests too
             proc.wait()
             result.tests = [CaseResult(ex.id, "error", f"超时 / timed out after {timeout_s:g} s")]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever it left behind (a sandbox's namespace dies with it)
     if not result.tests:
         allowed = skip_reasons(root / ex.test_file, root / "kata/harness/plugin.py")  # upstream's, not the tree's
         result.tests, result.junit = parse_junit(xml, test_sources(tree / ex.test_file), allowed)
@@ -124,7 +142,8 @@ def run_exercise(ex: Exercise, target: str, workdir: Path, timeout_s: float, roo
 
 
 def run_all(exercises: list[Exercise], target: str, workdir: Path, timeout_s: float, root: Path = ROOT,
-            answers: Path | None = None, memory_gib: float = DEFAULT_MEMORY_GIB) -> list[ExerciseResult]:
+            answers: Path | None = None, memory_gib: float = DEFAULT_MEMORY_GIB,
+            sandboxed: bool = False) -> list[ExerciseResult]:
     """Every exercise in its own process, a line printed as each one finishes; results in curriculum order."""
     started = time.perf_counter()
     print(f"评分 {len(exercises)} 个练习 / grading {len(exercises)} exercises (target {target}) …", flush=True)
@@ -132,7 +151,7 @@ def run_all(exercises: list[Exercise], target: str, workdir: Path, timeout_s: fl
     side_by_side = max(1, min(cores, len(exercises)))
     with ThreadPoolExecutor(max_workers=side_by_side) as pool:
         futures = {pool.submit(run_exercise, ex, target, workdir, timeout_s, root, answers, memory_gib,
-                               max(1, cores // side_by_side)): ex
+                               max(1, cores // side_by_side), sandboxed): ex
                    for ex in exercises}
         for future in as_completed(futures):
             r = future.result()
@@ -143,21 +162,24 @@ def run_all(exercises: list[Exercise], target: str, workdir: Path, timeout_s: fl
 
 
 def grade(target: str, out: Path, exercises: list[Exercise], timeout_s: float, root: Path = ROOT,
-          answers: Path | None = None, memory_gib: float = DEFAULT_MEMORY_GIB) -> dict:
-    """Run, score and write results.json, junit.xml and summary.md under `out`; always writes the JSON."""
+          answers: Path | None = None, memory_gib: float = DEFAULT_MEMORY_GIB,
+          no_sandbox: str | None = None) -> dict:
+    """Run, score and write results.json, junit.xml and summary.md under `out`; always writes the JSON. The answers
+    run sandboxed unless `no_sandbox` says why they cannot (the results say so too)."""
     out.mkdir(parents=True, exist_ok=True)
     results: list[ExerciseResult] = []
     error = None
     changes = tamper.fork_changes(answers, root) if answers is not None else []
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            results = run_all(exercises, target, Path(tmp), timeout_s, root, answers, memory_gib)
+            results = run_all(exercises, target, Path(tmp), timeout_s, root, answers, memory_gib,
+                              sandboxed=no_sandbox is None)
         junit_xml(results).write(out / "junit.xml", encoding="utf-8", xml_declaration=True)
-        (out / "summary.md").write_text(summary_markdown(results, target, changes), encoding="utf-8")
+        (out / "summary.md").write_text(summary_markdown(results, target, changes, no_sandbox), encoding="utf-8")
     except Exception as err:  # the JSON must still say what happened
         error = f"评分器出错 / the grader failed: {type(err).__name__}: {err}"
         raise
     finally:
-        data = results_json(results, target, error, changes)
+        data = results_json(results, target, error, changes, no_sandbox)
         (out / "results.json").write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
     return data

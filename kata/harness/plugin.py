@@ -38,6 +38,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
              "(kata/grade/boundary.py)",
     )
     parser.getgroup("quant-kata").addoption(
+        "--sandbox", action="store_true", default=False,
+        help="评分用：worker 运行在沙箱里 / grading: each worker runs in a sandbox (kata/grade/sandbox.py)",
+    )
+    parser.getgroup("quant-kata").addoption(
         "--slow", action="store_true", default=False,
         help="也运行真实模型的测试（每个约 1 分钟）/ also run the real-model tests (about a minute each)",
     )
@@ -57,7 +61,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
         from kata.grade.boundary import WorkerFinder
 
-        finder = WorkerFinder(str(target.ROOT))
+        finder = WorkerFinder(str(target.ROOT), sandboxed=config.getoption("sandbox"))
         sys.meta_path.insert(0, finder)
         config.add_cleanup(finder.close)
     if not _cuda_available():  # Triton kernels (5.10) then run in Triton's CPU interpreter
