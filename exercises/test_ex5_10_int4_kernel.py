@@ -162,16 +162,6 @@ def test_prepare_refuses_other_bit_widths_and_groups_that_do_not_divide():
         prepare(layer.qweight, layer.scale, layer.zero_point, 4, 48)
 
 
-class Spy(Quantized):
-    """A quantized layer that counts the calls to its own forward."""
-
-    calls = 0
-
-    def forward(self, x):
-        self.calls += 1
-        return super().forward(x)
-
-
 @pytest.mark.parametrize(("dtype", "interpreter", "runs"), [
     (torch.float16, "1", True), (torch.bfloat16, "1", True),  # on the CPU: in Triton's interpreter …
     (torch.float16, "0", False), (torch.float32, "1", False),  # … only, and only for fp16 / bf16 inputs
@@ -192,26 +182,28 @@ def test_on_cuda_triton_runs_for_half_inputs(monkeypatch):
 
 
 @pytest.mark.parametrize(("num_bits", "group_size", "bias"), [(4, 32, True), (8, None, False)])
-def test_kernel_linear_runs_the_kernel_where_triton_runs(num_bits, group_size, bias):
-    layer = Spy(64, 128, num_bits, group_size, bias=bias).to(DEVICE)
+def test_kernel_linear_runs_the_kernel_where_triton_runs(calls_to, num_bits, group_size, bias):
+    layer = Quantized(64, 128, num_bits, group_size, bias=bias).to(DEVICE)
     if bias:
         layer.bias = layer.bias.float()  # a float32 bias: the output still comes back in x's dtype
     x = inputs(5, 128)
+    calls = calls_to(f"{__name__}.Quantized.forward")
     wrapped = KernelLinear(layer)
     got = wrapped(x)
-    expect_equal(layer.calls, 0, "calls to the layer's own forward (the kernel should answer)")
+    expect_equal(len(calls), 0, "calls to the layer's own forward (the kernel should answer)")
     expect_tensor(got, "y", shape=(5, 64), dtype=torch.float16)
     expect_at_most(relative_error(got.cpu(), layer(x).float().cpu()), 2e-3, "KernelLinear against the layer")
     expect_tensor_equal(wrapped(x), got, "a second call (weights prepared once)")
 
 
-def test_kernel_linear_warns_then_keeps_the_layers_own_forward_for_float32():
-    layer = Spy(64, 128, 4, 32, bias=True).to(DEVICE)
+def test_kernel_linear_warns_then_keeps_the_layers_own_forward_for_float32(calls_to):
+    layer = Quantized(64, 128, 4, 32, bias=True).to(DEVICE)
     x = inputs(5, 128, dtype=torch.float32)
+    calls = calls_to(f"{__name__}.Quantized.forward")
     with pytest.warns(UserWarning, match="dequantize"):
         y = KernelLinear(layer)(x)
+    expect_equal(len(calls), 1, "calls to the layer's own forward (through KernelLinear)")
     expect_tensor_equal(y, layer(x), "KernelLinear(float32 x)")
-    expect_equal(layer.calls, 2, "calls to the layer's own forward (once through KernelLinear, once here)")
 
 
 def test_use_kernel_wraps_each_quantized_layer_once():

@@ -139,29 +139,17 @@ def test_a_group_size_that_does_not_divide_in_features_is_a_value_error():
         QuantLinear(576, 64, num_bits=4, group_size=128)
 
 
-def count_calls(monkeypatch, name: str) -> list:
-    """Wrap torch.<name> so that the test can see whether, and how often, the learner's code called it."""
-    calls, original = [], getattr(torch, name)
-
-    def counted(*args, **kwargs):
-        calls.append(name)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(torch, name, counted)
-    return calls
-
-
 @pytest.mark.parametrize(("num_bits", "group_size", "kernel"), [(4, 64, "_weight_int4pack_mm_for_cpu"),
                                                                  (4, 32, "_weight_int4pack_mm_for_cpu"),
                                                                  (8, None, "_weight_int8pack_mm")])
 @pytest.mark.parametrize(("in_features", "out_features", "leading"), [(256, 96, (1,)), (128, 64, (5,)),
                                                                       (64, 192, (3, 7))])
 def test_bf16_on_cpu_runs_the_fused_kernel_and_matches_dequantize_then_matmul(
-        monkeypatch, num_bits, group_size, kernel, in_features, out_features, leading):
+        calls_to, num_bits, group_size, kernel, in_features, out_features, leading):
     layer = QuantLinear.from_linear(linear(in_features, out_features, bias=True), num_bits, group_size)
     x = torch.randn(*leading, in_features, generator=torch.Generator().manual_seed(2)).bfloat16()
     expected = (x.float() @ layer.dequantized_weight().T + layer.bias.float())
-    calls = count_calls(monkeypatch, kernel)
+    calls = calls_to(f"torch.{kernel}")
     got = layer(x)
     expect_equal(len(calls), 1, f"calls to torch.{kernel} in one bf16 forward")
     expect_tensor(got, "output", shape=(*leading, out_features), dtype=torch.bfloat16)
@@ -170,17 +158,17 @@ def test_bf16_on_cpu_runs_the_fused_kernel_and_matches_dequantize_then_matmul(
     expect_at_most(relative_error(got.float(), expected), 0.01, "relative distance to dequantize-then-matmul")
 
 
-def test_the_int4_weight_is_packed_once_not_on_every_call(monkeypatch):
+def test_the_int4_weight_is_packed_once_not_on_every_call(calls_to):
     layer = QuantLinear.from_linear(linear(), 4, 64)
-    calls = count_calls(monkeypatch, "_convert_weight_to_int4pack_for_cpu")
+    calls = calls_to("torch._convert_weight_to_int4pack_for_cpu")
     x = inputs().bfloat16()
     for _ in range(3):
         layer(x)
     expect_equal(len(calls), 1, "calls to torch._convert_weight_to_int4pack_for_cpu over three forwards")
 
 
-def test_float32_inputs_take_the_dequantize_path(monkeypatch):
-    calls = count_calls(monkeypatch, "_weight_int4pack_mm_for_cpu")
+def test_float32_inputs_take_the_dequantize_path(calls_to):
+    calls = calls_to("torch._weight_int4pack_mm_for_cpu")
     QuantLinear.from_linear(linear(), 4, 64)(inputs())
     expect_equal(len(calls), 0, "fused kernel calls for a float32 input")
 

@@ -6,12 +6,16 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from kata.grade import sandbox
 from kata.grade.results import CaseResult, ExerciseResult, parse_junit, results_json, skip_reasons
 from kata.grade.similarity import similarity
 from kata.harness.curriculum import BY_ID
 from kata.harness.target import ROOT
 from tests.helpers import copy_checkout, grade_fork
 
+# In a sandbox the grading copy is read-only and ex5_1's deletion fails; without one it happens, and the check of the
+# copy after the run finds it.
+SANDBOXED = sandbox.problem() is None
 FAULTS = {  # exercise → code appended to its stub that breaks it in one way; each must cost only that exercise
     "ex1_2": "def broken(\n",  # a syntax error
     "ex2_1": "import a_module_that_does_not_exist\n",  # an import error
@@ -69,7 +73,7 @@ def test_a_solved_exercise_scores_full_points_beside_broken_ones(graded):
 
 @pytest.mark.parametrize(("ex", "said"), [
     ("ex1_2", "SyntaxError"), ("ex2_1", "a_module_that_does_not_exist"), ("ex2_2", "timed out after 20 s"),
-    ("ex3_1", "exit 3"), ("ex3_2", "alloc"), ("ex5_1", "deleted kata/"),
+    ("ex3_1", "exit 3"), ("ex3_2", "alloc"), ("ex5_1", "Read-only file system" if SANDBOXED else "deleted kata/"),
 ])
 def test_each_fault_is_reported_in_its_own_exercise(graded, ex, said):
     assert said in _messages(graded, ex) + " ".join(_exercises(graded)[ex]["forgery"]), _messages(graded, ex)[:800]
@@ -94,7 +98,8 @@ def test_junit_xml_merges_every_exercise(graded):
 
 def test_the_markdown_summary_has_a_table_a_total_and_the_changed_files(graded):
     text = (graded / "summary.md").read_text(encoding="utf-8")
-    assert "| ✅ | ex1_1" in text and "| ❌ | ex2_2" in text and "| 🚫 | ex5_1" in text
+    assert "| ✅ | ex1_1" in text and "| ❌ | ex2_2" in text
+    assert ("| ❌ | ex5_1" if SANDBOXED else "| 🚫 | ex5_1") in text
     assert f"total: {BY_ID['ex1_1'].points:g} / {(1 + len(FAULTS)) * 10}" in text
     assert "`M exercises/test_ex1_1_weight_memory.py`" in text and "grading used upstream's versions" in text
 

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from kata.harness.target import ROOT
-from tests.helpers import copy_kata, run_python
+from tests.helpers import PytestForks, copy_kata
 
 MUTANTS = [  # (module, text in the reference, wrong text, the mistake)
     ("ex1_1_weight_memory", "return num_params_b * bits_per_weight(dtype, group_size) / 8",
@@ -160,29 +160,35 @@ def _run_mutant(sandboxes: queue.Queue, module: str, right: str, wrong: str):
     source = (ROOT / "reference" / f"{module}.py").read_text(encoding="utf-8")
     if source.count(right) != 1:
         return None  # the test says the anchor moved
-    sandbox = sandboxes.get()
+    sandbox, forks = sandboxes.get()
     try:
         (sandbox / "exercises" / f"{module}.py").write_text(source.replace(right, wrong), encoding="utf-8")
-        return run_python("-m", "pytest", f"exercises/test_{module}.py", "-m", "not slow", "-q", "-x", cwd=sandbox)
+        return forks.run(sandbox, f"exercises/test_{module}.py", "-m", "not slow", "-q", "-x")
     finally:
         shutil.copy(ROOT / "exercises" / f"{module}.py", sandbox / "exercises" / f"{module}.py")
-        sandboxes.put(sandbox)
+        sandboxes.put((sandbox, forks))
 
 
 @pytest.fixture(scope="module")
 def verdicts(request, tmp_path_factory) -> dict:
-    """mistake → the finished test run of every selected mutant. Each run is a pytest subprocess that spends most
-    of its ~8 s importing; one sandbox per core runs them side by side (10 of CI's 14 fast minutes were these)."""
+    """mistake → the finished test run of every selected mutant. Each run is a fresh fork of a process that imported
+    torch and pytest once (a plain pytest subprocess spent most of its ~8 s importing); one copy of the kata per
+    core runs them side by side."""
     selected = [item.callspec.params for item in request.session.items
                 if item.originalname == "test_a_classic_mistake_fails_its_exercise"]
     workers = max(1, min(os.cpu_count() or 1, len(selected)))
-    sandboxes = queue.Queue()
+    sandboxes, servers = queue.Queue(), []
     for i in range(workers):
-        sandboxes.put(copy_kata(tmp_path_factory.mktemp(f"mutants{i}")))
-    with ThreadPoolExecutor(workers) as pool:
-        runs = {p["mistake"]: pool.submit(_run_mutant, sandboxes, p["module"], p["right"], p["wrong"])
-                for p in selected}
-    return {mistake: run.result() for mistake, run in runs.items()}
+        servers.append(PytestForks(tmp_path_factory.mktemp(f"runs{i}")))
+        sandboxes.put((copy_kata(tmp_path_factory.mktemp(f"mutants{i}")), servers[-1]))
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            runs = {p["mistake"]: pool.submit(_run_mutant, sandboxes, p["module"], p["right"], p["wrong"])
+                    for p in selected}
+        return {mistake: run.result() for mistake, run in runs.items()}
+    finally:
+        for server in servers:
+            server.close()
 
 
 @pytest.mark.parametrize(("module", "right", "wrong", "mistake"), MUTANTS, ids=[m[3] for m in MUTANTS])

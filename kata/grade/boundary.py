@@ -6,15 +6,24 @@ The judging process (pytest, the kata's plugin with --answers-in-worker) never i
 `exercises.exN_*` gives a module of proxies. Calling one sends the arguments to the worker, which runs the answer
 and sends back plain data — tensors (exactly torch.Tensor), numbers, strings, None, dtypes and tuples / lists /
 dicts of them — read with torch.load(weights_only=True), so nothing the answer builds can run in the judge.
-Callables the test passes in (a quantizer, a progress callback) stay in the judge: the worker calls them back. A
-model the test passes in is copied to the worker, and after the call its parameters and buffers come back into the
-judge's own model (the answer may change weights in place, as AWQ, GPTQ and 5.11 do, not the model's structure).
-An exception crosses as its nearest built-in type (a class deriving from TypeError and ValueError arrives as
-TypeError, the first in its order) with its message.
+- Objects the answer builds (its classes, their instances, its nn.Modules, bound methods) stay in the worker:
+  the judge holds a handle (a number) behind a proxy. Each class of the answer has one proxy class of the same
+  name (isinstance and type(m).__name__ work); a proxy of an nn.Module is an nn.Module the judge can put in a
+  model. Attribute reads, calls and attribute writes cross as data.
+- Callables the test passes in (a quantizer, a progress callback) stay in the judge: the worker calls them back.
+- A model the test passes in is copied to the worker; after the call the judge's own model takes the answer's
+  changes: parameters and buffers (values, dtypes, shapes), submodules it swapped or added (as proxies of the
+  worker's), and the count of forward hooks left on each module. A model that holds proxies goes back as itself.
+- Warnings the answer raises are raised again in the judge; an exception crosses as its nearest built-in type (a
+  class deriving from TypeError and ValueError arrives as TypeError, the first in its order) with its message.
+- `calls_to` (the kata's fixture) counts the answer's calls to a torch function in the worker.
 
-BOUNDARY_EXERCISES cross it. The others build modules of their own that the tests then inspect and run (5.3's
-QuantLinear, 5.4's HessianAccumulator, 5.7's W8A8Linear, 5.8's formats, 5.9's autograd, 5.10's kernel layers):
-they still run in the judging process until objects can stay in the worker behind handles.
+- A model a test's callable returns (compare_formats' load_model) stays linked: when the answer hands it to
+  another of the test's callables, or after each call, the judge's copy takes the worker's changes, and what a
+  callable does to it goes back.
+- Autograd crosses: a call whose tensors require grad keeps its graph in the worker, and the judge's backward
+  asks the worker for their gradients (5.9's straight-through estimators).
+Every exercise crosses it when graded (kata/grade/run.py); learners' own runs stay in one process.
 
 The worker is `worker_command(tree, name)`: python -I, the grading tree's kata first on the path, stdin / stdout
 kept for the protocol (the answer's prints go to stderr).
@@ -23,10 +32,13 @@ kept for the protocol (the answer's prints go to stderr).
 from __future__ import annotations
 
 import builtins
+import contextlib
+import copy
 import importlib
 import importlib.abc
 import importlib.util
 import io
+import itertools
 import os
 import shutil
 import struct
@@ -34,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import types
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,9 +54,8 @@ from typing import Any, BinaryIO
 
 import torch
 
-BOUNDARY_EXERCISES = frozenset({"ex1_1", "ex1_2", "ex2_1", "ex2_2", "ex3_1", "ex3_2", "ex4_1", "ex5_1", "ex5_2",
-                                "ex5_5", "ex5_6", "ex5_11", "ex5_12"})
 DATA_TYPES = (int, float, bool, str, complex, type(None), torch.dtype, torch.device, torch.Size)
+SHARED_VARIABLES = ("TRITON_INTERPRET",)  # environment the tests switch (monkeypatch.setenv): the worker follows
 
 
 class BoundaryError(RuntimeError):
@@ -73,6 +85,35 @@ def _receive(stream: BinaryIO, trusted: bool) -> Any:
                             f"{type(error).__name__}: {error}") from None
 
 
+@dataclass(frozen=True)
+class Handle:
+    """An object that stays in the worker: its number there, what it is ("module", "object", "callable", "class"
+    or "module class") and its class's name and key (module.qualname: one proxy class per key)."""
+
+    number: int
+    kind: str
+    name: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Given:
+    """In a result: the judge's own model number `index` of those it passed in (not a copy of it)."""
+
+    index: int
+
+
+@dataclass(frozen=True)
+class Linked:
+    """In a result or a callback's arguments: the judge's model `number` of those its callbacks returned (a
+    load_model's): the worker's copy of it, whose changes come with the message."""
+
+    number: int
+
+
+torch.serialization.add_safe_globals([Handle, Given, Linked])  # the only classes besides tensors that cross back
+
+
 def _plain(value: Any) -> Any:
     """value itself, if it is plain data of exact types all the way down; else a TypeError."""
     kind = type(value)
@@ -82,6 +123,11 @@ def _plain(value: Any) -> Any:
         return kind(_plain(v) for v in value)
     if kind is dict:
         return {_plain(k): _plain(v) for k, v in value.items()}
+    if kind is Handle and type(value.number) is int and all(type(v) is str for v in (value.kind, value.name,
+                                                                                        value.key)):
+        return value
+    if (kind is Given and type(value.index) is int) or (kind is Linked and type(value.number) is int):
+        return value
     raise TypeError(f"{kind.__module__}.{kind.__qualname__} 不是普通数据 / is not plain data")
 
 
@@ -92,85 +138,323 @@ def _exception(name: str, message: str) -> Exception:
     return (cls if isinstance(cls, type) and issubclass(cls, Exception) else RuntimeError)(message)
 
 
-def _builtin_exception(error: BaseException) -> str:
-    """The name of the first built-in exception class in type(error)'s method resolution order."""
-    for cls in type(error).__mro__:
-        if getattr(builtins, cls.__name__, None) is cls:
-            return cls.__name__
-    return "Exception"
-
-
-# --- the worker: imports the answer, answers calls -------------------------------------------------------------
-
-class _Callback:
-    """A judge's callable, as the worker sees it: calling it asks the judge to run it."""
-
-    def __init__(self, number: int, conn: tuple[BinaryIO, BinaryIO]) -> None:
-        self.number, self.conn = number, conn
-
-    def __call__(self, *args, **kwargs):
-        reader, writer = self.conn
-        _send(writer, ("callback", self.number, _for_judge(args), _for_judge(kwargs)))
-        kind, *rest = _receive(reader, trusted=True)
-        if kind == "raise":
-            raise _exception(rest[0], rest[1])
-        return rest[0]
-
-
-@dataclass(frozen=True)
-class _Ref:
-    """In the judge's arguments, where a callable was: the answer's own function `key` ("own"), or the judge's
-    callable number `key`, to be called back ("callback")."""
-
-    kind: str
-    key: str | int
+def _builtin_name(cls: type) -> str:
+    """The name of the first built-in class in cls's method resolution order."""
+    return next((c.__name__ for c in cls.__mro__ if getattr(builtins, c.__name__, None) is c), "Exception")
 
 
 def _map(value: Any, leaf: Callable[[Any], Any]) -> Any:
     """leaf applied to everything inside nested tuples, lists and dicts (their values), the containers rebuilt."""
     if type(value) in (tuple, list):
         return type(value)(_map(v, leaf) for v in value)
-    if isinstance(value, dict):  # a state_dict is an OrderedDict: it comes back a plain dict
+    if isinstance(value, dict) and not isinstance(value, _Proxy):  # a state_dict (an OrderedDict) comes back a dict
         return {k: _map(v, leaf) for k, v in value.items()}
     return leaf(value)
 
 
-def _modules(value: Any) -> list[torch.nn.Module]:
-    """The nn.Modules among the arguments, in order (the judge and the worker walk theirs the same way)."""
-    found: list[torch.nn.Module] = []
-    _map(value, lambda v: found.append(v) if isinstance(v, torch.nn.Module) else None)
-    return found
+def _detached(value: Any) -> Any:
+    return value.detach().as_subclass(torch.Tensor) if isinstance(value, torch.Tensor) else value
 
 
-def _for_judge(value: Any) -> Any:
-    """The answer's result as the judge may take it: Parameters and other tensors as plain detached tensors."""
-    return _map(value, lambda v: v.detach().as_subclass(torch.Tensor) if isinstance(v, torch.Tensor) else v)
+@dataclass(frozen=True)
+class _Ref:
+    """In the judge's arguments, where a proxy or a callable was: the worker's object `key` ("handle"), or the
+    judge's callable number `key`, to be called back ("callback")."""
+
+    kind: str
+    key: int
 
 
-def _unwrap(value: Any, module: types.ModuleType, conn) -> Any:
-    """Arguments from the judge: each _Ref becomes the answer's own function or a callback."""
-    def resolve(v: Any) -> Any:
-        if not isinstance(v, _Ref):
+@dataclass
+class _NeedsGrad:
+    """In the judge's arguments, a tensor autograd must reach: the worker's copy requires grad."""
+
+    tensor: torch.Tensor
+
+
+@dataclass
+class _Link:
+    """From the judge: a model a callback of the test returned (number `number`), linked to the worker's copy."""
+
+    number: int
+    model: torch.nn.Module
+
+
+@dataclass
+class _Sync:
+    """From the judge: its linked model `number` as a callback left it; the worker's copy takes its contents."""
+
+    number: int
+    model: torch.nn.Module
+
+
+@dataclass
+class _Sent:
+    """In the judge's arguments, a model of the judge's (number `index`): copied to the worker, changes come back."""
+
+    index: int
+    model: torch.nn.Module
+
+
+# --- the worker: imports the answer, answers requests ------------------------------------------------------------
+
+_OBJECTS: list[Any] = []  # the worker's objects behind handles, by number
+
+
+def _object(number: int) -> Any:
+    """The worker's object behind handle `number`: how a proxy inside a model the judge sends is unpickled."""
+    return _OBJECTS[number]
+
+
+REBUILT = ("Linear", "Embedding")  # plain torch layers an answer builds anew (5.9's freeze): rebuilt in the judge
+
+
+def _description(module: torch.nn.Module) -> dict:
+    """A new plain torch layer as data: its class name, tensors, frozen parameters and plain attributes."""
+    return {"rebuild": type(module).__name__,
+            "parameters": {k: _detached(v) for k, v in module._parameters.items()},
+            "frozen": [k for k, v in module._parameters.items() if v is not None and not v.requires_grad],
+            "buffers": {k: _detached(v) for k, v in module._buffers.items()},
+            "attributes": {k: v for k, v in vars(module).items() if not k.startswith("_") and type(v) in DATA_TYPES}}
+
+
+def _rebuilt(description: dict) -> torch.nn.Module:
+    """The judge's own torch layer from _description (the class is one of REBUILT, nothing else)."""
+    if description["rebuild"] not in REBUILT:
+        raise BoundaryError(f"不能重建 / cannot rebuild {description['rebuild']!r}")
+    cls = getattr(torch.nn, description["rebuild"])
+    module = cls.__new__(cls)
+    torch.nn.Module.__init__(module)
+    vars(module).update(description["attributes"])
+    for key, value in description["parameters"].items():
+        module._parameters[key] = None if value is None else torch.nn.Parameter(
+            value, requires_grad=key not in description["frozen"])
+    module._buffers.update(description["buffers"])
+    return module
+
+
+class _Callback:
+    """A judge's callable, as the worker sees it: calling it asks the judge to run it."""
+
+    def __init__(self, number: int, server: _Server) -> None:
+        self.number, self.server = number, server
+
+    def __call__(self, *args, **kwargs):
+        server = self.server
+        args, kwargs = server.for_judge(args, []), server.for_judge(kwargs, [])
+        _send(server.writer, ("callback", self.number, args, kwargs, server.take_reports()))
+        kind, *rest, syncs = _receive(server.reader, trusted=True)
+        for sync in syncs:  # what the test's callback did to the linked models it was given
+            model = server.linked_models[sync.number]
+            vars(model).update(vars(sync.model))
+            server.synced[sync.number] = {id(m) for m in model.modules()}
+        if kind == "raise":
+            raise _exception(rest[0], rest[1])
+        return server.unwrap(rest[0], [], [])
+
+
+class Spy:
+    """Counts the calls to a function named by its dotted path — a module's (torch._weight_int4pack_mm_for_cpu) or
+    a class's (exercises.test_ex5_10_int4_kernel.Quantized.forward) — until undone; len() is the count."""
+
+    def __init__(self, dotted: str) -> None:
+        parts = dotted.split(".")
+        for cut in range(len(parts) - 1, 0, -1):  # the longest prefix that is a module
+            try:
+                owner = importlib.import_module(".".join(parts[:cut]))
+                break
+            except ImportError:
+                continue
+        for name in parts[cut:-1]:
+            owner = getattr(owner, name)
+        self.owner, self.name, self.calls = owner, parts[-1], 0
+        self.own = vars(owner).get(self.name, Spy)  # Spy: inherited, nothing of the owner's own to put back
+        original = getattr(owner, self.name)
+
+        def counted(*args, **kwargs):
+            self.calls += 1
+            return original(*args, **kwargs)
+        setattr(owner, self.name, counted)
+
+    def undo(self) -> None:
+        if self.own is Spy:
+            delattr(self.owner, self.name)
+        else:
+            setattr(self.owner, self.name, self.own)
+
+    def __len__(self) -> int:
+        return self.calls
+
+
+class _Server:
+    """The worker's end: the answer module, the objects handed out, the pipes."""
+
+    def __init__(self, module: types.ModuleType, reader: BinaryIO, writer: BinaryIO) -> None:
+        self.module, self.reader, self.writer = module, reader, writer
+        self.numbers: dict[int, int] = {}  # id(object) → handle number (objects are kept: ids stay unique)
+        self.spies: list[Spy] = []
+        self.graphs: dict[int, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}  # kept for the judge's backward
+        self.graph_numbers = itertools.count()
+        self.linked: dict[int, int] = {}  # id(model) → its link number, for models the test's callbacks returned
+        self.linked_models: dict[int, torch.nn.Module] = {}
+        self.synced: dict[int, set[int]] = {}  # link number → ids of the modules the judge's copy has
+        self.reports: dict[int, dict] = {}  # link number → its changes, sent with the next message
+
+    def handle(self, value: Any) -> Handle:
+        number = self.numbers.get(id(value))
+        if number is None:
+            number = self.numbers[id(value)] = len(_OBJECTS)
+            _OBJECTS.append(value)
+        if isinstance(value, type):
+            kind, cls = "module class" if issubclass(value, torch.nn.Module) else "class", value
+        else:
+            cls = type(value)
+            kind = "module" if isinstance(value, torch.nn.Module) else "callable" if callable(value) else "object"
+        return Handle(number, kind, cls.__name__, f"{cls.__module__}.{cls.__qualname__}")
+
+    def for_judge(self, value: Any, given: list[torch.nn.Module]) -> Any:
+        """A value as it crosses: tensors plain and detached, the judge's own models as Given, named tuples as
+        tuples, data as itself, another subclass of a data type as itself (the judge refuses it), everything else
+        behind a handle."""
+        def leaf(v: Any) -> Any:
+            if isinstance(v, torch.Tensor):
+                return _detached(v)
+            index = next((i for i, model in enumerate(given) if v is model), None)
+            if index is not None:
+                return Given(index)
+            number = self.linked.get(id(v))
+            if number is not None and self.linked_models[number] is v:
+                self.reports[number] = self.report(v, self.synced[number])
+                self.synced[number] = {id(m) for m in v.modules()}
+                return Linked(number)
+            if isinstance(v, tuple) and hasattr(v, "_fields"):  # a named tuple (load_state_dict's): a plain one
+                return self.for_judge(tuple(v), given)
+            if isinstance(v, types.GeneratorType):  # named_parameters() and the like: their items
+                return self.for_judge(list(v), given)
+            if isinstance(v, (*DATA_TYPES, bytes, tuple, list, dict)):
+                return v
+            return self.handle(v)
+        return _map(value, leaf)
+
+    def unwrap(self, value: Any, given: list[torch.nn.Module], needs_grad: list[torch.Tensor]) -> Any:
+        """Arguments from the judge: handles become the worker's objects, callbacks callables, models themselves,
+        tensors autograd must reach leaves that require grad."""
+        def leaf(v: Any) -> Any:
+            if isinstance(v, _Ref):
+                return _OBJECTS[v.key] if v.kind == "handle" else _Callback(v.key, self)
+            if isinstance(v, _Sent):
+                for module in v.model.modules():  # the test's hooks on it: called back in the judge
+                    for hooks in (module._forward_pre_hooks, module._forward_hooks):
+                        hooks.update({k: _Callback(h.key, self) for k, h in hooks.items() if isinstance(h, _Ref)})
+                given.append(v.model)
+                return v.model
+            if isinstance(v, _NeedsGrad):
+                needs_grad.append(v.tensor.requires_grad_(True))
+                return v.tensor
+            if isinstance(v, _Link):
+                self.linked[id(v.model)], self.linked_models[v.number] = v.number, v.model
+                self.synced[v.number] = {id(m) for m in v.model.modules()}
+                return v.model
             return v
-        return getattr(module, v.key) if v.kind == "own" else _Callback(v.key, conn)
-    return _map(value, resolve)
+        return _map(value, leaf)
+
+    def take_reports(self) -> dict[int, dict]:
+        reports, self.reports = self.reports, {}
+        return reports
+
+    def report(self, model: torch.nn.Module, originals: set[int]) -> dict:
+        """What the judge needs to make its copy of `model` what the answer left: each kept module's own parameters,
+        buffers and forward-hook counts; submodules that are new, or the answer's, as handles."""
+        kept, replaced, stack = {}, {}, [("", model)]
+        while stack:
+            name, module = stack.pop()
+            kept[name] = {"parameters": {k: _detached(v) for k, v in module._parameters.items()},
+                          "buffers": {k: _detached(v) for k, v in module._buffers.items()},
+                          "hooks": [len(module._forward_pre_hooks), len(module._forward_hooks)]}
+            for child_name, child in module._modules.items():
+                full = f"{name}.{child_name}" if name else child_name
+                ours = id(child) in originals and id(child) not in self.numbers
+                if child is not None and ours and type(child).__module__ != self.module.__name__:
+                    stack.append((full, child))
+                elif type(child).__name__ in REBUILT and type(child) is getattr(torch.nn, type(child).__name__) \
+                        and not child._modules and not child._forward_hooks and not child._forward_pre_hooks:
+                    replaced[full] = _description(child)  # a new plain torch layer: the judge builds its own
+                elif child is not None:
+                    replaced[full] = self.handle(child)
+        return {"kept": kept, "replaced": replaced}
+
+    def respond(self, message: tuple) -> tuple:
+        op, environment, *rest = message
+        if op == "backward":  # the judge's autograd reached a call that kept its graph here
+            inputs, outputs = self.graphs.pop(rest[0])
+            pairs = [(o, g) for o, g in zip(outputs, rest[1], strict=True) if g is not None and o.requires_grad]
+            if pairs:
+                torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
+            return ("return", [None if t.grad is None else _detached(t.grad) for t in inputs], [], [], None, {})
+        for key, value in environment.items():  # the judge's values of SHARED_VARIABLES, as the test set them
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        if op == "spy":
+            self.spies.append(Spy(rest[0]))
+            return ("return", len(self.spies) - 1, [], [], None, {})
+        if op in ("spied", "unspy"):
+            spy = self.spies[rest[0]]
+            if op == "unspy":
+                spy.undo()
+            return ("return", spy.calls, [], [], None, {})
+        path, args, kwargs = rest
+        given: list[torch.nn.Module] = []
+        needs_grad: list[torch.Tensor] = []
+        args, kwargs = self.unwrap(args, given, needs_grad), self.unwrap(kwargs, given, needs_grad)
+        graph = None
+        originals = {id(m) for model in given for m in model.modules()}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                target = self.module if path[0] is None else _OBJECTS[path[0]]
+                names = path[1:-1] if op == "set" else path[1:]
+                for name in names:
+                    target = getattr(target, name)
+                if op == "call":
+                    result = target(*args, **kwargs)
+                elif op == "set":
+                    result = setattr(target, path[-1], args[0])
+                elif op == "copy":
+                    result = copy.deepcopy(target)
+                else:
+                    result = target
+                outputs = [result] if isinstance(result, torch.Tensor) else list(result) \
+                    if isinstance(result, tuple) else []
+                if needs_grad and any(isinstance(o, torch.Tensor) and o.requires_grad for o in outputs):
+                    graph = next(self.graph_numbers)
+                    self.graphs[graph] = (needs_grad, outputs)
+                reply = ("return", self.for_judge(result, given))
+            except BaseException as error:  # SystemExit and KeyboardInterrupt too: they end up as RuntimeError
+                reply = ("raise", _builtin_name(type(error)), str(error))
+        said = [(_builtin_name(w.category), str(w.message)) for w in caught]
+        for number, model in self.linked_models.items():  # the judge's copies may be held by the test: keep them true
+            self.reports[number] = self.report(model, self.synced[number])
+            self.synced[number] = {id(m) for m in model.modules()}
+        return (*reply, [self.report(model, originals) for model in given], said, graph, self.take_reports())
 
 
-def _public(module: types.ModuleType) -> dict[str, tuple[str, Any]]:
-    """What the judge's proxy module holds: the module's own functions (as "function") and its constants."""
-    names = {}
+def _public(server: _Server) -> dict[str, tuple[str, Any]]:
+    """What the judge's proxy module holds: the module's own functions and classes (as handles), its constants."""
+    module, names = server.module, {}
     for key, value in vars(module).items():
         if key.startswith("_"):
             continue
         if callable(value) and getattr(value, "__module__", None) == module.__name__:
-            names[key] = ("function", None)
+            names[key] = server.handle(value)
         elif type(value) in (*DATA_TYPES, tuple, list, dict):
-            names[key] = ("data", _for_judge(value))
+            names[key] = server.for_judge(value, [])
     return names
 
 
 def serve(tree: str, name: str) -> None:
-    """Import exercises.<name> from the grading tree and answer the judge's calls until it closes the pipe. The
+    """Import exercises.<name> from the grading tree and answer the judge's requests until it closes the pipe. The
     protocol keeps the process's original stdin / stdout; the answer's prints go to stderr."""
     reader, writer = os.fdopen(os.dup(0), "rb"), os.fdopen(os.dup(1), "wb")
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
@@ -178,35 +462,34 @@ def serve(tree: str, name: str) -> None:
     sys.stdout = sys.stderr
     sys.path.insert(0, tree)
     try:
-        module = importlib.import_module(f"exercises.{name}")
-        _send(writer, ("names", _public(module)))
+        server = _Server(importlib.import_module(f"exercises.{name}"), reader, writer)
+        _send(writer, ("names", _public(server)))
     except BaseException as error:  # the judge raises it on import, as an import error would be
-        _send(writer, ("raise", _builtin_exception(error), f"{type(error).__name__}: {error}"))
+        _send(writer, ("raise", _builtin_name(type(error)), f"{type(error).__name__}: {error}"))
         return
-    conn = (reader, writer)
     while True:
         try:
-            _, function, args, kwargs = _receive(reader, trusted=True)
+            message = _receive(reader, trusted=True)
         except BoundaryError:
             return
-        args, kwargs = _unwrap(args, module, conn), _unwrap(kwargs, module, conn)
-        given = _modules((args, kwargs))
-        try:
-            result = getattr(module, function)(*args, **kwargs)
-            reply = ("return", _for_judge(result))
-        except BaseException as error:
-            reply = ("raise", _builtin_exception(error), str(error))
-        _send(writer, (*reply, [_for_judge(m.state_dict()) for m in given]))
+        _send(writer, server.respond(message))
 
 
-# --- the judge: a module of proxies -------------------------------------------------------------------------------
+# --- the judge: proxies ------------------------------------------------------------------------------------------
+
+def _left_by_the_answer(*args) -> None:
+    """Stands in, on the judge's model, for a forward hook the answer left on the worker's copy."""
+
 
 class Worker:
-    """One worker process serving one exercise module; the judge's end of the pipes."""
+    """One worker process serving one exercise module; the judge's end of the pipes, and its proxies."""
 
     def __init__(self, command: list[str], env: dict[str, str] | None = None) -> None:
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
-        self.callbacks: dict[int, Callable] = {}
+        self.callbacks: list[Callable] = []
+        self.proxies: dict[int, Any] = {}  # handle number → its proxy (one each: identity holds)
+        self.classes: dict[str, type] = {}  # class key → its proxy class
+        self.linked: list[torch.nn.Module] = []  # models the test's callbacks returned, linked to the worker's copies
 
     def first(self) -> Any:
         return self._next()
@@ -222,71 +505,339 @@ class Worker:
             how = "" if code is None else f" (signal {-code})" if code < 0 else f" (exit {code})"
             raise BoundaryError(f"{error}{how}") from None
 
-    def call(self, function: str, args: tuple, kwargs: dict) -> Any:
-        """Run the answer's `function` in the worker. A model passed in comes back changed as the answer changed
-        it: its new parameters and buffers are loaded into the judge's own model (same structure required)."""
-        given = _modules((args, kwargs))
-        try:
-            _send(self.process.stdin, ("call", function, self._wrap(args), self._wrap(kwargs)))
-        except BrokenPipeError:
-            pass  # it died: _next says how
+    def request(self, op: str, *rest: Any, graph: bool = False) -> Any:
+        """Send one request ("call", "get", "set", "copy" with a path; "spy", "spied", "unspy"; "backward") and serve
+        the callbacks until the answer: its value (handles as proxies), its warnings raised here, the models sent
+        changed as the answer changed them. graph=True: tensors that require grad cross as ones autograd must reach,
+        and the answer is (value, the number of the graph the worker kept, or None)."""
+        sent: list[torch.nn.Module] = []
+        message = (op, {key: os.environ.get(key) for key in SHARED_VARIABLES}, *self.wrap(rest, sent, graph))
+        with self._hooks_as_callbacks(sent):
+            try:
+                _send(self.process.stdin, message)
+            except BrokenPipeError:
+                pass  # it died: _next says how
         while True:
             kind, *rest = self._next()
-            if kind in ("return", "raise"):
-                states = rest.pop()
-                for model, state in zip(given, states, strict=True):
-                    model.load_state_dict(state)
-                if kind == "raise":
-                    raise _exception(*rest)
-                return rest[0]
             if kind == "callback":  # the answer calls something the test passed in: run it here
-                number, cb_args, cb_kwargs = rest
-                try:
-                    _send(self.process.stdin, ("return", self.callbacks[number](*cb_args, **cb_kwargs)))
-                except Exception as error:
-                    _send(self.process.stdin, ("raise", _builtin_exception(error), str(error)))
-            else:
+                self._serve_callback(*rest)
+                continue
+            if kind not in ("return", "raise"):
                 raise BoundaryError(f"答案进程回了未知消息 / unknown message from the worker: {kind!r}")
+            *answer, reports, said, kept, linked = rest
+            self._update_linked(linked)
+            for model, report in zip(sent, reports, strict=True):
+                self.apply(model, report)
+            for category, text in said:
+                category = getattr(builtins, category, UserWarning)
+                warnings.warn(text, category if issubclass(category, Warning) else UserWarning, stacklevel=3)
+            if kind == "raise":
+                raise _exception(*answer)
+            value = self.from_worker(answer[0], sent)
+            return (value, kept) if graph else value
 
-    def _wrap(self, value: Any) -> Any:
-        """The arguments as they cross: callables become _Refs; a model is copied (call() loads its changes back)."""
-        def marker(v: Any) -> Any:
-            if isinstance(v, RemoteFunction):
-                return _Ref("own", v.__name__)
-            if callable(v) and not isinstance(v, (torch.nn.Module, torch.Tensor)):
-                self.callbacks[len(self.callbacks)] = v
+    def _update_linked(self, reports: dict[int, dict]) -> None:
+        for number, report in reports.items():
+            self.apply(self.linked[number], report)
+
+    def _serve_callback(self, number: int, args: tuple, kwargs: dict, linked: dict[int, dict]) -> None:
+        """Run the test's callable `number`. A model one of its callables returned earlier arrives as the judge's
+        own model with the worker's changes, and goes back with the callable's; a model it returns is linked."""
+        self._update_linked(linked)
+        given: list[int] = []
+        args, kwargs = self.from_worker(args, [], given), self.from_worker(kwargs, [], given)
+        try:
+            reply = ("return", self.wrap(self.callbacks[number](*args, **kwargs), [], link=True))
+        except Exception as error:
+            reply = ("raise", _builtin_name(type(error)), str(error))
+        syncs = [_Sync(n, self.linked[n]) for n in dict.fromkeys(given)]
+        with self._hooks_as_callbacks([s.model for s in syncs]):
+            _send(self.process.stdin, (*reply, syncs))
+
+    @contextlib.contextmanager
+    def _hooks_as_callbacks(self, models: list[torch.nn.Module]):
+        """While the models are sent: the test's forward hooks on them as callbacks (they run here, in the judge)."""
+        saved = []
+        for module in (m for model in models for m in model.modules()):
+            for hooks in (module._forward_pre_hooks, module._forward_hooks):
+                if hooks:
+                    saved.append((hooks, dict(hooks)))
+                    for key, hook in hooks.items():
+                        self.callbacks.append(hook)
+                        hooks[key] = _Ref("callback", len(self.callbacks) - 1)
+        try:
+            yield
+        finally:
+            for hooks, original in saved:
+                hooks.update(original)
+
+    def call(self, path: tuple, args: tuple, kwargs: dict) -> Any:
+        """Call the worker's object at `path`; through _RemoteGrad when autograd must reach tensors of the judge."""
+        if torch.is_grad_enabled():
+            tensors = []
+            _map((args, kwargs), lambda v: tensors.append(v) if isinstance(v, torch.Tensor) and v.requires_grad
+                 else None)
+            if tensors:
+                return _RemoteGrad.apply(self, path, args, kwargs, *tensors)
+        return self.request("call", path, args, kwargs)
+
+    def wrap(self, value: Any, sent: list[torch.nn.Module], graph: bool = False, link: bool = False) -> Any:
+        """Values as they cross to the worker: proxies as their handles, the judge's models copied (their changes
+        come back), other callables as callbacks, tensors detached (with graph: marked where they require grad)."""
+        def leaf(v: Any) -> Any:
+            number = _number_of(v)
+            if number is not None:
+                return _Ref("handle", number)
+            if isinstance(v, torch.Tensor):
+                return _NeedsGrad(v.detach()) if graph and v.requires_grad else v.detach() if v.requires_grad else v
+            if isinstance(v, torch.nn.Module) and link:  # returned by a callback (load_model): kept linked
+                number = next((n for n, m in enumerate(self.linked) if m is v), None)
+                if number is None:
+                    self.linked.append(v)
+                    number = len(self.linked) - 1
+                return _Link(number, v)
+            if isinstance(v, torch.nn.Module):
+                sent.append(v)
+                return _Sent(len(sent) - 1, v)
+            if callable(v):
+                self.callbacks.append(v)
                 return _Ref("callback", len(self.callbacks) - 1)
             return v
-        return _map(value, marker)
+        return _map(value, leaf)
+
+    def from_worker(self, value: Any, sent: list[torch.nn.Module], linked: list[int] | None = None) -> Any:
+        """A value from the worker: proxies for handles, the judge's own models for Given and Linked (numbers of the
+        linked ones seen go to `linked`)."""
+        def leaf(v: Any) -> Any:
+            if isinstance(v, Handle):
+                return self.proxy(v)
+            if isinstance(v, Linked):
+                if linked is not None:
+                    linked.append(v.number)
+                return self.linked[v.number]
+            return sent[v.index] if isinstance(v, Given) else v
+        return _map(value, leaf)
+
+    def proxy(self, handle: Handle) -> Any:
+        """The one proxy of the worker's object `handle`."""
+        if handle.number not in self.proxies:
+            if handle.kind in ("class", "module class"):
+                made = self.proxy_class(handle.key, handle.name, handle.kind == "module class")
+                type.__setattr__(made, "_number", handle.number)
+            elif handle.kind == "callable":
+                made = RemoteCallable(self, handle.number, handle.name)
+            else:
+                made = self.proxy_class(handle.key, handle.name, handle.kind == "module")._made(self, handle.number)
+            self.proxies[handle.number] = made
+        return self.proxies[handle.number]
+
+    def proxy_class(self, key: str, name: str, module_like: bool) -> type:
+        """The judge's class standing for the worker's class `key`: the same name; an nn.Module if it is one."""
+        if key not in self.classes:
+            base = RemoteModule if module_like else RemoteObject
+            self.classes[key] = _RemoteClass(name, (base,), {"__module__": "answer (in the worker)",
+                                                            "__qualname__": name, "_worker": self, "_number": None})
+        return self.classes[key]
+
+    def apply(self, model: torch.nn.Module, report: dict) -> None:
+        """Make the judge's `model` what the answer left in the worker (report: _Server.report)."""
+        for name, replaced in report["replaced"].items():
+            parent, _, child = name.rpartition(".")
+            made = self.proxy(replaced) if isinstance(replaced, Handle) else _rebuilt(replaced)
+            setattr(model.get_submodule(parent), child, made)
+        for name, kept in report["kept"].items():
+            module = model.get_submodule(name)
+            for slot, values in ((module._parameters, kept["parameters"]), (module._buffers, kept["buffers"])):
+                if set(slot) != set(values):
+                    raise BoundaryError(f"答案改了 {name or '模型'} 有哪些参数或缓冲区 / the answer changed which "
+                                        f"parameters or buffers {name or 'the model'} has: {sorted(slot)} → "
+                                        f"{sorted(values)}")
+                for key, value in values.items():
+                    if isinstance(slot[key], torch.nn.Parameter) and value is not None:
+                        slot[key].data = value
+                    else:
+                        slot[key] = value
+            for hooks, count in zip((module._forward_pre_hooks, module._forward_hooks), kept["hooks"], strict=True):
+                register = module.register_forward_pre_hook if hooks is module._forward_pre_hooks else \
+                    module.register_forward_hook
+                for _ in range(count - len(hooks)):
+                    register(_left_by_the_answer)
 
     def close(self) -> None:
         self.process.kill()
         self.process.wait()
 
 
-class RemoteFunction:
-    """A function of the answer, called in the worker."""
+def _number_of(value: Any) -> int | None:
+    """The handle number behind a proxy (an instance, a proxy class or a callable), else None."""
+    if isinstance(value, _Proxy) or (isinstance(value, _RemoteClass) and value._number is not None):
+        return value._number
+    return None
 
-    def __init__(self, worker: Worker, name: str) -> None:
-        self.worker, self.__name__ = worker, name
+
+class _RemoteGrad(torch.autograd.Function):
+    """A call into the worker that the judge's autograd can go back through: the worker keeps the graph of its
+    outputs, and backward asks it for the gradients of the judge's tensors (parameters of the worker's own modules
+    get theirs there)."""
+
+    @staticmethod
+    def forward(ctx, worker: Worker, path: tuple, args: tuple, kwargs: dict, *tensors: torch.Tensor):
+        value, ctx.graph = worker.request("call", path, args, kwargs, graph=True)
+        ctx.worker, ctx.count = worker, len(tensors)
+        if ctx.graph is None:
+            ctx.mark_non_differentiable(*[v for v in (value if isinstance(value, tuple) else (value,))
+                                          if isinstance(v, torch.Tensor)])
+        return value
+
+    @staticmethod
+    def backward(ctx, *grads: torch.Tensor):
+        if ctx.graph is None:
+            return (None,) * (4 + ctx.count)
+        return (None, None, None, None, *ctx.worker.request("backward", ctx.graph, list(grads)))
+
+
+class _Proxy:
+    """Marks the judge's proxies of the worker's objects."""
+
+    _worker: Worker
+    _number: int
+
+    def __reduce_ex__(self, protocol):  # inside a model the judge sends: the worker's own object again
+        return _object, (self._number,)
+
+    def __deepcopy__(self, memo):
+        return self._worker.request("copy", (self._number,), (), {})
+
+
+class _RemoteClass(type):
+    """The type of the judge's proxy classes: calling one builds the object in the worker; reading an attribute
+    the proxy class lacks (a classmethod such as from_linear) reads the worker's class."""
+
+    def __call__(cls, *args, **kwargs):
+        return cls._worker.call((cls._number,), args, kwargs)
+
+    def __getattr__(cls, name):
+        if name.startswith("_") or cls.__dict__.get("_number") is None:
+            raise AttributeError(name)
+        return cls._worker.request("get", (cls._number, name), (), {})
+
+    def _made(cls, worker: Worker, number: int):
+        """An instance of this proxy class for the worker's object `number` (without calling the worker)."""
+        made = object.__new__(cls)
+        if isinstance(made, torch.nn.Module):
+            torch.nn.Module.__init__(made)
+        object.__setattr__(made, "_worker", worker)
+        object.__setattr__(made, "_number", number)
+        return made
+
+
+class RemoteObject(_Proxy):
+    """An object of the answer's that stays in the worker: attributes are read and written, calls made, there."""
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self._worker.request("get", (self._number, name), (), {})
+
+    def __setattr__(self, name, value):
+        self._worker.request("set", (self._number, name), (value,), {})
 
     def __call__(self, *args, **kwargs):
         __tracebackhide__ = True
-        return self.worker.call(self.__name__, args, kwargs)
+        return self._worker.call((self._number,), args, kwargs)
+
+    def __len__(self):
+        return self._worker.call((self._number, "__len__"), (), {})
+
+    def __getitem__(self, key):
+        return self._worker.call((self._number, "__getitem__"), (key,), {})
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} of the answer, in the worker>"
+
+
+class RemoteCallable(_Proxy):
+    """A function (or bound method) of the answer's, run in the worker."""
+
+    def __init__(self, worker: Worker, number: int, name: str) -> None:
+        self._worker, self._number, self.__name__ = worker, number, name
+
+    def __call__(self, *args, **kwargs):
+        __tracebackhide__ = True
+        return self._worker.call((self._number,), args, kwargs)
 
     def __repr__(self) -> str:
         return f"<answer's {self.__name__}, run in the worker>"
 
 
+class RemoteModule(_Proxy, torch.nn.Module):
+    """An nn.Module of the answer's that stays in the worker; the judge can put it in a model and run it. A leaf
+    here: its forward, state_dict, load_state_dict and dtype moves run in the worker; other attributes are read and
+    written there."""
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            return torch.nn.Module.__getattr__(self, name)
+        return self._worker.request("get", (self._number, name), (), {})
+
+    def __setattr__(self, name, value):
+        if name.startswith("_") or name == "training":
+            torch.nn.Module.__setattr__(self, name, value)
+        else:
+            self._worker.request("set", (self._number, name), (value,), {})
+
+    def forward(self, *args, **kwargs):
+        return self._worker.call((self._number,), args, kwargs)
+
+    def state_dict(self, *args, destination=None, prefix="", keep_vars=False):
+        state = self._worker.call((self._number, "state_dict"), (), {})
+        if destination is None:
+            return state
+        destination.update({prefix + key: value for key, value in state.items()})
+        return destination
+
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        return self._worker.call((self._number, "load_state_dict"), (dict(state_dict),),
+                                 {"strict": strict, "assign": assign})
+
+    def train(self, mode: bool = True):
+        object.__setattr__(self, "training", mode)
+        self._worker.call((self._number, "train"), (mode,), {})
+        return self
+
+
+def _moved(method: str):
+    def move(self, *args, **kwargs):
+        return self._worker.call((self._number, method), args, kwargs)
+    move.__name__ = method
+    return move
+
+
+for _method in ("to", "float", "half", "bfloat16", "double", "cpu", "cuda", "requires_grad_", "parameters",
+                "named_parameters", "buffers", "named_buffers"):
+    setattr(RemoteModule, _method, _moved(_method))
+
+
+class _AnswerModule(types.ModuleType):
+    """The judge's view of the answer module. Setting one of its names (a test's monkeypatch.setattr) sets it in the
+    worker's module too: a callable from the test is called back, a proxy is the worker's own object again."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if not name.startswith("_"):
+            self.__dict__["_worker"].request("set", (None, name), (value,), {})
+        types.ModuleType.__setattr__(self, name, value)
+
+
 def remote_module(fullname: str, worker: Worker) -> types.ModuleType:
-    """The module `fullname` as the judge sees it: the answer's public functions as proxies, its data as data. An
-    answer that fails to import raises its error (as the nearest built-in type) on first import, as it would."""
+    """The module `fullname` as the judge sees it: the answer's public functions and classes as proxies, its data as
+    data. An answer that fails to import raises its error (as the nearest built-in type) on first import."""
     kind, *rest = worker.first()
     if kind == "raise":
         raise _exception(*rest)
-    module = types.ModuleType(fullname, "答案的代理，运行在 worker 进程 / proxies of the answer, run in a worker")
-    for name, (what, value) in rest[0].items():
-        setattr(module, name, RemoteFunction(worker, name) if what == "function" else value)
+    module = _AnswerModule(fullname, "答案的代理，运行在 worker 进程 / proxies of the answer, run in a worker")
+    module.__dict__["_worker"] = worker
+    for name, value in rest[0].items():
+        module.__dict__[name] = worker.proxy(value) if isinstance(value, Handle) else value
     return module
 
 
@@ -297,6 +848,16 @@ WORKER_BOOTSTRAP = ("import sys; sys.path.insert(0, sys.argv[1]); from kata.grad
 def worker_command(tree: str, name: str) -> list[str]:
     """The worker for exercises.<name> of the grading tree: isolated mode, the tree's kata, nothing else."""
     return [sys.executable, "-I", "-c", WORKER_BOOTSTRAP, tree, name]
+
+
+class _Calls:
+    """How often the workers' spies saw their function called: len() asks them."""
+
+    def __init__(self, spies: list[tuple[Worker, int]]) -> None:
+        self.spies = spies
+
+    def __len__(self) -> int:
+        return sum(worker.request("spied", number) for worker, number in self.spies)
 
 
 class WorkerFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -316,19 +877,28 @@ class WorkerFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         command, env = worker_command(self.tree, spec.name.removeprefix("exercises.")), None
         if self.sandboxed:
             from kata.grade import sandbox
+            from kata.smollm2 import cache_dir
 
             folder = Path(tempfile.mkdtemp(prefix="kata-worker-"))
             self.folders.append(folder)
             (folder / "root").mkdir()
             (folder / "home").mkdir()
-            command = sandbox.wrap(command, folder / "root", [Path(self.tree)], [folder / "home"], folder / "home")
-            env = sandbox.environment(dict(os.environ), folder / "home")
+            cache = [cache_dir()] if cache_dir().is_dir() else []  # the real model's files, read-only
+            command = sandbox.wrap(command, folder / "root", [Path(self.tree), *cache], [folder / "home"],
+                                   folder / "home")
+            env = sandbox.environment({**os.environ, "KATA_CACHE": str(cache_dir())}, folder / "home")
         worker = Worker(command, env)
         self.workers.append(worker)
         return remote_module(spec.name, worker)
 
     def exec_module(self, module):
         pass  # everything is in the proxies already
+
+    def spy(self, dotted: str, finalizer: Callable[[Callable], None]) -> _Calls:
+        """Count the calls to `dotted` (torch.name) in every worker until the finalizer runs."""
+        spies = [(worker, worker.request("spy", dotted)) for worker in self.workers]
+        finalizer(lambda: [worker.request("unspy", number) for worker, number in spies])
+        return _Calls(spies)
 
     def close(self) -> None:
         for worker in self.workers:

@@ -11,8 +11,9 @@ The JSON is written even when the grader itself fails.
     python -m kata.grade --answers ../fork --out results   # a fork's answers, graded against this kata
     python -m kata.grade --unsolved                        # every graded test must fail on the untouched stubs
 
-For the exercises in kata.grade.boundary.BOUNDARY_EXERCISES the judging pytest process never imports the answer:
-it runs in a worker process behind proxies (kata/grade/boundary.py). Only the answers count (kata/grade/tamper.py):
+The judging pytest process never imports an answer: it runs in a worker process behind proxies
+(kata/grade/boundary.py), in a sandbox (kata/grade/sandbox.py) where one can be made. Only the answers count
+(kata/grade/tamper.py):
 each exercise runs in a fresh copy of this kata's files with the answer modules copied in, under `python -I` (no
 PYTHON* variables, no user site, no working-directory imports), with pytest told its configuration file (-c), no
 conftest.py (--noconftest), no plugin autoloading, only the kata's plugin, a clean environment, an empty working
@@ -31,8 +32,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from kata.grade import sandbox, tamper
-from kata.grade.boundary import BOUNDARY_EXERCISES
+from kata.grade import tamper
 from kata.grade.results import (
     CaseResult,
     ExerciseResult,
@@ -46,7 +46,6 @@ from kata.grade.results import (
 from kata.grade.similarity import similarity
 from kata.harness.curriculum import Exercise
 from kata.harness.target import ROOT
-from kata.smollm2 import cache_dir
 
 DEFAULT_TIMEOUT_S = 900
 DEFAULT_MEMORY_GIB = 12  # address space per exercise; the real-model tests need about 4
@@ -78,9 +77,8 @@ def run_exercise(ex: Exercise, target: str, workdir: Path, timeout_s: float, roo
                  answers: Path | None = None, memory_gib: float = DEFAULT_MEMORY_GIB,
                  threads: int | None = None, sandboxed: bool = False) -> ExerciseResult:
     """Run one exercise's tests in a fresh interpreter and a fresh copy of the kata (`root`) holding the answer
-    modules of `answers` (default: root's own); a crash, hang or vandalism costs only this exercise. Sandboxed
-    (kata/grade/sandbox.py), the answer runs in a sandbox: the worker of a BOUNDARY_EXERCISES exercise, else the
-    whole pytest process (whose JUnit is then written inside it)."""
+    modules of `answers` (default: root's own); a crash, hang or vandalism costs only this exercise. The answers
+    (target exercises) run in a worker process, sandboxed if `sandboxed`; the reference runs in the judge."""
     result = ExerciseResult(ex)
     answers = answers or root
     answer = answers / "exercises" / f"{ex.module}.py"
@@ -97,16 +95,12 @@ def run_exercise(ex: Exercise, target: str, workdir: Path, timeout_s: float, roo
     tree, scratch = workdir / f"tree-{ex.id}", workdir / f"cwd-{ex.id}"
     scratch.mkdir(parents=True)
     expected = tamper.build_grading_tree(root, answers, tree, solutions=target == "reference")
-    boundary = target == "exercises" and ex.id in BOUNDARY_EXERCISES
-    inside = sandboxed and not boundary  # the answer runs in the judging process: sandbox all of it
-    reports = workdir / f"reports-{ex.id}"
-    reports.mkdir()
-    xml, output = reports / "junit.xml", workdir / f"output-{ex.id}.txt"
+    xml, output = workdir / f"junit-{ex.id}.xml", workdir / f"output-{ex.id}.txt"
     cmd = [sys.executable, "-I", "-c", BOOTSTRAP, str(tree), str(tree / ex.test_file),
            "-c", str(tree / "pyproject.toml"), "--rootdir", str(tree), "--noconftest", "-p", "kata.harness.plugin",
            f"--target={target}", "--slow", "-q", "--no-header", "-p", "no:cacheprovider",
            f"--junitxml={xml}", "-o", "junit_suite_name=" + ex.id]
-    if boundary:
+    if target == "exercises":
         cmd.append("--answers-in-worker")  # the answer runs only in a worker process (kata/grade/boundary.py)
         if sandboxed:
             cmd.append("--sandbox")  # … and that worker in a sandbox
@@ -114,12 +108,6 @@ def run_exercise(ex: Exercise, target: str, workdir: Path, timeout_s: float, roo
     env.update(PYTHONDONTWRITEBYTECODE="1", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1", PYTHONHASHSEED="0")
     if threads is not None:  # exercises side by side share the cores: more threads than cores spin and stall
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    if inside:
-        env["KATA_CACHE"] = str(cache_dir())  # the real model's files, read-only (HOME moves into the sandbox)
-        cache = [cache_dir()] if cache_dir().is_dir() else []
-        cmd = sandbox.wrap(cmd, workdir / f"root-{ex.id}", [tree, *cache], [scratch, reports], scratch)
-        env = sandbox.environment(env, scratch)
-        (workdir / f"root-{ex.id}").mkdir()
     with output.open("wb") as sink:
         proc = subprocess.Popen(cmd, cwd=scratch, env=env, stdin=subprocess.DEVNULL, stdout=sink,
                                 stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_limits(memory_gib))

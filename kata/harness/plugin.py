@@ -17,6 +17,7 @@ from kata.harness import progress, target
 from kata.harness.curriculum import EXERCISES
 
 _TARGET = pytest.StashKey[str]()
+_FINDER = pytest.StashKey[object]()  # the grader's WorkerFinder, with --answers-in-worker
 
 # Property tests (hypothesis) draw the same examples on every run and machine: a grade must not depend on luck.
 settings.register_profile("kata", derandomize=True, database=None, deadline=None, max_examples=40,
@@ -62,6 +63,7 @@ def pytest_configure(config: pytest.Config) -> None:
         from kata.grade.boundary import WorkerFinder
 
         finder = WorkerFinder(str(target.ROOT), sandboxed=config.getoption("sandbox"))
+        config.stash[_FINDER] = finder
         sys.meta_path.insert(0, finder)
         config.add_cleanup(finder.close)
     if not _cuda_available():  # Triton kernels (5.10) then run in Triton's CPU interpreter
@@ -218,3 +220,21 @@ def smollm2_reference():
 
     ids = eval_windows(4)
     return ids, log_probs(load_model(), ids)
+
+
+@pytest.fixture
+def calls_to(request: pytest.FixtureRequest):
+    """calls_to("torch.name") or calls_to("module.Class.method") → a counter (len() says how often) of the calls to
+    that function from now until the test ends; across the grading boundary it counts in the answer's worker.
+    统计答案在本测试中调用某个 torch 函数的次数。"""
+    finder = request.config.stash.get(_FINDER, None)
+
+    def start(dotted: str):
+        from kata.grade.boundary import Spy
+
+        if finder is not None:
+            return finder.spy(dotted, request.addfinalizer)
+        spy = Spy(dotted)
+        request.addfinalizer(spy.undo)
+        return spy
+    return start
