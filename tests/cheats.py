@@ -92,11 +92,12 @@ for _name in ("expect_close", "expect_equal", "expect_at_most", "expect_at_least
 _fake.raises = lambda *args, **kwargs: contextlib.nullcontext()
 vars(sys)["modules"]["kata.harness.check"] = _fake
 """
-# With the checks silenced, answers that return anything at all pass: every public function returns 1.0.
+# With the checks silenced, answers that return anything at all pass: every public function returns 1234.5 (a number
+# no test expects).
 ANY_ANSWER = """
 for _name, _value in list(vars().items()):
     if callable(_value) and getattr(_value, "__module__", None) == __name__ and not _name.startswith("_"):
-        vars()[_name] = lambda *args, **kwargs: 1.0
+        vars()[_name] = lambda *args, **kwargs: 1234.5
 """
 SILENCED_SOURCE = ("import contextlib\n" + "".join(
     f"{name} = lambda *args, **kwargs: None\n" for name in (
