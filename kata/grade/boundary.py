@@ -16,14 +16,15 @@ dicts of them — read with torch.load(weights_only=True), so nothing the answer
   worker's), and the count of forward hooks left on each module. A model that holds proxies goes back as itself.
 - Warnings the answer raises are raised again in the judge; an exception crosses as its nearest built-in type (a
   class deriving from TypeError and ValueError arrives as TypeError, the first in its order) with its message.
-- `calls_to` (the kata's fixture) counts the answer's calls to a torch function in the worker.
-
+- The test's forward hooks on a model it passes run in the judge; a name the test patches on the answer module
+  (monkeypatch.setattr) is patched in the worker; `calls_to` (the kata's fixture) counts calls in the worker.
 - A model a test's callable returns (compare_formats' load_model) stays linked: when the answer hands it to
   another of the test's callables, or after each call, the judge's copy takes the worker's changes, and what a
   callable does to it goes back.
 - Autograd crosses: a call whose tensors require grad keeps its graph in the worker, and the judge's backward
   asks the worker for their gradients (5.9's straight-through estimators).
-Every exercise crosses it when graded (kata/grade/run.py); learners' own runs stay in one process.
+Every exercise crosses it when graded (kata/grade/run.py), each worker in a sandbox of its own
+(kata/grade/sandbox.py); learners' own runs stay in one process.
 
 The worker is `worker_command(tree, name)`: python -I, the grading tree's kata first on the path, stdin / stdout
 kept for the protocol (the answer's prints go to stderr).
@@ -440,7 +441,7 @@ class _Server:
         return (*reply, [self.report(model, originals) for model in given], said, graph, self.take_reports())
 
 
-def _public(server: _Server) -> dict[str, tuple[str, Any]]:
+def _public(server: _Server) -> dict[str, Any]:
     """What the judge's proxy module holds: the module's own functions and classes (as handles), its constants."""
     module, names = server.module, {}
     for key, value in vars(module).items():
