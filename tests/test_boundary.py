@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from kata.grade.boundary import BoundaryError, Worker, _receive, _send, remote_module, worker_command
+from kata.grade.boundary import Worker, remote_module, worker_command
+from kata.grade.protocol import BoundaryError, receive, send
 
 ANSWER = '''
 import sys
@@ -213,10 +214,10 @@ def test_the_judge_takes_only_plain_data_of_exact_types(value):
     """What a worker that the answer took over could send: torch.load(weights_only=True) refuses foreign classes,
     and a Parameter (which it does load) fails the exact-type check."""
     frame = io.BytesIO()
-    _send(frame, ("return", value))
+    send(frame, ("return", value))
     frame.seek(0)
     with pytest.raises(BoundaryError, match="not plain data"):
-        _receive(frame, trusted=False)
+        receive(frame, trusted=False)
 
 
 def test_the_answer_does_not_run_in_the_judges_process(answer):

@@ -44,7 +44,7 @@ def harness_cheats_graded(tmp_path_factory) -> tuple[dict, str]:
     return _grade(fork, tmp / "out", ["ex1_1"], env)
 
 
-def _serve_once(text: str) -> tuple[int, threading.Thread]:
+def _serve(text: str) -> int:
     """A loopback server that hands `text` to whoever connects: what the network cheat fetches."""
     server = socket.create_server(("127.0.0.1", 0))
     server.settimeout(120)
@@ -58,16 +58,15 @@ def _serve_once(text: str) -> tuple[int, threading.Thread]:
                     return
                 with conn:
                     conn.sendall(text.encode())
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    return server.getsockname()[1], thread
+    threading.Thread(target=serve, daemon=True).start()
+    return server.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def answer_cheats_graded(tmp_path_factory) -> dict[str, tuple[dict, str]]:
     """Two forks, each holding one cheat per answer (so one grade run tests many), graded on those exercises."""
     graded = {}
-    port, _ = _serve_once((ROOT / "reference/ex2_2_quant_error.py").read_text(encoding="utf-8"))
+    port = _serve((ROOT / "reference/ex2_2_quant_error.py").read_text(encoding="utf-8"))
     for number, catalogue in enumerate((ANSWER_CHEATS, ANSWER_CHEATS_2)):
         if sandbox.problem():  # the cheats the sandbox stops would win here (their tests skip)
             catalogue = {name: c for name, c in catalogue.items() if not c.defence.startswith("sandbox")}

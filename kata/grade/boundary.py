@@ -29,198 +29,48 @@ Every exercise crosses it when graded (kata/grade/run.py), each worker in a sand
 The worker is `worker_command(tree, name)`: python -I, the grading tree's kata first on the path, stdin / stdout
 kept for the protocol (the answer's prints go to stderr).
 """
-
 from __future__ import annotations
 
 import builtins
 import contextlib
-import copy
-import importlib
 import importlib.abc
 import importlib.util
-import io
-import itertools
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
 import types
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
 
-DATA_TYPES = (int, float, bool, str, complex, type(None), torch.dtype, torch.device, torch.Size)
-SHARED_VARIABLES = ("TRITON_INTERPRET",)  # environment the tests switch (monkeypatch.setenv): the worker follows
-
-
-class BoundaryError(RuntimeError):
-    """The worker broke the protocol (died, or sent something that is not plain data)."""
-
-
-def _send(stream: BinaryIO, message: object) -> None:
-    buffer = io.BytesIO()
-    torch.save(message, buffer)
-    data = buffer.getvalue()
-    stream.write(struct.pack("<Q", len(data)) + data)
-    stream.flush()
-
-
-def _receive(stream: BinaryIO, trusted: bool) -> Any:
-    """The next message; from the worker (trusted=False) only plain data, checked for exact types."""
-    head = stream.read(8)
-    if len(head) < 8:
-        raise BoundaryError("答案进程退出了 / the answer's worker process exited")
-    data = stream.read(struct.unpack("<Q", head)[0])
-    if trusted:
-        return torch.load(io.BytesIO(data), weights_only=False)
-    try:
-        return _plain(torch.load(io.BytesIO(data), weights_only=True))
-    except Exception as error:
-        raise BoundaryError(f"答案送回的不是普通数据 / the answer sent back something that is not plain data: "
-                            f"{type(error).__name__}: {error}") from None
-
-
-@dataclass(frozen=True)
-class Handle:
-    """An object that stays in the worker: its number there, what it is ("module", "object", "callable", "class"
-    or "module class") and its class's name and key (module.qualname: one proxy class per key)."""
-
-    number: int
-    kind: str
-    name: str
-    key: str
-
-
-@dataclass(frozen=True)
-class Given:
-    """In a result: the judge's own model number `index` of those it passed in (not a copy of it)."""
-
-    index: int
-
-
-@dataclass(frozen=True)
-class Linked:
-    """In a result or a callback's arguments: the judge's model `number` of those its callbacks returned (a
-    load_model's): the worker's copy of it, whose changes come with the message."""
-
-    number: int
-
-
-torch.serialization.add_safe_globals([Handle, Given, Linked])  # the only classes besides tensors that cross back
-
-
-def _plain(value: Any) -> Any:
-    """value itself, if it is plain data of exact types all the way down; else a TypeError."""
-    kind = type(value)
-    if kind is torch.Tensor or kind in DATA_TYPES:
-        return value
-    if kind in (tuple, list):
-        return kind(_plain(v) for v in value)
-    if kind is dict:
-        return {_plain(k): _plain(v) for k, v in value.items()}
-    if kind is Handle and type(value.number) is int and all(type(v) is str for v in (value.kind, value.name,
-                                                                                        value.key)):
-        return value
-    if (kind is Given and type(value.index) is int) or (kind is Linked and type(value.number) is int):
-        return value
-    raise TypeError(f"{kind.__module__}.{kind.__qualname__} 不是普通数据 / is not plain data")
-
-
-def _exception(name: str, message: str) -> Exception:
-    """The built-in exception class `name` (RuntimeError for anything that is not an Exception class: an answer's
-    SystemExit must not stop the judge) with the message."""
-    cls = getattr(builtins, name, None)
-    return (cls if isinstance(cls, type) and issubclass(cls, Exception) else RuntimeError)(message)
-
-
-def _builtin_name(cls: type) -> str:
-    """The name of the first built-in class in cls's method resolution order."""
-    return next((c.__name__ for c in cls.__mro__ if getattr(builtins, c.__name__, None) is c), "Exception")
-
-
-def _map(value: Any, leaf: Callable[[Any], Any]) -> Any:
-    """leaf applied to everything inside nested tuples, lists and dicts (their values), the containers rebuilt."""
-    if type(value) in (tuple, list):
-        return type(value)(_map(v, leaf) for v in value)
-    if isinstance(value, dict) and not isinstance(value, _Proxy):  # a state_dict (an OrderedDict) comes back a dict
-        return {k: _map(v, leaf) for k, v in value.items()}
-    return leaf(value)
-
-
-def _detached(value: Any) -> Any:
-    return value.detach().as_subclass(torch.Tensor) if isinstance(value, torch.Tensor) else value
-
-
-@dataclass(frozen=True)
-class _Ref:
-    """In the judge's arguments, where a proxy or a callable was: the worker's object `key` ("handle"), or the
-    judge's callable number `key`, to be called back ("callback")."""
-
-    kind: str
-    key: int
-
-
-@dataclass
-class _NeedsGrad:
-    """In the judge's arguments, a tensor autograd must reach: the worker's copy requires grad."""
-
-    tensor: torch.Tensor
-
-
-@dataclass
-class _Link:
-    """From the judge: a model a callback of the test returned (number `number`), linked to the worker's copy."""
-
-    number: int
-    model: torch.nn.Module
-
-
-@dataclass
-class _Sync:
-    """From the judge: its linked model `number` as a callback left it; the worker's copy takes its contents."""
-
-    number: int
-    model: torch.nn.Module
-
-
-@dataclass
-class _Sent:
-    """In the judge's arguments, a model of the judge's (number `index`): copied to the worker, changes come back."""
-
-    index: int
-    model: torch.nn.Module
-
-
-# --- the worker: imports the answer, answers requests ------------------------------------------------------------
-
-_OBJECTS: list[Any] = []  # the worker's objects behind handles, by number
-
-
-def _object(number: int) -> Any:
-    """The worker's object behind handle `number`: how a proxy inside a model the judge sends is unpickled."""
-    return _OBJECTS[number]
-
-
-REBUILT = ("Linear", "Embedding")  # plain torch layers an answer builds anew (5.9's freeze): rebuilt in the judge
-
-
-def _description(module: torch.nn.Module) -> dict:
-    """A new plain torch layer as data: its class name, tensors, frozen parameters and plain attributes."""
-    return {"rebuild": type(module).__name__,
-            "parameters": {k: _detached(v) for k, v in module._parameters.items()},
-            "frozen": [k for k, v in module._parameters.items() if v is not None and not v.requires_grad],
-            "buffers": {k: _detached(v) for k, v in module._buffers.items()},
-            "attributes": {k: v for k, v in vars(module).items() if not k.startswith("_") and type(v) in DATA_TYPES}}
+from kata.grade.protocol import (
+    REBUILT,
+    SHARED_VARIABLES,
+    BoundaryError,
+    Given,
+    Handle,
+    Link,
+    Linked,
+    NeedsGrad,
+    Ref,
+    Sent,
+    Sync,
+    builtin_name,
+    map_nested,
+    receive,
+    remote_exception,
+    send,
+)
+from kata.grade.worker import worker_object
 
 
 def _rebuilt(description: dict) -> torch.nn.Module:
-    """The judge's own torch layer from _description (the class is one of REBUILT, nothing else)."""
+    """The judge's own torch layer from description (the class is one of REBUILT, nothing else)."""
     if description["rebuild"] not in REBUILT:
         raise BoundaryError(f"不能重建 / cannot rebuild {description['rebuild']!r}")
     cls = getattr(torch.nn, description["rebuild"])
@@ -233,250 +83,6 @@ def _rebuilt(description: dict) -> torch.nn.Module:
     module._buffers.update(description["buffers"])
     return module
 
-
-class _Callback:
-    """A judge's callable, as the worker sees it: calling it asks the judge to run it."""
-
-    def __init__(self, number: int, server: _Server) -> None:
-        self.number, self.server = number, server
-
-    def __call__(self, *args, **kwargs):
-        server = self.server
-        args, kwargs = server.for_judge(args, []), server.for_judge(kwargs, [])
-        _send(server.writer, ("callback", self.number, args, kwargs, server.take_reports()))
-        kind, *rest, syncs = _receive(server.reader, trusted=True)
-        for sync in syncs:  # what the test's callback did to the linked models it was given
-            model = server.linked_models[sync.number]
-            vars(model).update(vars(sync.model))
-            server.synced[sync.number] = {id(m) for m in model.modules()}
-        if kind == "raise":
-            raise _exception(rest[0], rest[1])
-        return server.unwrap(rest[0], [], [])
-
-
-class Spy:
-    """Counts the calls to a function named by its dotted path — a module's (torch._weight_int4pack_mm_for_cpu) or
-    a class's (exercises.test_ex5_10_int4_kernel.Quantized.forward) — until undone; len() is the count."""
-
-    def __init__(self, dotted: str) -> None:
-        parts = dotted.split(".")
-        for cut in range(len(parts) - 1, 0, -1):  # the longest prefix that is a module
-            try:
-                owner = importlib.import_module(".".join(parts[:cut]))
-                break
-            except ImportError:
-                continue
-        for name in parts[cut:-1]:
-            owner = getattr(owner, name)
-        self.owner, self.name, self.calls = owner, parts[-1], 0
-        self.own = vars(owner).get(self.name, Spy)  # Spy: inherited, nothing of the owner's own to put back
-        original = getattr(owner, self.name)
-
-        def counted(*args, **kwargs):
-            self.calls += 1
-            return original(*args, **kwargs)
-        setattr(owner, self.name, counted)
-
-    def undo(self) -> None:
-        if self.own is Spy:
-            delattr(self.owner, self.name)
-        else:
-            setattr(self.owner, self.name, self.own)
-
-    def __len__(self) -> int:
-        return self.calls
-
-
-class _Server:
-    """The worker's end: the answer module, the objects handed out, the pipes."""
-
-    def __init__(self, module: types.ModuleType, reader: BinaryIO, writer: BinaryIO) -> None:
-        self.module, self.reader, self.writer = module, reader, writer
-        self.numbers: dict[int, int] = {}  # id(object) → handle number (objects are kept: ids stay unique)
-        self.spies: list[Spy] = []
-        self.graphs: dict[int, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}  # kept for the judge's backward
-        self.graph_numbers = itertools.count()
-        self.linked: dict[int, int] = {}  # id(model) → its link number, for models the test's callbacks returned
-        self.linked_models: dict[int, torch.nn.Module] = {}
-        self.synced: dict[int, set[int]] = {}  # link number → ids of the modules the judge's copy has
-        self.reports: dict[int, dict] = {}  # link number → its changes, sent with the next message
-
-    def handle(self, value: Any) -> Handle:
-        number = self.numbers.get(id(value))
-        if number is None:
-            number = self.numbers[id(value)] = len(_OBJECTS)
-            _OBJECTS.append(value)
-        if isinstance(value, type):
-            kind, cls = "module class" if issubclass(value, torch.nn.Module) else "class", value
-        else:
-            cls = type(value)
-            kind = "module" if isinstance(value, torch.nn.Module) else "callable" if callable(value) else "object"
-        return Handle(number, kind, cls.__name__, f"{cls.__module__}.{cls.__qualname__}")
-
-    def for_judge(self, value: Any, given: list[torch.nn.Module]) -> Any:
-        """A value as it crosses: tensors plain and detached, the judge's own models as Given, named tuples as
-        tuples, data as itself, another subclass of a data type as itself (the judge refuses it), everything else
-        behind a handle."""
-        def leaf(v: Any) -> Any:
-            if isinstance(v, torch.Tensor):
-                return _detached(v)
-            index = next((i for i, model in enumerate(given) if v is model), None)
-            if index is not None:
-                return Given(index)
-            number = self.linked.get(id(v))
-            if number is not None and self.linked_models[number] is v:
-                self.reports[number] = self.report(v, self.synced[number])
-                self.synced[number] = {id(m) for m in v.modules()}
-                return Linked(number)
-            if isinstance(v, tuple) and hasattr(v, "_fields"):  # a named tuple (load_state_dict's): a plain one
-                return self.for_judge(tuple(v), given)
-            if isinstance(v, types.GeneratorType):  # named_parameters() and the like: their items
-                return self.for_judge(list(v), given)
-            if isinstance(v, (*DATA_TYPES, bytes, tuple, list, dict)):
-                return v
-            return self.handle(v)
-        return _map(value, leaf)
-
-    def unwrap(self, value: Any, given: list[torch.nn.Module], needs_grad: list[torch.Tensor]) -> Any:
-        """Arguments from the judge: handles become the worker's objects, callbacks callables, models themselves,
-        tensors autograd must reach leaves that require grad."""
-        def leaf(v: Any) -> Any:
-            if isinstance(v, _Ref):
-                return _OBJECTS[v.key] if v.kind == "handle" else _Callback(v.key, self)
-            if isinstance(v, _Sent):
-                for module in v.model.modules():  # the test's hooks on it: called back in the judge
-                    for hooks in (module._forward_pre_hooks, module._forward_hooks):
-                        hooks.update({k: _Callback(h.key, self) for k, h in hooks.items() if isinstance(h, _Ref)})
-                given.append(v.model)
-                return v.model
-            if isinstance(v, _NeedsGrad):
-                needs_grad.append(v.tensor.requires_grad_(True))
-                return v.tensor
-            if isinstance(v, _Link):
-                self.linked[id(v.model)], self.linked_models[v.number] = v.number, v.model
-                self.synced[v.number] = {id(m) for m in v.model.modules()}
-                return v.model
-            return v
-        return _map(value, leaf)
-
-    def take_reports(self) -> dict[int, dict]:
-        reports, self.reports = self.reports, {}
-        return reports
-
-    def report(self, model: torch.nn.Module, originals: set[int]) -> dict:
-        """What the judge needs to make its copy of `model` what the answer left: each kept module's own parameters,
-        buffers and forward-hook counts; submodules that are new, or the answer's, as handles."""
-        kept, replaced, stack = {}, {}, [("", model)]
-        while stack:
-            name, module = stack.pop()
-            kept[name] = {"parameters": {k: _detached(v) for k, v in module._parameters.items()},
-                          "buffers": {k: _detached(v) for k, v in module._buffers.items()},
-                          "hooks": [len(module._forward_pre_hooks), len(module._forward_hooks)]}
-            for child_name, child in module._modules.items():
-                full = f"{name}.{child_name}" if name else child_name
-                ours = id(child) in originals and id(child) not in self.numbers
-                if child is not None and ours and type(child).__module__ != self.module.__name__:
-                    stack.append((full, child))
-                elif type(child).__name__ in REBUILT and type(child) is getattr(torch.nn, type(child).__name__) \
-                        and not child._modules and not child._forward_hooks and not child._forward_pre_hooks:
-                    replaced[full] = _description(child)  # a new plain torch layer: the judge builds its own
-                elif child is not None:
-                    replaced[full] = self.handle(child)
-        return {"kept": kept, "replaced": replaced}
-
-    def respond(self, message: tuple) -> tuple:
-        op, environment, *rest = message
-        if op == "backward":  # the judge's autograd reached a call that kept its graph here
-            inputs, outputs = self.graphs.pop(rest[0])
-            pairs = [(o, g) for o, g in zip(outputs, rest[1], strict=True) if g is not None and o.requires_grad]
-            if pairs:
-                torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
-            return ("return", [None if t.grad is None else _detached(t.grad) for t in inputs], [], [], None, {})
-        for key, value in environment.items():  # the judge's values of SHARED_VARIABLES, as the test set them
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        if op == "spy":
-            self.spies.append(Spy(rest[0]))
-            return ("return", len(self.spies) - 1, [], [], None, {})
-        if op in ("spied", "unspy"):
-            spy = self.spies[rest[0]]
-            if op == "unspy":
-                spy.undo()
-            return ("return", spy.calls, [], [], None, {})
-        path, args, kwargs = rest
-        given: list[torch.nn.Module] = []
-        needs_grad: list[torch.Tensor] = []
-        args, kwargs = self.unwrap(args, given, needs_grad), self.unwrap(kwargs, given, needs_grad)
-        graph = None
-        originals = {id(m) for model in given for m in model.modules()}
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                target = self.module if path[0] is None else _OBJECTS[path[0]]
-                names = path[1:-1] if op == "set" else path[1:]
-                for name in names:
-                    target = getattr(target, name)
-                if op == "call":
-                    result = target(*args, **kwargs)
-                elif op == "set":
-                    result = setattr(target, path[-1], args[0])
-                elif op == "copy":
-                    result = copy.deepcopy(target)
-                else:
-                    result = target
-                outputs = [result] if isinstance(result, torch.Tensor) else list(result) \
-                    if isinstance(result, tuple) else []
-                if needs_grad and any(isinstance(o, torch.Tensor) and o.requires_grad for o in outputs):
-                    graph = next(self.graph_numbers)
-                    self.graphs[graph] = (needs_grad, outputs)
-                reply = ("return", self.for_judge(result, given))
-            except BaseException as error:  # SystemExit and KeyboardInterrupt too: they end up as RuntimeError
-                reply = ("raise", _builtin_name(type(error)), str(error))
-        said = [(_builtin_name(w.category), str(w.message)) for w in caught]
-        for number, model in self.linked_models.items():  # the judge's copies may be held by the test: keep them true
-            self.reports[number] = self.report(model, self.synced[number])
-            self.synced[number] = {id(m) for m in model.modules()}
-        return (*reply, [self.report(model, originals) for model in given], said, graph, self.take_reports())
-
-
-def _public(server: _Server) -> dict[str, Any]:
-    """What the judge's proxy module holds: the module's own functions and classes (as handles), its constants."""
-    module, names = server.module, {}
-    for key, value in vars(module).items():
-        if key.startswith("_"):
-            continue
-        if callable(value) and getattr(value, "__module__", None) == module.__name__:
-            names[key] = server.handle(value)
-        elif type(value) in (*DATA_TYPES, tuple, list, dict):
-            names[key] = server.for_judge(value, [])
-    return names
-
-
-def serve(tree: str, name: str) -> None:
-    """Import exercises.<name> from the grading tree and answer the judge's requests until it closes the pipe. The
-    protocol keeps the process's original stdin / stdout; the answer's prints go to stderr."""
-    reader, writer = os.fdopen(os.dup(0), "rb"), os.fdopen(os.dup(1), "wb")
-    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    sys.path.insert(0, tree)
-    try:
-        server = _Server(importlib.import_module(f"exercises.{name}"), reader, writer)
-        _send(writer, ("names", _public(server)))
-    except BaseException as error:  # the judge raises it on import, as an import error would be
-        _send(writer, ("raise", _builtin_name(type(error)), f"{type(error).__name__}: {error}"))
-        return
-    while True:
-        try:
-            message = _receive(reader, trusted=True)
-        except BoundaryError:
-            return
-        _send(writer, server.respond(message))
-
-
-# --- the judge: proxies ------------------------------------------------------------------------------------------
 
 def _left_by_the_answer(*args) -> None:
     """Stands in, on the judge's model, for a forward hook the answer left on the worker's copy."""
@@ -498,7 +104,7 @@ class Worker:
     def _next(self) -> Any:
         """The worker's next message; if it died instead, a BoundaryError with how it ended."""
         try:
-            return _receive(self.process.stdout, trusted=False)
+            return receive(self.process.stdout, trusted=False)
         except BoundaryError as error:
             if self.process.poll() is None and "exited" in str(error):
                 self.process.wait(timeout=10)
@@ -515,7 +121,7 @@ class Worker:
         message = (op, {key: os.environ.get(key) for key in SHARED_VARIABLES}, *self.wrap(rest, sent, graph))
         with self._hooks_as_callbacks(sent):
             try:
-                _send(self.process.stdin, message)
+                send(self.process.stdin, message)
             except BrokenPipeError:
                 pass  # it died: _next says how
         while True:
@@ -533,7 +139,7 @@ class Worker:
                 category = getattr(builtins, category, UserWarning)
                 warnings.warn(text, category if issubclass(category, Warning) else UserWarning, stacklevel=3)
             if kind == "raise":
-                raise _exception(*answer)
+                raise remote_exception(*answer)
             value = self.from_worker(answer[0], sent)
             return (value, kept) if graph else value
 
@@ -550,10 +156,10 @@ class Worker:
         try:
             reply = ("return", self.wrap(self.callbacks[number](*args, **kwargs), [], link=True))
         except Exception as error:
-            reply = ("raise", _builtin_name(type(error)), str(error))
-        syncs = [_Sync(n, self.linked[n]) for n in dict.fromkeys(given)]
+            reply = ("raise", builtin_name(type(error)), str(error))
+        syncs = [Sync(n, self.linked[n]) for n in dict.fromkeys(given)]
         with self._hooks_as_callbacks([s.model for s in syncs]):
-            _send(self.process.stdin, (*reply, syncs))
+            send(self.process.stdin, (*reply, syncs))
 
     @contextlib.contextmanager
     def _hooks_as_callbacks(self, models: list[torch.nn.Module]):
@@ -565,7 +171,7 @@ class Worker:
                     saved.append((hooks, dict(hooks)))
                     for key, hook in hooks.items():
                         self.callbacks.append(hook)
-                        hooks[key] = _Ref("callback", len(self.callbacks) - 1)
+                        hooks[key] = Ref("callback", len(self.callbacks) - 1)
         try:
             yield
         finally:
@@ -576,7 +182,7 @@ class Worker:
         """Call the worker's object at `path`; through _RemoteGrad when autograd must reach tensors of the judge."""
         if torch.is_grad_enabled():
             tensors = []
-            _map((args, kwargs), lambda v: tensors.append(v) if isinstance(v, torch.Tensor) and v.requires_grad
+            map_nested((args, kwargs), lambda v: tensors.append(v) if isinstance(v, torch.Tensor) and v.requires_grad
                  else None)
             if tensors:
                 return _RemoteGrad.apply(self, path, args, kwargs, *tensors)
@@ -588,23 +194,23 @@ class Worker:
         def leaf(v: Any) -> Any:
             number = _number_of(v)
             if number is not None:
-                return _Ref("handle", number)
+                return Ref("handle", number)
             if isinstance(v, torch.Tensor):
-                return _NeedsGrad(v.detach()) if graph and v.requires_grad else v.detach() if v.requires_grad else v
+                return NeedsGrad(v.detach()) if graph and v.requires_grad else v.detach() if v.requires_grad else v
             if isinstance(v, torch.nn.Module) and link:  # returned by a callback (load_model): kept linked
                 number = next((n for n, m in enumerate(self.linked) if m is v), None)
                 if number is None:
                     self.linked.append(v)
                     number = len(self.linked) - 1
-                return _Link(number, v)
+                return Link(number, v)
             if isinstance(v, torch.nn.Module):
                 sent.append(v)
-                return _Sent(len(sent) - 1, v)
+                return Sent(len(sent) - 1, v)
             if callable(v):
                 self.callbacks.append(v)
-                return _Ref("callback", len(self.callbacks) - 1)
+                return Ref("callback", len(self.callbacks) - 1)
             return v
-        return _map(value, leaf)
+        return map_nested(value, leaf)
 
     def from_worker(self, value: Any, sent: list[torch.nn.Module], linked: list[int] | None = None) -> Any:
         """A value from the worker: proxies for handles, the judge's own models for Given and Linked (numbers of the
@@ -617,7 +223,7 @@ class Worker:
                     linked.append(v.number)
                 return self.linked[v.number]
             return sent[v.index] if isinstance(v, Given) else v
-        return _map(value, leaf)
+        return map_nested(value, leaf)
 
     def proxy(self, handle: Handle) -> Any:
         """The one proxy of the worker's object `handle`."""
@@ -641,7 +247,7 @@ class Worker:
         return self.classes[key]
 
     def apply(self, model: torch.nn.Module, report: dict) -> None:
-        """Make the judge's `model` what the answer left in the worker (report: _Server.report)."""
+        """Make the judge's `model` what the answer left in the worker (report: Server.report)."""
         for name, replaced in report["replaced"].items():
             parent, _, child = name.rpartition(".")
             made = self.proxy(replaced) if isinstance(replaced, Handle) else _rebuilt(replaced)
@@ -704,7 +310,7 @@ class _Proxy:
     _number: int
 
     def __reduce_ex__(self, protocol):  # inside a model the judge sends: the worker's own object again
-        return _object, (self._number,)
+        return worker_object, (self._number,)
 
     def __deepcopy__(self, memo):
         return self._worker.request("copy", (self._number,), (), {})
@@ -834,7 +440,7 @@ def remote_module(fullname: str, worker: Worker) -> types.ModuleType:
     data. An answer that fails to import raises its error (as the nearest built-in type) on first import."""
     kind, *rest = worker.first()
     if kind == "raise":
-        raise _exception(*rest)
+        raise remote_exception(*rest)
     module = _AnswerModule(fullname, "答案的代理，运行在 worker 进程 / proxies of the answer, run in a worker")
     module.__dict__["_worker"] = worker
     for name, value in rest[0].items():
@@ -842,7 +448,7 @@ def remote_module(fullname: str, worker: Worker) -> types.ModuleType:
     return module
 
 
-WORKER_BOOTSTRAP = ("import sys; sys.path.insert(0, sys.argv[1]); from kata.grade.boundary import serve; "
+WORKER_BOOTSTRAP = ("import sys; sys.path.insert(0, sys.argv[1]); from kata.grade.worker import serve; "
                     "serve(sys.argv[1], sys.argv[2])")
 
 

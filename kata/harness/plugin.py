@@ -230,7 +230,7 @@ def calls_to(request: pytest.FixtureRequest):
     finder = request.config.stash.get(_FINDER, None)
 
     def start(dotted: str):
-        from kata.grade.boundary import Spy
+        from kata.grade.worker import Spy
 
         if finder is not None:
             return finder.spy(dotted, request.addfinalizer)
