@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from kata.grade import sandbox
+from kata.grade.results import results_json
 from kata.grade.run import DEFAULT_MEMORY_GIB, DEFAULT_TIMEOUT_S, grade, run_all
 from kata.harness import target
 from kata.harness.curriculum import EXERCISES, find
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
               "--unsandboxed / without a sandbox an answer can read the reference and rewrite results; pass "
               "--unsandboxed to grade anyway (kata/grade/sandbox.py says what the sandbox needs)", file=sys.stderr)
         args.out.mkdir(parents=True, exist_ok=True)
-        refusal = {"version": 3, "status": "error", "message": f"refused: no sandbox: {no_sandbox}", "tests": []}
+        refusal = results_json([], args.target, f"refused: no sandbox: {no_sandbox}", no_sandbox=no_sandbox)
         (args.out / "results.json").write_text(json.dumps(refusal, ensure_ascii=False, indent=2), encoding="utf-8")
         return 2
     data = grade(args.target, args.out, exercises, args.timeout, ROOT, answers, args.memory_gib, no_sandbox)
