@@ -47,14 +47,17 @@ def test_plan_precision_measures_only_from_target_bits_up():
 
 
 def test_a_missing_target_width_is_a_value_error():
-    with raises(ValueError, match=r"\btarget_bits\b"):
+    with raises(ValueError, match=r"\btarget_bits\b",
+                valid=lambda: recommend_scheme({4: 16.0, 8: 41.0}, target_bits=4)):
         recommend_scheme({8: 40.0}, target_bits=4)
 
 
 def test_target_bits_outside_2_to_8_is_a_value_error():
-    with raises(ValueError, match=r"\btarget_bits\b"):
+    with raises(ValueError, match=r"\btarget_bits\b",
+                valid=lambda: plan_precision({"w": torch.ones(4)}, measure_sqnr, target_bits=2)):
         plan_precision({"w": torch.ones(4)}, measure_sqnr, target_bits=1)
-    with raises(ValueError, match=r"\btarget_bits\b"):
+    with raises(ValueError, match=r"\btarget_bits\b",
+                valid=lambda: recommend_scheme({2: 30.0, 8: 50.0}, target_bits=2)):
         recommend_scheme({1: 30.0, 8: 50.0}, target_bits=1)
 
 
@@ -68,5 +71,6 @@ def test_plan_precision_passes_the_bar_on():
 
 
 def test_plan_precision_with_target_bits_outside_2_to_8_is_a_value_error():
-    with raises(ValueError, match=r"\btarget_bits\b"):
+    with raises(ValueError, match=r"\btarget_bits\b",
+                valid=lambda: plan_precision({"w": torch.ones(4)}, lambda w, bits: 99.0, target_bits=8)):
         plan_precision({"w": torch.ones(4)}, lambda w, bits: 99.0, target_bits=9)

@@ -87,8 +87,12 @@ def test_a_word_whose_top_nibble_is_8_or_more_wraps_to_a_negative_int32():
                                                    (4, torch.zeros(4, 3, dtype=torch.uint8))])
 def test_prepare_names_in_features_that_do_not_fit_the_layout(num_bits, qweight):
     # W8: K = 24 is not a multiple of 16 (tl.dot's K tile); W4: K = 6 is not a whole number of 8-code words.
-    with raises(ValueError, match=r"\bin_features\b"):
-        prepare(qweight, torch.ones(4, 1), None if num_bits == 8 else torch.zeros(4, 1), num_bits, 16)
+    def prepare_codes(codes: torch.Tensor):
+        return prepare(codes, torch.ones(4, 1), None if num_bits == 8 else torch.zeros(4, 1), num_bits, 16)
+
+    fits = torch.zeros(4, 2 * num_bits, dtype=qweight.dtype)  # K = 16 fits both layouts
+    with raises(ValueError, match=r"\bin_features\b", valid=lambda: prepare_codes(fits)):
+        prepare_codes(qweight)
 
 
 @pytest.mark.parametrize("m", [1, 3, 16, 33])
@@ -125,21 +129,24 @@ def test_leading_dimensions_and_bf16_are_kept(leading):
 def test_a_float32_input_is_a_type_error():
     layer = Quantized(64, 128, 4, 64)
     weights = prepare(layer.qweight, layer.scale, layer.zero_point, 4, 64)
-    with raises(TypeError, match=r"\bx\b"):
+    with raises(TypeError, match=r"\bx\b",
+                valid=lambda: quantized_matmul(torch.ones(1, 128, dtype=torch.float16), weights)):
         quantized_matmul(torch.ones(1, 128), weights)
 
 
 def test_an_input_of_the_wrong_width_is_a_value_error():
     layer = Quantized(64, 128, 4, 64)
     weights = prepare(layer.qweight, layer.scale, layer.zero_point, 4, 64)
-    with raises(ValueError, match=r"\bin_features\b"):
+    with raises(ValueError, match=r"\bin_features\b",
+                valid=lambda: quantized_matmul(torch.ones(1, 128, dtype=torch.float16), weights)):
         quantized_matmul(torch.ones(1, 96, dtype=torch.float16), weights)
 
 
 def test_an_input_with_no_rows_is_a_value_error():
     layer = Quantized(64, 128, 4, 64)
     weights = prepare(layer.qweight, layer.scale, layer.zero_point, 4, 64)
-    with raises(ValueError, match=r"\brows\b"):
+    with raises(ValueError, match=r"\brows\b",
+                valid=lambda: quantized_matmul(torch.ones(1, 128, dtype=torch.float16), weights)):
         quantized_matmul(torch.ones(0, 128, dtype=torch.float16), weights)
 
 
@@ -156,9 +163,11 @@ def test_one_program_along_k_stores_without_the_split_path(m, k):
 
 def test_prepare_refuses_other_bit_widths_and_groups_that_do_not_divide():
     layer = Quantized(64, 128, 4, 64)
-    with raises(ValueError, match=r"\bnum_bits\b"):
+    with raises(ValueError, match=r"\bnum_bits\b",
+                valid=lambda: prepare(layer.qweight, layer.scale, layer.zero_point, 4, 64)):
         prepare(layer.qweight, layer.scale, layer.zero_point, 3, 64)
-    with raises(ValueError, match=r"\bgroup_size\b"):
+    with raises(ValueError, match=r"\bgroup_size\b",
+                valid=lambda: prepare(layer.qweight, layer.scale, layer.zero_point, 4, 64)):
         prepare(layer.qweight, layer.scale, layer.zero_point, 4, 48)
 
 

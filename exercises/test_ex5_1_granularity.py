@@ -177,29 +177,32 @@ def test_mse_clip_search_picks_the_best_candidate_of_each_row(symmetric):
 
 
 def test_a_group_size_that_does_not_divide_the_row_is_a_value_error():
-    with raises(ValueError, match=r"\bgroup_size\b"):
+    with raises(ValueError, match=r"\bgroup_size\b",
+                valid=lambda: choose_qparams(torch.randn(4, 576), 4, granularity="group", group_size=64)):
         choose_qparams(torch.randn(4, 576), 4, granularity="group", group_size=128)
 
 
 def test_an_unknown_granularity_is_a_value_error_listing_the_valid_ones():
-    with raises(ValueError, match=r"\bchannel\b"):
+    with raises(ValueError, match=r"\bchannel\b",
+                valid=lambda: choose_qparams(torch.randn(4, 8), 4, granularity="channel")):
         choose_qparams(torch.randn(4, 8), 4, granularity="row")
 
 
 def test_a_weight_that_is_not_2d_is_a_value_error():
-    with raises(ValueError, match=r"\bw\b"):
+    with raises(ValueError, match=r"\bw\b", valid=lambda: choose_qparams(torch.randn(4, 8), 4)):
         choose_qparams(torch.randn(4, 8, 2), 4)
 
 
 def test_num_bits_outside_2_to_8_is_a_value_error():
-    with raises(ValueError, match=r"\bnum_bits\b"):
+    with raises(ValueError, match=r"\bnum_bits\b",
+                valid=lambda: [choose_qparams(torch.randn(4, 8), b) for b in (2, 8)]):
         choose_qparams(torch.randn(4, 8), 9)
 
 
 def test_nan_in_the_weight_is_a_value_error():
     w = torch.randn(4, 8)
     w[1, 2] = float("nan")
-    with raises(ValueError, match=r"\bNaN\b"):
+    with raises(ValueError, match=r"\bNaN\b", valid=lambda: choose_qparams(torch.randn(4, 8), 4)):
         choose_qparams(w, 4)
 
 
@@ -217,25 +220,28 @@ WEIGHT_FUNCTIONS = {  # every function that takes a weight w, called with otherw
     (torch.ones(2, 4, dtype=torch.int32), TypeError),
 ])
 def test_every_function_names_w_when_it_rejects_it(function, bad, error):
-    with raises(error, match=r"\bw\b"):
+    with raises(error, match=r"\bw\b", valid=lambda: WEIGHT_FUNCTIONS[function](torch.randn(4, 8))):
         WEIGHT_FUNCTIONS[function](bad)
 
 
 @pytest.mark.parametrize("function", WEIGHT_FUNCTIONS)
 def test_every_function_names_granularity_when_it_rejects_it(function):
-    with raises(ValueError, match=r"\bgranularity\b"):
+    with raises(ValueError, match=r"\bgranularity\b",
+                valid=lambda: WEIGHT_FUNCTIONS[function](torch.randn(4, 8), granularity="tensor")):
         WEIGHT_FUNCTIONS[function](torch.randn(4, 8), granularity="row")
 
 
 @pytest.mark.parametrize("group_size", [0, -4, 2.0, None])
 def test_a_group_size_that_is_not_a_positive_int_is_a_value_error(group_size):
-    with raises(ValueError, match=r"\bgroup_size\b"):
+    with raises(ValueError, match=r"\bgroup_size\b",
+                valid=lambda: choose_qparams(torch.randn(4, 8), 4, granularity="group", group_size=1)):
         choose_qparams(torch.randn(4, 8), 4, granularity="group", group_size=group_size)
 
 
 @pytest.mark.parametrize("percentile", [0, -1, 100.5])
 def test_a_percentile_outside_0_to_100_is_a_value_error(percentile):
-    with raises(ValueError, match=r"\bpercentile\b"):
+    with raises(ValueError, match=r"\bpercentile\b",
+                valid=lambda: [percentile_clip_ratio(torch.randn(4, 8), p) for p in (0.5, 100)]):
         percentile_clip_ratio(torch.randn(4, 8), percentile)
 
 
@@ -246,9 +252,9 @@ def test_the_100th_percentile_keeps_the_full_range():
 
 def test_quantize_names_w_and_num_bits_when_it_rejects_them():
     scale, zero = torch.ones(2, 1), torch.zeros(2, 1, dtype=torch.int32)
-    with raises(ValueError, match=r"\bw\b"):
+    with raises(ValueError, match=r"\bw\b", valid=lambda: quantize(torch.ones(2, 2), scale, zero, 4)):
         quantize(torch.tensor([[float("nan"), 1.0], [0.0, 1.0]]), scale, zero, 4)
-    with raises(ValueError, match=r"\bnum_bits\b"):
+    with raises(ValueError, match=r"\bnum_bits\b", valid=lambda: quantize(torch.ones(2, 2), scale, zero, 8)):
         quantize(torch.ones(2, 2), scale, zero, 9)
 
 

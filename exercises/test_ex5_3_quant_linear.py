@@ -130,12 +130,13 @@ def test_the_quantized_tiny_model_keeps_its_logits_close(num_bits, bound):
 
 
 def test_num_bits_other_than_4_or_8_is_a_value_error():
-    with raises(ValueError, match=r"\bnum_bits\b"):
+    with raises(ValueError, match=r"\bnum_bits\b",
+                valid=lambda: [QuantLinear.from_linear(linear(), num_bits=b) for b in (4, 8)]):
         QuantLinear.from_linear(linear(), num_bits=3)
 
 
 def test_a_group_size_that_does_not_divide_in_features_is_a_value_error():
-    with raises(ValueError, match=r"\bgroup_size\b"):
+    with raises(ValueError, match=r"\bgroup_size\b", valid=lambda: QuantLinear(576, 64, num_bits=4, group_size=64)):
         QuantLinear(576, 64, num_bits=4, group_size=128)
 
 

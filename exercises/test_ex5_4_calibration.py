@@ -40,13 +40,14 @@ def test_hooks_are_removed_afterwards():
 
 def test_hooks_are_removed_even_when_the_forward_fails():
     model = tiny_llama()
-    with raises(IndexError):
+    with raises(IndexError, valid=lambda: capture_inputs(model, ["layers.0.mlp.up_proj"], IDS)):
         capture_inputs(model, ["layers.0.mlp.up_proj"], torch.full((1, 4), 999))  # token id out of range
     assert not model.layers[0].mlp.up_proj._forward_pre_hooks, "a hook was left after an error"
 
 
 def test_an_unknown_module_name_is_a_value_error():
-    with raises(ValueError, match=r"\bnames\b"):
+    with raises(ValueError, match=r"\bnames\b",
+                valid=lambda: capture_inputs(tiny_llama(), ["layers.0.mlp.up_proj"], IDS)):
         capture_inputs(tiny_llama(), ["layers.7.mlp.up_proj"], IDS)
 
 
@@ -66,7 +67,7 @@ def test_channel_stats_and_the_hessian_are_per_last_dimension_channel():
 
 
 def test_channel_stats_rejects_an_empty_input():
-    with raises(ValueError, match=r"\bx\b"):
+    with raises(ValueError, match=r"\bx\b", valid=lambda: channel_stats(torch.ones(1, 4))):
         channel_stats(torch.zeros(0, 4))
 
 

@@ -127,12 +127,14 @@ def test_dead_inputs_get_zero_weights():
 
 
 def test_a_hessian_of_the_wrong_shape_is_a_value_error():
-    with raises(ValueError, match=r"\bH\b"):
+    with raises(ValueError, match=r"\bH\b",
+                valid=lambda: gptq_quantize_layer(torch.randn(8, 64), torch.eye(64), 4, 32)):
         gptq_quantize_layer(torch.randn(8, 64), torch.eye(32), 4, 32)
 
 
 def test_a_group_size_that_does_not_divide_in_is_a_value_error():
-    with raises(ValueError, match=r"\bgroup_size\b"):
+    with raises(ValueError, match=r"\bgroup_size\b",
+                valid=lambda: gptq_quantize_layer(torch.randn(8, 96), torch.eye(96), 4, 32)):
         gptq_quantize_layer(torch.randn(8, 96), torch.eye(96), 4, 64)
 
 

@@ -88,17 +88,17 @@ def test_codes_stay_within_plus_minus_127():
 
 
 def test_an_unknown_granularity_is_a_value_error():
-    with raises(ValueError, match=r"\bgranularity\b"):
+    with raises(ValueError, match=r"\bgranularity\b", valid=lambda: quantize_activations(torch.ones(2, 4), "tensor")):
         quantize_activations(torch.ones(2, 4), "channel")
 
 
 def test_nan_activations_are_a_value_error():
-    with raises(ValueError, match=r"\bNaN\b"):
+    with raises(ValueError, match=r"\bNaN\b", valid=lambda: quantize_activations(torch.tensor([[1.0, 2.0]]))):
         quantize_activations(torch.tensor([[1.0, float("nan")]]))
 
 
 def test_empty_activations_are_a_value_error():
-    with raises(ValueError, match=r"\bx\b"):
+    with raises(ValueError, match=r"\bx\b", valid=lambda: quantize_activations(torch.ones(1, 4))):
         quantize_activations(torch.ones(0, 4))
 
 
@@ -120,15 +120,16 @@ def test_the_fast_int8_matmul_equals_the_emulation_bit_for_bit(rows):
 
 
 def test_the_int8_matmul_takes_int8_only():
-    with raises(TypeError, match=r"\bint8\b"):
+    with raises(TypeError, match=r"\bint8\b", valid=lambda: int8_matmul(int8((2, 4), 0), int8((3, 4), 1))):
         int8_matmul(torch.ones(2, 4), torch.ones(3, 4))
-    with raises(TypeError, match=r"\bint8\b"):  # one int8 operand is not enough
+    with raises(TypeError, match=r"\bint8\b",
+                valid=lambda: int8_matmul(int8((2, 4), 0), int8((3, 4), 1))):  # one int8 operand is not enough
         int8_matmul(int8((2, 4), 0), torch.ones(3, 4))
 
 
 @pytest.mark.parametrize(("a_shape", "b_shape"), [((2, 4, 1), (3, 4)), ((2, 4), (4,)), ((2, 4), (3, 5))])
 def test_the_int8_matmul_wants_m_by_k_and_n_by_k(a_shape, b_shape):
-    with raises(ValueError, match=r"\bshapes\b"):
+    with raises(ValueError, match=r"\bshapes\b", valid=lambda: int8_matmul(int8((2, 4), 0), int8((3, 4), 1))):
         int8_matmul(int8(a_shape, 0), int8(b_shape, 1))
 
 
@@ -182,7 +183,7 @@ def test_a_w8a8_layer_is_per_token_and_bias_free_by_default():
     layer = W8A8Linear(128, 96)
     expect_equal(layer.granularity, "token", "default granularity")
     assert layer.bias is None, "W8A8Linear(…) 默认没有 bias / has no bias by default"
-    with raises(ValueError, match=r"\bgranularity\b"):
+    with raises(ValueError, match=r"\bgranularity\b", valid=lambda: W8A8Linear(128, 96, "tensor")):
         W8A8Linear(128, 96, "channel")
 
 
@@ -206,12 +207,13 @@ def test_smoothing_scales_follow_the_formula():
 
 @pytest.mark.parametrize("alpha", [-0.1, 1.5, True])  # True is a bool, not an α (though True == 1)
 def test_alpha_outside_zero_one_is_a_value_error(alpha):
-    with raises(ValueError, match=r"\balpha\b"):
+    with raises(ValueError, match=r"\balpha\b",
+                valid=lambda: [smoothing_scales(torch.ones(3), torch.ones(3), a) for a in (0, 1.0)]):
         smoothing_scales(torch.ones(3), torch.ones(3), alpha)
 
 
 def test_smoothing_maxima_of_different_shapes_are_a_value_error():
-    with raises(ValueError, match=r"\bact_absmax\b"):
+    with raises(ValueError, match=r"\bact_absmax\b", valid=lambda: smoothing_scales(torch.ones(3), torch.ones(3), 0.5)):
         smoothing_scales(torch.ones(3), torch.ones(4), 0.5)
 
 
@@ -229,8 +231,14 @@ def test_folding_leaves_the_float_model_unchanged():
     assert not torch.allclose(block.input_layernorm.weight, torch.ones(64)), "the norm's weight should change"
 
 
+def fold_linear_into_linear() -> None:
+    """The valid twin of the bad folds below."""
+    with torch.no_grad():
+        fold_smoothing(nn.Linear(4, 4), [nn.Linear(4, 4)], torch.ones(4))
+
+
 def test_folding_into_anything_but_a_norm_or_linear_is_a_type_error():
-    with raises(TypeError, match=r"\bprevious\b"):
+    with raises(TypeError, match=r"\bprevious\b", valid=lambda: fold_linear_into_linear()):
         fold_smoothing(nn.ReLU(), [nn.Linear(4, 4)], torch.ones(4))
 
 
@@ -311,12 +319,14 @@ def test_smoothquant_keeps_the_tiny_models_logits_closer_than_naive_w8a8():
 def test_a_model_without_rms_norms_is_a_type_error():
     model = tiny_llama()
     model.layers[1].input_layernorm = nn.LayerNorm(64)
-    with raises(TypeError, match=r"\bRMSNorm\b"):
+    with raises(TypeError, match=r"\bRMSNorm\b",
+                valid=lambda: smoothquant_model(tiny_llama(), torch.zeros(1, 8, dtype=torch.long))):
         smoothquant_model(model, torch.zeros(1, 8, dtype=torch.long))
 
 
 def test_smoothquant_takes_only_known_granularities():
-    with raises(ValueError, match=r"\bgranularity\b"):
+    with raises(ValueError, match=r"\bgranularity\b",
+                valid=lambda: smoothquant_model(tiny_llama(), torch.zeros(1, 8, dtype=torch.long), "tensor")):
         smoothquant_model(tiny_llama(), torch.zeros(1, 8, dtype=torch.long), "channel")
 
 
@@ -350,7 +360,7 @@ def test_folding_into_a_linear_with_bias_keeps_its_function():
 
 
 def test_the_fold_type_error_names_what_it_was_given():
-    with raises(TypeError) as err:
+    with raises(TypeError, valid=lambda: fold_linear_into_linear()) as err:
         fold_smoothing(nn.ReLU(), [nn.Linear(4, 4)], torch.ones(4))
     assert "ReLU" in str(err.value), f"the message should name the type it got: {err.value}"
 

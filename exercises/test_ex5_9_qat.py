@@ -124,6 +124,13 @@ def test_distillation_loss_is_zero_for_the_teacher_and_positive_otherwise():
     expect_close(distillation_loss(other, logits).item(), expected.item(), "KL(teacher ‖ student)", rel=1e-5)
 
 
+def qat_student() -> nn.Module:
+    """tiny_llama with every linear but lm_head a QATLinear (4 bits, groups of 32)."""
+    student = tiny_llama()
+    prepare_qat(student, 4, 32)
+    return student
+
+
 def held_out_kl(model, teacher, ids) -> float:
     return evaluate(model, ids, log_probs(teacher, ids))["kl"]
 
@@ -149,8 +156,7 @@ def test_qat_beats_round_to_nearest_on_held_out_text():
 
 
 def test_qat_trains_only_the_quantized_layers():
-    teacher, student = tiny_llama(), tiny_llama()
-    prepare_qat(student, 4, 32)
+    teacher, student = tiny_llama(), qat_student()
     embedding = student.embed_tokens.weight.detach().clone()
     qat_finetune(student, teacher, torch.randint(0, 256, (4, 16), generator=torch.Generator().manual_seed(7)),
                  steps=3)
@@ -158,8 +164,7 @@ def test_qat_trains_only_the_quantized_layers():
 
 
 def test_progress_is_reported_every_25_steps():
-    teacher, student = tiny_llama(), tiny_llama()
-    prepare_qat(student, 4, 32)
+    teacher, student = tiny_llama(), qat_student()
     said = []
     qat_finetune(student, teacher, torch.zeros(2, 8, dtype=torch.long), steps=50, progress=said.append)
     expect_equal(len(said), 2, f"progress lines over 50 steps: {said}")
@@ -168,23 +173,25 @@ def test_progress_is_reported_every_25_steps():
 @pytest.mark.parametrize(("argument", "value"), [("lr", 0), ("lr", -1e-3), ("steps", 0), ("steps", -1),
                                                  ("steps", 1.5), ("steps", True)])
 def test_a_learning_rate_or_step_count_that_is_not_positive_is_a_value_error(argument, value):
-    student = tiny_llama()
-    prepare_qat(student, 4, 32)
-    with raises(ValueError, match=rf"\b{argument}\b"):
+    student = qat_student()
+    with raises(ValueError, match=rf"\b{argument}\b",
+                valid=lambda: qat_finetune(student, tiny_llama(), torch.zeros(1, 8, dtype=torch.long), steps=1)):
         qat_finetune(student, tiny_llama(), torch.zeros(1, 8, dtype=torch.long), **{argument: value})
 
 
 def test_a_student_without_qat_layers_is_a_value_error():
-    with raises(ValueError, match=r"\bQATLinear\b"):
+    with raises(ValueError, match=r"\bQATLinear\b",
+                valid=lambda: qat_finetune(qat_student(), tiny_llama(), torch.zeros(1, 8, dtype=torch.long), steps=1)):
         qat_finetune(tiny_llama(), tiny_llama(), torch.zeros(1, 8, dtype=torch.long), steps=1)
 
 
 def test_bits_out_of_range_and_groups_that_do_not_divide_are_value_errors():
-    with raises(ValueError, match=r"\bnum_bits\b"):
+    with raises(ValueError, match=r"\bnum_bits\b", valid=lambda: QATLinear(nn.Linear(64, 8), 2, 32)):
         QATLinear(nn.Linear(64, 8), 1, 32)
-    with raises(ValueError, match=r"\bgroup_size\b"):
+    with raises(ValueError, match=r"\bgroup_size\b", valid=lambda: QATLinear(nn.Linear(64, 8), 4, 32)):
         QATLinear(nn.Linear(64, 8), 4, 48)
-    with raises(ValueError, match=r"\bgroup_size\b"):
+    with raises(ValueError, match=r"\bgroup_size\b",
+                valid=lambda: lsq_fake_quantize(torch.ones(2, 64), torch.ones(2, 2), 4, 32)):
         lsq_fake_quantize(torch.ones(2, 64), torch.ones(2, 1), 4, 48)
 
 
@@ -202,9 +209,10 @@ def test_the_grid_spans_minus_2_to_the_b_minus_1_to_2_to_the_b_minus_1_minus_1(n
 
 
 def test_bits_above_8_are_a_value_error_in_both_places():
-    with raises(ValueError, match=r"\bnum_bits\b"):
+    with raises(ValueError, match=r"\bnum_bits\b",
+                valid=lambda: lsq_fake_quantize(torch.ones(2, 32), torch.ones(2, 1), 8, 32)):
         lsq_fake_quantize(torch.ones(2, 32), torch.ones(2, 1), 9, 32)
-    with raises(ValueError, match=r"\bnum_bits\b"):
+    with raises(ValueError, match=r"\bnum_bits\b", valid=lambda: QATLinear(nn.Linear(64, 8), 8, 32)):
         QATLinear(nn.Linear(64, 8), 9, 32)
 
 
@@ -212,7 +220,7 @@ def test_bits_above_8_are_a_value_error_in_both_places():
                                             (torch.zeros(0, 2), ValueError),
                                             (torch.ones(1, 2, dtype=torch.int32), TypeError)])
 def test_lsq_fake_quantize_names_w_when_it_rejects_it(bad, error):
-    with raises(error, match=r"\bw\b"):
+    with raises(error, match=r"\bw\b", valid=lambda: lsq_fake_quantize(torch.ones(1, 2), torch.ones(1, 1), 4, 2)):
         lsq_fake_quantize(bad, torch.ones(bad.shape[0], 1), 4, 2)
 
 
@@ -234,8 +242,7 @@ def test_qat_returns_one_loss_per_step_and_repeats_exactly():
 
 
 def test_progress_names_the_step_and_the_total():
-    student = tiny_llama()
-    prepare_qat(student, 4, 32)
+    student = qat_student()
     said = []
     qat_finetune(student, tiny_llama(), torch.zeros(2, 8, dtype=torch.long), steps=25, progress=said.append)
     assert len(said) == 1 and "25/25" in said[0], f"progress lines: {said}"
@@ -243,8 +250,7 @@ def test_progress_names_the_step_and_the_total():
 
 
 def test_the_defaults_are_100_steps_on_batches_of_4_sequences():
-    student, teacher = tiny_llama(), tiny_llama()
-    prepare_qat(student, 4, 32)
+    student, teacher = qat_student(), tiny_llama()
     batches = []
     teacher.register_forward_pre_hook(lambda module, args: batches.append(tuple(args[0].shape)))
     losses = qat_finetune(student, teacher, torch.randint(0, 256, (6, 8), generator=torch.Generator().manual_seed(9)))
@@ -252,8 +258,7 @@ def test_the_defaults_are_100_steps_on_batches_of_4_sequences():
 
 
 def test_a_batch_never_holds_more_sequences_than_ids_has():
-    student, teacher = tiny_llama(), tiny_llama()
-    prepare_qat(student, 4, 32)
+    student, teacher = qat_student(), tiny_llama()
     batches = []
     teacher.register_forward_pre_hook(lambda module, args: batches.append(tuple(args[0].shape)))
     qat_finetune(student, teacher, torch.zeros(2, 8, dtype=torch.long), steps=1, batch_size=4)

@@ -8,6 +8,7 @@ A demand is stated when the stub's docstrings say it:
 - assert "text" in …, re.search(r"\\btext\\b", …): the text appears in the stub's docstrings. Numbers the test
   passed in and expects quoted back ("0.1197", "85%") are left out; counted progress ("25/25", "(1/3)") needs the
   stub to show the count's form, "i/n" or "(i/n)".
+A bad input is paired when kata's raises is given valid=, the nearest input that must not raise (`unpaired`).
 """
 
 from __future__ import annotations
@@ -91,3 +92,14 @@ def unstated(stub: Path, test: Path) -> list[str]:
         elif "{}" not in text and not NUMBER.fullmatch(text) and text not in doc:
             missing.append(f"{test.name}:{line} expects the text {text!r}")
     return missing
+
+
+def unpaired(test_source: str) -> list[int]:
+    """Lines of a test module where a bad input is tried without its valid twin: pytest.raises, or kata's raises
+    without valid=. An answer that raises on every input would pass such a test."""
+    lines = []
+    for node in ast.walk(ast.parse(test_source)):
+        if isinstance(node, ast.Call) and ast.unparse(node.func) in ("pytest.raises", "raises"):
+            if ast.unparse(node.func) == "pytest.raises" or not any(k.arg == "valid" for k in node.keywords):
+                lines.append(node.lineno)
+    return lines

@@ -64,13 +64,30 @@ class Both(TypeError, ValueError):
 @pytest.mark.parametrize("kind", [ValueError, TypeError])
 def test_raises_takes_exactly_the_type_asked_for_not_a_subclass(kind):
     with pytest.raises(AssertionError, match=f"exactly {kind.__name__}.*got Both"):
-        with raises(kind, match="x"):
+        with raises(kind, match="x", valid=lambda: None):
             raise Both("x")
 
 
 def test_raises_passes_the_exact_type_and_checks_the_message():
-    with raises(ValueError, match="x") as info:
+    with raises(ValueError, match="x", valid=lambda: None) as info:
         raise ValueError("x must be positive")
     assert str(info.value) == "x must be positive"
-    with pytest.raises(AssertionError, match="Regex"), raises(ValueError, match="y"):
+    with pytest.raises(AssertionError, match="Regex"), raises(ValueError, match="y", valid=lambda: None):
         raise ValueError("x must be positive")
+
+
+def refuse_everything() -> None:
+    raise ValueError("x must be positive")
+
+
+def test_raises_fails_an_answer_that_also_refuses_the_valid_input():
+    with pytest.raises(AssertionError, match=r"valid input must not raise.*ValueError: x must be positive"):
+        with raises(ValueError, match="x", valid=refuse_everything):
+            refuse_everything()
+
+
+def test_raises_lets_a_stub_through_as_not_started():
+    def stub() -> None:
+        raise NotImplementedError("kata hint: start here")
+    with pytest.raises(NotImplementedError, match="kata hint"), raises(ValueError, valid=stub):
+        stub()

@@ -4,7 +4,7 @@ import pytest
 
 from kata.harness.curriculum import EXERCISES
 from kata.harness.target import ROOT
-from tests.demands import unstated
+from tests.demands import unpaired, unstated
 
 
 @pytest.mark.parametrize("ex", EXERCISES, ids=[ex.id for ex in EXERCISES])
@@ -30,3 +30,16 @@ def test_a_planted_unstated_demand_is_caught(tmp_path):
                     '坏输入 / bad input: x 为空 → ValueError; y 不对 → TypeError. every message names the argument.\n'
                     '"""\n\n\ndef f(x, y):\n    """f."""\n', encoding="utf-8")
     assert unstated(stub, test) == [], "the same demands, stated"
+
+
+@pytest.mark.parametrize("ex", EXERCISES, ids=[ex.id for ex in EXERCISES])
+def test_every_bad_input_is_paired_with_a_valid_call(ex):
+    lines = unpaired((ROOT / ex.test_file).read_text(encoding="utf-8"))
+    assert not lines, f"{ex.test_file}: bad input without raises(..., valid=...) on lines {lines}"
+
+
+def test_an_unpaired_bad_input_is_caught():
+    source = ("def test_x():\n    with raises(ValueError, match='x', valid=lambda: f(1)):\n        f(0)\n"
+              "    with raises(ValueError, match='x'):\n        f(0)\n"
+              "    with pytest.raises(ValueError):\n        f(0)\n")
+    assert unpaired(source) == [4, 6]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import torch
@@ -46,10 +46,21 @@ def _finite_tensor(actual: torch.Tensor, what: str) -> None:
 
 
 @contextlib.contextmanager
-def raises(kind: type[BaseException], match: str | None = None) -> Iterator[pytest.ExceptionInfo]:
-    """pytest.raises(kind, match=...) that takes exactly `kind`, not a subclass: a class deriving from both
-    TypeError and ValueError would otherwise pass every bad-input test. 必须恰好是这个异常类型。"""
+def raises(kind: type[BaseException], match: str | None = None, *,
+           valid: Callable[[], object]) -> Iterator[pytest.ExceptionInfo]:
+    """pytest.raises(kind, match=...) paired with a valid call, the nearest input that must be accepted.
+
+    `valid()` runs first and must not raise: an answer that raises on everything passes no bad-input test. Then the
+    block must raise exactly `kind`, not a subclass: a class deriving from both TypeError and ValueError would
+    otherwise pass every bad-input test. 先调用一次合法输入（不能报错），再要求错误输入恰好抛出这个异常类型。"""
     __tracebackhide__ = True
+    try:
+        valid()
+    except NotImplementedError:
+        raise  # a stub: the plugin reports it as "not started"
+    except Exception as error:
+        raise AssertionError(f"合法输入不应报错 / a valid input must not raise: 实际 / got {type(error).__name__}: "
+                             f"{error}") from error
     with pytest.raises(kind, match=match) as info:
         yield info
     if type(info.value) is not kind:
