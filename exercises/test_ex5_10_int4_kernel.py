@@ -43,6 +43,12 @@ class Quantized(nn.Module):
         return y if self.bias is None else y + self.bias.to(y.dtype)
 
 
+def on_device(layer: Quantized):
+    """prepare() of the layer's buffers, moved to DEVICE first (the kernel's weights live where x does)."""
+    zero_point = None if layer.num_bits == 8 else layer.zero_point.to(DEVICE)
+    return prepare(layer.qweight.to(DEVICE), layer.scale.to(DEVICE), zero_point, layer.num_bits, layer.group_size)
+
+
 def inputs(m: int, k: int, seed: int = 1, dtype=torch.float16) -> torch.Tensor:
     return torch.randn(m, k, generator=torch.Generator().manual_seed(seed)).to(DEVICE, dtype)
 
@@ -99,8 +105,7 @@ def test_prepare_names_in_features_that_do_not_fit_the_layout(num_bits, qweight)
 @pytest.mark.parametrize(("num_bits", "group_size"), [(4, 32), (4, 64), (4, 128), (8, None)])
 def test_the_kernel_equals_dequantize_then_matmul(m, num_bits, group_size):
     layer = Quantized(72, 256, num_bits, group_size)  # N = 72: not a multiple of the block width
-    weights = prepare(layer.qweight.to(DEVICE), layer.scale.to(DEVICE),
-                      None if num_bits == 8 else layer.zero_point.to(DEVICE), num_bits, group_size)
+    weights = on_device(layer)
     x = inputs(m, 256)
     got = quantized_matmul(x, weights)
     expect_tensor(got, "y", shape=(m, 72), dtype=torch.float16)
@@ -118,7 +123,7 @@ def test_the_kernel_equals_dequantize_then_matmul(m, num_bits, group_size):
 ])
 def test_leading_dimensions_and_bf16_are_kept(leading):
     layer = Quantized(64, 128, 4, 64)
-    weights = prepare(layer.qweight.to(DEVICE), layer.scale.to(DEVICE), layer.zero_point.to(DEVICE), 4, 64)
+    weights = on_device(layer)
     x = inputs(leading[0] * leading[1], 128, dtype=torch.bfloat16).reshape(*leading, 128)
     got = quantized_matmul(x, weights)
     expect_tensor(got, "y", shape=(*leading, 64), dtype=torch.bfloat16)
@@ -127,34 +132,28 @@ def test_leading_dimensions_and_bf16_are_kept(leading):
 
 
 def test_a_float32_input_is_a_type_error():
-    layer = Quantized(64, 128, 4, 64)
-    weights = prepare(layer.qweight, layer.scale, layer.zero_point, 4, 64)
-    with raises(TypeError, match=r"\bx\b",
-                valid=lambda: quantized_matmul(torch.ones(1, 128, dtype=torch.float16), weights)):
-        quantized_matmul(torch.ones(1, 128), weights)
+    weights = on_device(Quantized(64, 128, 4, 64))
+    with raises(TypeError, match=r"\bx\b", valid=lambda: quantized_matmul(inputs(1, 128), weights)):
+        quantized_matmul(inputs(1, 128, dtype=torch.float32), weights)
 
 
 def test_an_input_of_the_wrong_width_is_a_value_error():
-    layer = Quantized(64, 128, 4, 64)
-    weights = prepare(layer.qweight, layer.scale, layer.zero_point, 4, 64)
-    with raises(ValueError, match=r"\bin_features\b",
-                valid=lambda: quantized_matmul(torch.ones(1, 128, dtype=torch.float16), weights)):
-        quantized_matmul(torch.ones(1, 96, dtype=torch.float16), weights)
+    weights = on_device(Quantized(64, 128, 4, 64))
+    with raises(ValueError, match=r"\bin_features\b", valid=lambda: quantized_matmul(inputs(1, 128), weights)):
+        quantized_matmul(inputs(1, 96), weights)
 
 
 def test_an_input_with_no_rows_is_a_value_error():
-    layer = Quantized(64, 128, 4, 64)
-    weights = prepare(layer.qweight, layer.scale, layer.zero_point, 4, 64)
-    with raises(ValueError, match=r"\brows\b",
-                valid=lambda: quantized_matmul(torch.ones(1, 128, dtype=torch.float16), weights)):
-        quantized_matmul(torch.ones(0, 128, dtype=torch.float16), weights)
+    weights = on_device(Quantized(64, 128, 4, 64))
+    with raises(ValueError, match=r"\brows\b", valid=lambda: quantized_matmul(inputs(1, 128), weights)):
+        quantized_matmul(inputs(0, 128), weights)
 
 
 @pytest.mark.parametrize(("m", "k"), [(1, 64), (20, 128)])
 def test_one_program_along_k_stores_without_the_split_path(m, k):
     """K = one chunk (GEMV) or one tl.dot block: nothing to split, the plain store path."""
     layer = Quantized(72, k, 4, 64)
-    weights = prepare(layer.qweight.to(DEVICE), layer.scale.to(DEVICE), layer.zero_point.to(DEVICE), 4, 64)
+    weights = on_device(layer)
     x = inputs(m, k)
     got = quantized_matmul(x, weights)
     # the same 0.2 % as test_the_kernel_equals_dequantize_then_matmul, for the same reasons

@@ -2,6 +2,7 @@
 refusal to grade without one."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -49,6 +50,29 @@ def test_only_its_own_folder_is_writable(tmp_path):
                 pass
     """)
     assert done.stdout.split() == ["wrote", str(tmp_path / "home" / "ok")], done.stdout + done.stderr
+
+
+@needs_sandbox
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting the inner folder needs root")
+def test_a_readable_folder_with_a_mount_inside_it_is_read_only_throughout(tmp_path):
+    """As a VM's /usr holding /usr/local/nvidia: the kernel binds such a folder only with its inner mounts."""
+    outer = tmp_path / "outer"
+    (outer / "inner").mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "inner", str(outer / "inner")], check=True)
+    try:
+        (outer / "inner" / "seen").write_text("yes")
+        done = run_sandboxed(tmp_path, f"""
+            print(open({str(outer / 'inner' / 'seen')!r}).read())
+            for path in ({str(outer / 'probe')!r}, {str(outer / 'inner' / 'probe')!r}):
+                try:
+                    open(path, "w").close()
+                    print("wrote", path)
+                except OSError:
+                    pass
+        """, readable=[outer])
+    finally:
+        subprocess.run(["umount", str(outer / "inner")], check=True)
+    assert done.stdout.split() == ["yes"], done.stdout + done.stderr
 
 
 @needs_sandbox

@@ -1,13 +1,14 @@
 """The sandbox an answer runs in when it is graded: Linux namespaces, set up with util-linux (unshare, mount,
-pivot_root, setpriv).
+findmnt, pivot_root, setpriv).
 
-沙箱：评分时答案运行在独立的 Linux 命名空间里（util-linux 的 unshare / mount / pivot_root / setpriv）：
+沙箱：评分时答案运行在独立的 Linux 命名空间里（util-linux 的 unshare / mount / findmnt / pivot_root / setpriv）：
 只能写自己的临时目录；看不到评分器的文件、上游检出（包括 reference/）和其他进程；没有网络；结束时连同所有
 子孙进程一起被杀掉。
 Inside it the answer
 - sees a new root holding only what it needs, read-only: the system's /usr, /bin, /lib, /etc, the Python
-  installation and its site-packages, and the grading tree (the kata with the answer copied in) — not the
-  grader's files, not the upstream checkout or its reference/, not the results;
+  installation and its site-packages, the C compiler (Triton's), the GPU's device files and the grading tree (the
+  kata with the answer copied in) — not the grader's files, not the upstream checkout or its reference/, not the
+  results;
 - can write only its own temporary folder (HOME and TMPDIR point there);
 - has its own PID namespace (its /proc shows only itself) and no network (a new, empty network namespace);
 - dies with every descendant when the process that started it dies (PID 1 of the namespace gets SIGKILL), however
@@ -32,7 +33,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-TOOLS = ("unshare", "mount", "umount", "pivot_root", "setpriv")
+TOOLS = ("unshare", "mount", "umount", "pivot_root", "setpriv", "findmnt")
 SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc")
 DEVICES = ("null", "zero", "full", "random", "urandom")
 UNSHARE = ["--user", "--map-root-user", "--mount", "--pid", "--fork", "--kill-child", "--net", "--ipc", "--uts",
@@ -53,6 +54,13 @@ def python_paths() -> list[Path]:
     return sorted({Path(p) for p in paths if p and os.path.isdir(p)})
 
 
+def compiler_paths() -> list[Path]:
+    """Where the C compiler lives (CC, else cc / gcc / clang on PATH): Triton builds its launcher with it when 5.10
+    runs on a GPU. Its installation (the folder above its bin/) is mounted read-only; under /usr it already is."""
+    found = [os.environ["CC"]] if os.environ.get("CC") else [shutil.which(name) for name in ("cc", "gcc", "clang")]
+    return [Path(os.path.realpath(cc)).parents[1] for cc in found if cc and os.path.isfile(cc)][:1]
+
+
 def _outermost(paths: Iterable[Path]) -> list[Path]:
     """The paths, without those inside another one of them (it is mounted with its parent), shortest first."""
     kept: list[Path] = []
@@ -70,10 +78,14 @@ def setup_script(new_root: Path, readable: Iterable[Path], writable: Iterable[Pa
     tools = os.pathsep.join(sorted({os.path.dirname(_tool(t)) for t in TOOLS}))
     lines = ["set -eu", f'outer_path="$PATH"; PATH={q(tools)}:"$PATH"',
              f"mount -t tmpfs -o mode=0755,size=64m sandbox {q(root)}",
-             # read-only bind: a remount must keep the flags the source mount has locked (nosuid, nodev, noexec)
-             'ro() { mount --bind "$1" "$2" && { mount -o remount,bind,ro "$2" 2>/dev/null || '
-             'mount -o remount,bind,ro,nosuid,nodev "$2" 2>/dev/null || '
-             'mount -o remount,bind,ro,nosuid,nodev,noexec "$2"; }; }']
+             # a read-only remount must keep the flags the source mount has locked (nosuid, nodev, noexec)
+             'ro_one() { mount -o remount,bind,ro "$1" 2>/dev/null || '
+             'mount -o remount,bind,ro,nosuid,nodev "$1" 2>/dev/null || '
+             'mount -o remount,bind,ro,nosuid,nodev,noexec "$1"; }',
+             # read-only bind; a folder with mounts inside it (a VM's /usr/local/nvidia in its /usr) can only be
+             # bound with them (the kernel refuses to reveal what they cover), and then each is made read-only too
+             'ro() { if mount --bind "$1" "$2" 2>/dev/null; then ro_one "$2"; else mount --rbind "$1" "$2" && '
+             'for m in $(findmnt -R -n -r -o TARGET "$2"); do ro_one "$m"; done; fi; }']
     for path in _outermost(Path(p) for p in (*SYSTEM_PATHS, *readable) if os.path.lexists(p)):
         inside = q(root + str(path))
         if path.is_symlink() and path.parent == Path("/"):  # /bin -> usr/bin on merged-/usr systems
@@ -100,7 +112,7 @@ def wrap(command: Sequence[str], new_root: Path, readable: Iterable[Path], writa
          cwd: Path) -> list[str]:
     """`command` as it runs in a sandbox: `new_root` is an empty folder to build the new root on; `readable` are
     mounted read-only (with the system and Python paths), `writable` read-write, at the paths they have here."""
-    script = setup_script(new_root, [*python_paths(), *readable], writable, cwd)
+    script = setup_script(new_root, [*python_paths(), *compiler_paths(), *readable], writable, cwd)
     return ["unshare", *UNSHARE, "sh", "-c", script, "sandbox", *command]
 
 
