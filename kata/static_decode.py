@@ -82,9 +82,14 @@ class StaticDecoder:
         self.length = prompt.shape[1]
         return self._forward(prompt)
 
+    @property
+    def full(self) -> bool:
+        """No room in the cache for another token."""
+        return self.length >= self.max_len
+
     def advance(self) -> None:
         """Count one more token on the host; a ValueError naming max_len when the cache has no room for it."""
-        if self.length >= self.max_len:
+        if self.full:
             raise ValueError(f"KV 缓存已满 / the cache is full: max_len={self.max_len} tokens already decoded")
         self.length += 1
 
@@ -129,7 +134,7 @@ class GraphedStep:
         if decoder.pos.device.type != "cuda":
             raise ValueError(f"CUDA graph 需要 CUDA 设备 / a CUDA graph needs a CUDA device, the decoder is on "
                              f"{decoder.pos.device}")
-        if decoder.length >= decoder.max_len:
+        if decoder.full:
             raise ValueError(f"缓存没有空位 / no room left for a step: max_len={decoder.max_len}")
         self.decoder = decoder
         self.token = torch.zeros(decoder.batch, 1, dtype=torch.long, device=decoder.pos.device)

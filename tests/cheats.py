@@ -10,7 +10,8 @@ it. Defences:
   plain data of exact types comes back (kata/grade/boundary.py);
 - sandbox — the worker sees the grading tree read-only, not the upstream checkout, not the judge's files, no other
   process, no network, and dies with all its children (kata/grade/sandbox.py);
-- exact — the tests themselves: exactly the exception type asked for, bounds from the oracle's step.
+- exact — the tests themselves: exactly the exception type asked for, each bad input paired with a valid one
+  that must not raise, bounds from the oracle's step.
 """
 
 from dataclasses import dataclass, field
@@ -166,6 +167,15 @@ def bits_per_weight(*args, **kwargs):
 
 calculate_weight_memory = bits_per_weight
 """, "exact"),
+    "raises ValueError on every call, naming every word the tests match": Cheat("ex5_11", """
+def _refuse(*args, **kwargs):
+    raise ValueError("group_size num_bits groups budget_bits kl ptq_kl max_kl layer_kl target_bits NaN")
+
+
+for _name, _value in list(vars().items()):
+    if callable(_value) and getattr(_value, "__module__", None) == __name__ and not _name.startswith("_"):
+        vars()[_name] = _refuse
+""", "exact (a valid twin)"),
     # in-process forgeries no scan sees: the judge is another process
     "registers an exit handler that strips the failures from the JUnit": Cheat("ex2_1", """
 import os

@@ -66,9 +66,8 @@ class Callback:
         send(server.writer, ("callback", self.number, args, kwargs, server.take_reports()))
         kind, *rest, syncs = receive(server.reader, trusted=True)
         for sync in syncs:  # what the test's callback did to the linked models it was given
-            model = server.linked_models[sync.number]
-            vars(model).update(vars(sync.model))
-            server.synced[sync.number] = {id(m) for m in model.modules()}
+            vars(server.linked_models[sync.number]).update(vars(sync.model))
+            server.mark_synced(sync.number)
         if kind == "raise":
             raise remote_exception(rest[0], rest[1])
         return server.unwrap(rest[0], [], [])
@@ -145,8 +144,7 @@ class Server:
                 return Given(index)
             number = self.linked.get(id(v))
             if number is not None and self.linked_models[number] is v:
-                self.reports[number] = self.report(v, self.synced[number])
-                self.synced[number] = {id(m) for m in v.modules()}
+                self.report_linked(number)
                 return Linked(number)
             if isinstance(v, tuple) and hasattr(v, "_fields"):  # a named tuple (load_state_dict's): a plain one
                 return self.for_judge(tuple(v), given)
@@ -174,10 +172,19 @@ class Server:
                 return v.tensor
             if isinstance(v, Link):
                 self.linked[id(v.model)], self.linked_models[v.number] = v.number, v.model
-                self.synced[v.number] = {id(m) for m in v.model.modules()}
+                self.mark_synced(v.number)
                 return v.model
             return v
         return map_nested(value, leaf)
+
+    def mark_synced(self, number: int) -> None:
+        """The judge's copy of linked model `number` is now what the worker's is."""
+        self.synced[number] = {id(m) for m in self.linked_models[number].modules()}
+
+    def report_linked(self, number: int) -> None:
+        """Queue for the judge what the answer changed in linked model `number` since the last sync."""
+        self.reports[number] = self.report(self.linked_models[number], self.synced[number])
+        self.mark_synced(number)
 
     def take_reports(self) -> dict[int, dict]:
         reports, self.reports = self.reports, {}
@@ -255,9 +262,8 @@ class Server:
             except BaseException as error:  # SystemExit and KeyboardInterrupt too: they end up as RuntimeError
                 reply = ("raise", builtin_name(type(error)), str(error))
         said = [(builtin_name(w.category), str(w.message)) for w in caught]
-        for number, model in self.linked_models.items():  # the judge's copies may be held by the test: keep them true
-            self.reports[number] = self.report(model, self.synced[number])
-            self.synced[number] = {id(m) for m in model.modules()}
+        for number in self.linked_models:  # the judge's copies may be held by the test: keep them true
+            self.report_linked(number)
         return (*reply, [self.report(model, originals) for model in given], said, graph, self.take_reports())
 
 
