@@ -99,7 +99,7 @@ def unpaired(test_source: str) -> list[int]:
     without valid=. An answer that raises on every input would pass such a test."""
     lines = []
     for node in ast.walk(ast.parse(test_source)):
-        if isinstance(node, ast.Call) and ast.unparse(node.func) in ("pytest.raises", "raises"):
-            if ast.unparse(node.func) == "pytest.raises" or not any(k.arg == "valid" for k in node.keywords):
-                lines.append(node.lineno)
+        name = ast.unparse(node.func) if isinstance(node, ast.Call) else ""
+        if name == "pytest.raises" or (name == "raises" and not any(k.arg == "valid" for k in node.keywords)):
+            lines.append(node.lineno)
     return lines
