@@ -17,6 +17,7 @@ Group-wise quantization also stores a scale (and zero point) per group, spread o
 坏输入 / bad input: 不认识的 dtype → ValueError（列出合法的名字，如 "int4"）; group_size 不是正整数 →
 ValueError; num_params_b ≤ 0 → ValueError. 错误信息写明参数名 / every message names the argument.
 
+答案规则 / answer rules: python -m kata rules ex1_1
 提示 / hints: python -m kata hint ex1_1
 """
 

@@ -18,6 +18,9 @@ function is passed in (the tests give you one), so this exercise does not depend
 坏输入 / bad input: formats 为空 → ValueError; num_params_b ≤ 0 → ValueError.
 错误信息写明参数名 / every message names the argument.
 
+答案规则 / answer rules (python -m kata rules ex1_2):
+    不能用 / may not use: kata.report
+    ——这正是本练习要你自己写的 / that is this exercise's own job.
 提示 / hints: python -m kata hint ex1_2
 """
 

@@ -12,6 +12,9 @@
 ValueError. 错误信息写明参数名 / every message names the argument.
 (kata.validate 里有现成的检查函数 / has ready-made checks.)
 
+答案规则 / answer rules (python -m kata rules ex2_1):
+    不能用 / may not use: kata.oracles
+    ——这正是本练习要你自己写的 / that is this exercise's own job.
 提示 / hints: python -m kata hint ex2_1
 """
 

@@ -13,6 +13,9 @@ The quantizer is passed in (shaped like 2.1's functions), so this exercise stand
 坏输入 / bad input: x 为空、不是浮点、含 NaN/inf（信息含 "NaN"）→ ValueError/TypeError; x_hat 形状不同 → ValueError;
 bit_widths 里有 2..8 以外的值 → ValueError（信息里写 bit_widths）.
 
+答案规则 / answer rules (python -m kata rules ex2_2):
+    不能用 / may not use: kata.oracles
+    ——这正是本练习要你自己写的 / that is this exercise's own job.
 提示 / hints: python -m kata hint ex2_2
 """
 

@@ -14,6 +14,9 @@ quantize、dequantize、error 都作为参数传入（形如 2.1 与 2.2 的函�
     {"format": "int4", "bits": 4,  "memory_saving": 0.75, ...}
 坏输入 / bad input: x 为空/非浮点/含 NaN → ValueError/TypeError; bit_widths 超出 2..8 → ValueError.
 
+答案规则 / answer rules (python -m kata rules ex3_1):
+    不能用 / may not use: kata.oracles
+    ——这正是本练习要你自己写的 / that is this exercise's own job.
 提示 / hints: python -m kata hint ex3_1
 """
 

@@ -15,6 +15,9 @@ plan_precision measures each weight's SQNR at target_bits..8 bits and applies th
 在真实模型上，5.11 的 choose_scheme 用逐层 KL 和最好的 PTQ 结果再回答一次（实验报告第 8 节）/ on the real model,
 5.11's choose_scheme answers again from per-layer KL and the best PTQ result (lab section 8).
 
+答案规则 / answer rules (python -m kata rules ex3_2):
+    不能用 / may not use: kata.oracles
+    ——这正是本练习要你自己写的 / that is this exercise's own job.
 提示 / hints: python -m kata hint ex3_2
 """
 

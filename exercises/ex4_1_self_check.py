@@ -22,6 +22,9 @@ ptq_floor 少于两个位宽 → ValueError（写明 sqnr_db）.
 问题 3 在真实模型上的回答：5.11 的 choose_scheme（逐层 KL、目标位宽下最好的 PTQ KL、比特预算）/ Q3 on the real
 model: 5.11's choose_scheme, from per-layer KL, the best PTQ KL at the target bits and the bits budget.
 
+答案规则 / answer rules (python -m kata rules ex4_1):
+    不能用 / may not use: kata.oracles
+    ——这正是本练习要你自己写的 / that is this exercise's own job.
 提示 / hints: python -m kata hint ex4_1
 """
 

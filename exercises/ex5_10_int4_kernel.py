@@ -34,6 +34,21 @@ use_kernel(model): 把模型里每个有 qweight、scale、num_bits 的模块包
     x 不是 float16/bfloat16 → TypeError; x 的最后一维不等于 in_features → ValueError（消息含 "in_features"）;
     x 没有行（M = 0）→ ValueError（消息含 "rows"）/ x with no rows: ValueError naming "rows".
 
+评分也看“怎么做的” / graded on how, too: 每次调用 quantized_matmul（以及走内核的 KernelLinear）时，评分的服务端
+代码检查：你这个文件里定义的 @triton.jit 内核被启动、参数里有打包的权重 weights.qweight；返回的张量就是那次启动写的；
+内核之外没有矩阵乘（@、torch.matmul、F.linear …）；从第二次调用起，除输出外不分配 ≥ 2·N·K 字节的张量（torch 或
+numpy：反量化出来的 fp16 权重正好这么大）。先反量化再做矩阵乘的答案在内核测试上得零分。自测时插件做同样的检查 /
+each call of quantized_matmul (and of KernelLinear where the kernel runs) must launch a @triton.jit kernel defined in
+this file with weights.qweight among its arguments and return the tensor that launch wrote; no matmul outside it;
+from the second call on nothing of ≥ 2·N·K bytes besides the output. A dequantize-then-matmul answer earns nothing
+on the kernel tests; your self-check runs the same checks.
+
+答案规则 / answer rules (python -m kata rules ex5_10):
+    不能用 / may not use: torch._weight_int4pack_mm, torch._weight_int4pack_mm_for_cpu,
+        torch._weight_int4pack_mm_with_scales_and_zeros, torch._weight_int8pack_mm, torch._int_mm,
+        torch._convert_weight_to_int4pack, torch._convert_weight_to_int4pack_for_cpu, torch._dyn_quant_matmul_4bit,
+        torch._dyn_quant_pack_4bit_weight
+    ——这正是本练习要你自己写的 / that is this exercise's own job.
 提示 / hints: python -m kata hint ex5_10
 """
 

@@ -31,6 +31,7 @@ choose_scheme(ptq_kl, max_kl, layer_kl, target_bits, budget_bits, top_share=0.1,
     ValueError；ptq_kl 为负（0 可以：无损）、max_kl 或 budget_bits 不是正数、layer_kl 为空或有负值、target_bits 不在
     2..8 → ValueError（消息含参数名）。错误信息写明参数名 / every message names the argument.
 
+答案规则 / answer rules: python -m kata rules ex5_11
 提示 / hints: python -m kata hint ex5_11
 """
 

@@ -44,6 +44,9 @@ round_half_away(v): 四舍五入、.5 远离 0，且精确：a = |v|, floor(a) +
     ValueError; data 不是 uint8 → TypeError; data 的最后一维不是每块字节数的倍数 → ValueError; fmt 不认识 →
     ValueError. 错误信息写明参数名 / every message names the argument.
 
+答案规则 / answer rules (python -m kata rules ex5_12):
+    不能用 / may not use: gguf, kata.gguf_export, kata.smollm2
+    ——这正是本练习要你自己写的 / that is this exercise's own job.
 提示 / hints: python -m kata hint ex5_12
 """
 

@@ -26,6 +26,9 @@ group_size 不能整除 in → ValueError（写明 group_size 与行长）/ must
 ValueError; 未知 granularity → ValueError（列出合法值，如 "channel"）; group_size 不整除列数 → ValueError;
 percentile 不在 (0, 100] → ValueError. 错误信息写明参数名 / every message names the argument.
 
+答案规则 / answer rules (python -m kata rules ex5_1):
+    不能用 / may not use: kata.oracles
+    ——这正是本练习要你自己写的 / that is this exercise's own job.
 提示 / hints: python -m kata hint ex5_1
 """
 

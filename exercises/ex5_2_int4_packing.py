@@ -29,6 +29,9 @@ torch 的 CPU INT4 格式 / torch's CPU INT4 format (torch._weight_int4pack_mm_f
 "range"）; q 不是 int8 / uint8 → TypeError; unpack_int4 的 packed 不是 uint8 → TypeError; measure_weight_bytes 的 w
 含 NaN 或为空 → ValueError，不是浮点 → TypeError. 错误信息写明参数名 / every message names the argument.
 
+答案规则 / answer rules (python -m kata rules ex5_2):
+    不能用 / may not use: kata.oracles, kata.gguf_export, numpy.packbits
+    ——这正是本练习要你自己写的 / that is this exercise's own job.
 提示 / hints: python -m kata hint ex5_2
 """
 

@@ -36,6 +36,14 @@ CPU 快速路径 / the fast CPU path (x 在 CPU 上且是 bf16 / x on the CPU in
 
 坏输入 / bad input: num_bits 不是 4 或 8 → ValueError; 4 比特时 group_size 不整除 in_features → ValueError.
 
+评分也看“怎么做的” / graded on how, too: bf16 的 forward 必须调用 torch 的融合核恰好一次，传入的就是你的 x（展平成
+行），返回值与融合核在同样的操作数上算出的结果（加上 bias、reshape 回去）逐位相同（bit-identical）/ a bf16 forward calls
+torch's fused kernel exactly once on your x (as rows) and returns its result (plus bias, reshaped back),
+bit-identical to the kernel run on the same operands.
+
+答案规则 / answer rules (python -m kata rules ex5_3):
+    不能用 / may not use: kata.llama.replace_linears, kata.llama.replace_modules
+    ——这正是本练习要你自己写的 / that is this exercise's own job.
 提示 / hints: python -m kata hint ex5_3
 """
 

@@ -18,6 +18,9 @@ GPTQ 和 AWQ 都要先看一看每个线性层“实际吃进去”的激活 / b
 （如 token id 越界 → torch 的 IndexError）时错误照常抛出，但 hook 先摘掉.
 错误信息写明参数名 / every message names the argument.
 
+答案规则 / answer rules (python -m kata rules ex5_4):
+    不能用 / may not use: kata.sequential
+    ——这正是本练习要你自己写的 / that is this exercise's own job.
 提示 / hints: python -m kata hint ex5_4
 """
 

@@ -39,6 +39,7 @@ and divide s back out of the input:
 坏输入 / bad input: fold_scales 的 previous 不是 RMSNorm / nn.Linear → TypeError（消息含收到的类型名，如 "ReLU"）.
 错误信息写明参数名 / every message names the argument.
 
+答案规则 / answer rules: python -m kata rules ex5_5
 提示 / hints: python -m kata hint ex5_5
 """
 

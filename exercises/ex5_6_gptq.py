@@ -29,6 +29,7 @@ Feed each block the outputs of the blocks already quantized; H = (2/N)·XᵀX pe
 faster XᵀX); quantize the block's 7 linears in place; pass its quantized output on.
 Returns {"seconds": ..., "layers": ...}.
 
+答案规则 / answer rules: python -m kata rules ex5_6
 提示 / hints: python -m kata hint ex5_6
 """
 

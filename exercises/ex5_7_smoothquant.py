@@ -35,6 +35,7 @@ smoothquant_model(model, calib_ids, granularity, alphas): 逐块（照 kata/sequ
     TypeError（消息含 "RMSNorm"）/
     messages say "NaN", "int8", "shapes", "RMSNorm".
 
+答案规则 / answer rules: python -m kata rules ex5_7
 提示 / hints: python -m kata hint ex5_7
 """
 

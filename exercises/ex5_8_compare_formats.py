@@ -28,6 +28,7 @@ compare_formats(load_model, formats, ids, speed=None, progress=...): 每个 Form
     如 "str"）; group_size 不整除 in_features → ValueError; FP8Linear / NF4Linear 遇到有 bias 的层 → ValueError（消息含
     "bias" 和类名）. 错误信息写明参数名 / every message names the argument.
 
+答案规则 / answer rules: python -m kata rules ex5_8
 提示 / hints: python -m kata hint ex5_8
 """
 

@@ -30,6 +30,7 @@ qat_finetune(student, teacher, ids, steps, lr, batch_size, progress): 只训练 
     逐块训练 SmolLM2（kata/lab/block_qat.py）/ section 9 trains SmolLM2 block by block from GPTQ with your RoundSTE
     and scale_gradient.
 
+答案规则 / answer rules: python -m kata rules ex5_9
 提示 / hints: python -m kata hint ex5_9
 """
 

@@ -18,7 +18,8 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class Quantized(nn.Module):
-    """5.3's QuantLinear buffers, built here from kata.oracles so that 5.10 is graded without 5.3."""
+    """5.3's QuantLinear buffers (and nothing the answer could use as the weight), built here from kata.oracles so
+    that 5.10 is graded without 5.3; its forward is the readable dequantize path, the oracle."""
 
     def __init__(self, out_features: int, in_features: int, num_bits: int, group_size: int | None, seed: int = 0,
                  bias: bool = False) -> None:
@@ -28,7 +29,6 @@ class Quantized(nn.Module):
         symmetric = num_bits == 8
         q, scale, zero = quantize_groups(w, num_bits, group_size, symmetric=symmetric)
         self.num_bits, self.group_size = num_bits, group_size
-        self.codes = q  # (out, in), for the test's oracle
         if num_bits == 8:
             self.register_buffer("qweight", q.to(torch.int8))
         else:
@@ -36,11 +36,24 @@ class Quantized(nn.Module):
             self.register_buffer("zero_point", zero.to(torch.uint8))
         self.register_buffer("scale", scale.half())
         self.register_buffer("bias", torch.randn(out_features, generator=g).half() if bias else None)
-        self.register_buffer("weight", dequantize_groups(q, scale.half().float(), zero))  # ŵ float32: the oracle
 
     def forward(self, x):
-        y = x @ self.weight.to(x.dtype).T
+        y = x @ oracle_weight(self).to(x.device, x.dtype).T
         return y if self.bias is None else y + self.bias.to(y.dtype)
+
+
+def oracle_codes(layer: Quantized) -> torch.Tensor:
+    """The layer's codes (out, in) as int64, unpacked from its buffers (the low nibble is the even column)."""
+    q = layer.qweight.cpu()
+    if layer.num_bits == 8:
+        return q.long()
+    return torch.stack((q & 0xF, q >> 4), dim=-1).flatten(-2).long()
+
+
+def oracle_weight(layer: Quantized) -> torch.Tensor:
+    """ŵ (out, in) float32 from the layer's buffers: the oracle every kernel result is held against."""
+    zero = torch.zeros_like(layer.scale, dtype=torch.long) if layer.num_bits == 8 else layer.zero_point.cpu().long()
+    return dequantize_groups(oracle_codes(layer), layer.scale.cpu().float(), zero)
 
 
 def on_device(layer: Quantized):
@@ -63,7 +76,7 @@ def test_prepare_packs_eight_codes_per_int32_word_along_k():
     expect_tensor(weights.qweight, "qweight", shape=(16, 72), dtype=torch.int32)
     words = weights.qweight.cpu().long() & 0xFFFFFFFF
     decoded = torch.stack([(words >> (4 * i)) & 0xF for i in range(8)], dim=1).reshape(128, 72)  # (K, N)
-    expect_tensor_equal(decoded, layer.codes.T, "codes decoded from the words (k = 8·word + nibble)")
+    expect_tensor_equal(decoded, oracle_codes(layer).T, "codes decoded from the words (k = 8·word + nibble)")
     expect_tensor(weights.scales, "scales", shape=(4, 72), dtype=torch.float16)
     expect_tensor_equal(weights.zeros.float(), layer.zero_point.T.float(), "zero points (groups, N)")
 
@@ -109,7 +122,7 @@ def test_the_kernel_equals_dequantize_then_matmul(m, num_bits, group_size):
     x = inputs(m, 256)
     got = quantized_matmul(x, weights)
     expect_tensor(got, "y", shape=(m, 72), dtype=torch.float16)
-    expected = x.float().cpu() @ layer.weight.T
+    expected = x.float().cpu() @ oracle_weight(layer).T
     # fp16 inputs, fp32 accumulation; ŵ rounded to fp16 before tl.dot (2⁻¹¹ relative) and y to fp16 at the end:
     # 0.2 % of the output norm is a few times that rounding, far below any wrong code, scale or zero (> 5 %).
     expect_at_most(relative_error(got.cpu(), expected), 2e-3, f"M={m} W{num_bits} g{group_size} relative error")
@@ -128,7 +141,7 @@ def test_leading_dimensions_and_bf16_are_kept(leading):
     got = quantized_matmul(x, weights)
     expect_tensor(got, "y", shape=(*leading, 64), dtype=torch.bfloat16)
     # bf16 keeps 8 significant bits (2⁻⁹ relative rounding of x and y): 1 % of the norm.
-    expect_at_most(relative_error(got.cpu(), x.float().cpu() @ layer.weight.T), 1e-2, "bf16 relative error")
+    expect_at_most(relative_error(got.cpu(), x.float().cpu() @ oracle_weight(layer).T), 1e-2, "bf16 relative error")
 
 
 def test_a_float32_input_is_a_type_error():
@@ -157,7 +170,8 @@ def test_one_program_along_k_stores_without_the_split_path(m, k):
     x = inputs(m, k)
     got = quantized_matmul(x, weights)
     # the same 0.2 % as test_the_kernel_equals_dequantize_then_matmul, for the same reasons
-    expect_at_most(relative_error(got.cpu(), x.float().cpu() @ layer.weight.T), 2e-3, f"M={m} K={k} relative error")
+    expected = x.float().cpu() @ oracle_weight(layer).T
+    expect_at_most(relative_error(got.cpu(), expected), 2e-3, f"M={m} K={k} relative error")
 
 
 def test_prepare_refuses_other_bit_widths_and_groups_that_do_not_divide():
@@ -187,6 +201,19 @@ def test_on_cuda_triton_runs_for_half_inputs(monkeypatch):
     got = [triton_runs(torch.ones(2, 16, dtype=d, device="cuda")) for d in (torch.float16, torch.bfloat16,
                                                                             torch.float32)]
     expect_equal(got, [True, True, False], "triton_runs on CUDA for fp16, bf16, fp32")
+
+
+@pytest.mark.parametrize(("m", "num_bits", "group_size"), [(1, 4, 64), (20, 4, 64), (1, 8, None)])
+def test_quantized_matmul_is_your_fused_kernel_on_the_packed_weights(m, num_bits, group_size):
+    """Called twice: the second call is held to the whole rule of "how" (the stub's paragraph on it), allocations
+    included; a wrong way fails the call with the rule's words, a right one returns the product."""
+    layer = Quantized(256, 512, num_bits, group_size)  # 2·N·K = 256 KiB: far above what a GEMV itself allocates
+    weights = on_device(layer)
+    x = inputs(m, 512)
+    for _ in range(2):
+        got = quantized_matmul(x, weights)
+    # the same 0.2 % as test_the_kernel_equals_dequantize_then_matmul, for the same reasons
+    expect_at_most(relative_error(got.cpu(), x.float().cpu() @ oracle_weight(layer).T), 2e-3, "relative error")
 
 
 @pytest.mark.parametrize(("num_bits", "group_size", "bias"), [(4, 32, True), (8, None, False)])

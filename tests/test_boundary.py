@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from kata.grade.boundary import Worker, remote_module, worker_command
-from kata.grade.protocol import BoundaryError, receive, send
+from kata.grade.protocol import BoundaryError, SpyCall, SpyCount, SpyStart, SpyStop, receive, send
 
 ANSWER = '''
 import sys
@@ -284,12 +284,22 @@ def test_warnings_the_answer_raises_are_raised_in_the_judge(answer):
 
 def test_a_spy_counts_the_answers_calls_to_a_torch_function_in_the_worker(worker_and_answer):
     worker, answer = worker_and_answer
-    spy = worker.request("spy", "torch.add")
+    spy = worker.request(SpyStart("torch.add"))
     answer.add_twice(torch.zeros(1))
-    assert worker.request("spied", spy) == 2
-    assert worker.request("unspy", spy) == 2
+    assert worker.request(SpyCount(spy)) == 2
+    assert worker.request(SpyStop(spy)) == 2
     answer.add_twice(torch.zeros(1))
-    assert worker.request("spied", spy) == 2, "undone: no more counting"
+    assert worker.request(SpyCount(spy)) == 2, "undone: no more counting"
+
+
+def test_an_aten_spy_records_the_operands_and_result_of_each_call_in_the_worker(worker_and_answer):
+    worker, answer = worker_and_answer
+    spy = worker.request(SpyStart("aten.add"))
+    answer.add_twice(torch.ones(1))
+    assert worker.request(SpyCount(spy)) == 2
+    args, result = worker.request(SpyCall(spy, 1))
+    assert torch.equal(args[0], torch.tensor([2.0])) and torch.equal(result, torch.tensor([3.0]))
+    worker.request(SpyStop(spy))
 
 
 def test_autograd_goes_back_through_a_call_into_the_worker(answer):

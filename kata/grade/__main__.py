@@ -13,7 +13,7 @@ from pathlib import Path
 
 from kata.grade import sandbox
 from kata.grade.results import results_json
-from kata.grade.run import DEFAULT_MEMORY_GIB, DEFAULT_TIMEOUT_S, grade, run_all
+from kata.grade.run import DEFAULT_MEMORY_GIB, DEFAULT_TIMEOUT_S, Options, grade, run_all
 from kata.harness import target
 from kata.harness.curriculum import EXERCISES, find
 from kata.harness.target import ROOT
@@ -33,16 +33,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unsandboxed", action="store_true",
                         help="没有沙箱也评分（答案能碰到评分器能碰到的一切）/ grade even where no sandbox can be "
                              "made (the answers can then reach whatever the grader can)")
+    parser.add_argument("--skip-scan", action="store_true",
+                        help="不做答案扫描，只用于测试其他防线 / no answer scan: only for testing the other defences")
     parser.add_argument("--unsolved", action="store_true",
                         help="检查每个评分测试在原始存根上都失败 / check every graded test fails on the stubs")
     args = parser.parse_args(argv)
     exercises = [find(name) for name in args.only.split(",") if name] or list(EXERCISES)
 
     no_sandbox = sandbox.problem()
+    options = Options(args.timeout, args.memory_gib, sandboxed=no_sandbox is None, scan=not args.skip_scan)
     if args.unsolved:  # the untouched stubs are this checkout's own code: a sandbox where there is one
         with tempfile.TemporaryDirectory() as tmp:
-            results = run_all(exercises, "exercises", Path(tmp), args.timeout, memory_gib=args.memory_gib,
-                              sandboxed=no_sandbox is None)
+            results = run_all(exercises, "exercises", Path(tmp), options)
         passing = [f"{r.exercise.test_file}::{t.name}" for r in results for t in r.tests if t.status == "pass"]
         total = sum(len(r.tests) for r in results)
         if passing:
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         refusal = results_json([], args.target, f"refused: no sandbox: {no_sandbox}", no_sandbox=no_sandbox)
         (args.out / "results.json").write_text(json.dumps(refusal, ensure_ascii=False, indent=2), encoding="utf-8")
         return 2
-    data = grade(args.target, args.out, exercises, args.timeout, ROOT, answers, args.memory_gib, no_sandbox)
+    data = grade(args.target, args.out, exercises, options, ROOT, answers, no_sandbox)
     print((args.out / "summary.md").read_text(encoding="utf-8"))
     print(f"写入 / wrote {args.out}/results.json, junit.xml, summary.md — status {data['status']}")
     return 0

@@ -53,13 +53,25 @@ from kata.grade.protocol import (
     REBUILT,
     SHARED_VARIABLES,
     BoundaryError,
+    Call,
+    Callback,
+    CallbackReply,
     Given,
     Handle,
     Link,
     Linked,
+    Names,
     NeedsGrad,
+    Raise,
     Ref,
+    Request,
+    Return,
     Sent,
+    Set,
+    SpyCall,
+    SpyCount,
+    SpyStart,
+    SpyStop,
     Sync,
     builtin_name,
     map_nested,
@@ -76,6 +88,7 @@ from kata.grade.proxies import (
     RemoteObject,
     number_of,
 )
+from kata.harness.watch import OpCall
 
 
 def _rebuilt(description: dict) -> torch.nn.Module:
@@ -121,54 +134,59 @@ class Worker:
             how = "" if code is None else f" (signal {-code})" if code < 0 else f" (exit {code})"
             raise BoundaryError(f"{error}{how}") from None
 
-    def request(self, op: str, *rest: Any, graph: bool = False) -> Any:
-        """Send one request ("call", "get", "set", "copy" with a path; "spy", "spied", "unspy"; "backward") and serve
-        the callbacks until the answer: its value (handles as proxies), its warnings raised here, the models sent
-        changed as the answer changed them. graph=True: tensors that require grad cross as ones autograd must reach,
-        and the answer is (value, the number of the graph the worker kept, or None)."""
+    def request(self, message: Any, graph: bool = False) -> Any:
+        """Send one request (a message of kata/grade/protocol.py) and serve the callbacks until the answer: its
+        value (handles as proxies), its warnings raised here, the models sent changed as the answer changed them.
+        graph=True: tensors that require grad cross as ones autograd must reach, and the answer is (value, the
+        number of the graph the worker kept, or None)."""
         sent: list[torch.nn.Module] = []
-        message = (op, {key: os.environ.get(key) for key in SHARED_VARIABLES}, *self.wrap(rest, sent, graph))
+        if isinstance(message, Call):
+            message = Call(message.path, *self.wrap((message.args, message.kwargs), sent, graph))
+        elif isinstance(message, Set):
+            message = Set(message.path, self.wrap(message.value, sent))
+        request = Request(message, {key: os.environ.get(key) for key in SHARED_VARIABLES})
         with self._hooks_as_callbacks(sent):
             try:
-                send(self.process.stdin, message)
+                send(self.process.stdin, request)
             except BrokenPipeError:
                 pass  # it died: _next says how
         while True:
-            kind, *rest = self._next()
-            if kind == "callback":  # the answer calls something the test passed in: run it here
-                self._serve_callback(*rest)
+            reply = self._next()
+            if isinstance(reply, Callback):  # the answer calls something the test passed in: run it here
+                self._serve_callback(reply)
                 continue
-            if kind not in ("return", "raise"):
-                raise BoundaryError(f"答案进程回了未知消息 / unknown message from the worker: {kind!r}")
-            *answer, reports, said, kept, linked = rest
-            self._update_linked(linked)
-            for model, report in zip(sent, reports, strict=True):
+            if not isinstance(reply, (Return, Raise)):
+                raise BoundaryError(f"答案进程回了未知消息 / unknown message from the worker: {type(reply).__name__}")
+            self._update_linked(reply.linked)
+            for model, report in zip(sent, reply.reports, strict=True):
                 self.apply(model, report)
-            for category, text in said:
+            for category, text in reply.said:
                 category = getattr(builtins, category, UserWarning)
                 warnings.warn(text, category if issubclass(category, Warning) else UserWarning, stacklevel=3)
-            if kind == "raise":
-                raise remote_exception(*answer)
-            value = self.from_worker(answer[0], sent)
-            return (value, kept) if graph else value
+            if isinstance(reply, Raise):
+                raise remote_exception(reply.kind, reply.text)
+            value = self.from_worker(reply.value, sent)
+            return (value, reply.graph) if graph else value
 
     def _update_linked(self, reports: dict[int, dict]) -> None:
         for number, report in reports.items():
             self.apply(self.linked[number], report)
 
-    def _serve_callback(self, number: int, args: tuple, kwargs: dict, linked: dict[int, dict]) -> None:
-        """Run the test's callable `number`. A model one of its callables returned earlier arrives as the judge's
-        own model with the worker's changes, and goes back with the callable's; a model it returns is linked."""
-        self._update_linked(linked)
+    def _serve_callback(self, callback: Callback) -> None:
+        """Run the test's callable `callback.number`. A model one of its callables returned earlier arrives as the
+        judge's own model with the worker's changes, and goes back with the callable's; a model it returns is
+        linked."""
+        self._update_linked(callback.linked)
         given: list[int] = []
-        args, kwargs = self.from_worker(args, [], given), self.from_worker(kwargs, [], given)
+        args, kwargs = self.from_worker(callback.args, [], given), self.from_worker(callback.kwargs, [], given)
+        value, error = None, None
         try:
-            reply = ("return", self.wrap(self.callbacks[number](*args, **kwargs), [], link=True))
-        except Exception as error:
-            reply = ("raise", builtin_name(type(error)), str(error))
+            value = self.wrap(self.callbacks[callback.number](*args, **kwargs), [], link=True)
+        except Exception as failure:
+            error = (builtin_name(type(failure)), str(failure))
         syncs = [Sync(n, self.linked[n]) for n in dict.fromkeys(given)]
         with self._hooks_as_callbacks([s.model for s in syncs]):
-            send(self.process.stdin, (*reply, syncs))
+            send(self.process.stdin, CallbackReply(value, error, syncs))
 
     @contextlib.contextmanager
     def _hooks_as_callbacks(self, models: list[torch.nn.Module]):
@@ -195,7 +213,7 @@ class Worker:
                  else None)
             if tensors:
                 return RemoteGrad.apply(self, path, args, kwargs, *tensors)
-        return self.request("call", path, args, kwargs)
+        return self.request(Call(path, args, kwargs))
 
     def wrap(self, value: Any, sent: list[torch.nn.Module], graph: bool = False, link: bool = False) -> Any:
         """Values as they cross to the worker: proxies as their handles, the judge's models copied (their changes
@@ -287,12 +305,14 @@ class Worker:
 def remote_module(fullname: str, worker: Worker) -> types.ModuleType:
     """The module `fullname` as the judge sees it: the answer's public functions and classes as proxies, its data as
     data. An answer that fails to import raises its error (as the nearest built-in type) on first import."""
-    kind, *rest = worker.first()
-    if kind == "raise":
-        raise remote_exception(*rest)
+    names = worker.first()
+    if not isinstance(names, Names):
+        raise BoundaryError(f"答案进程回了未知消息 / unknown message from the worker: {type(names).__name__}")
+    if names.error is not None:
+        raise remote_exception(*names.error)
     module = AnswerModule(fullname, "答案的代理，运行在 worker 进程 / proxies of the answer, run in a worker")
     module.__dict__["_worker"] = worker
-    for name, value in rest[0].items():
+    for name, value in names.names.items():
         module.__dict__[name] = worker.proxy(value) if isinstance(value, Handle) else value
     return module
 
@@ -307,13 +327,22 @@ def worker_command(tree: str, name: str) -> list[str]:
 
 
 class _Calls:
-    """How often the workers' spies saw their function called: len() asks them."""
+    """What the workers' spies saw: len() asks how many calls, [i] the i-th (an aten op's operands and result)."""
 
     def __init__(self, spies: list[tuple[Worker, int]]) -> None:
         self.spies = spies
 
     def __len__(self) -> int:
-        return sum(worker.request("spied", number) for worker, number in self.spies)
+        return sum(worker.request(SpyCount(number)) for worker, number in self.spies)
+
+    def __getitem__(self, index: int) -> OpCall | None:
+        for worker, number in self.spies:
+            count = worker.request(SpyCount(number))
+            if index < count:
+                call = worker.request(SpyCall(number, index))
+                return None if call is None else OpCall(*call)
+            index -= count
+        raise IndexError(index)
 
 
 class WorkerFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -352,8 +381,8 @@ class WorkerFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def spy(self, dotted: str, finalizer: Callable[[Callable], None]) -> _Calls:
         """Count the calls to `dotted` (torch.name) in every worker until the finalizer runs."""
-        spies = [(worker, worker.request("spy", dotted)) for worker in self.workers]
-        finalizer(lambda: [worker.request("unspy", number) for worker, number in spies])
+        spies = [(worker, worker.request(SpyStart(dotted))) for worker in self.workers]
+        finalizer(lambda: [worker.request(SpyStop(number)) for worker, number in spies])
         return _Calls(spies)
 
     def close(self) -> None:

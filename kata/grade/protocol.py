@@ -1,9 +1,11 @@
 """The wire between a grade's judging process and the answer's worker (kata/grade/boundary.py, kata/grade/worker.py).
 
-评分进程与答案 worker 之间的协议：消息用 torch.save 写、torch.load 读；从 worker 来的只能是普通数据（weights_only，
-逐个检查确切类型）。Messages are length-prefixed torch.save frames. What the judge sends is trusted; what the worker
-sends is read with torch.load(weights_only=True) and must be plain data of exact types: tensors, numbers, strings,
-None, dtypes, devices, sizes, tuples / lists / dicts of them, and the three markers below (Handle, Given, Linked).
+评分进程与答案 worker 之间的协议：每种消息一个 dataclass；消息用 torch.save 写、torch.load 读；从 worker 来的只能是
+普通数据（weights_only，逐个检查确切类型）。Messages are typed (one dataclass per kind, below) and travel as
+length-prefixed torch.save frames. What the judge sends is trusted; what the worker sends is read with
+torch.load(weights_only=True) and must be plain data of exact types: real strided CPU / CUDA tensors, numbers,
+strings, None, dtypes, devices, sizes, tuples / lists / dicts of them, the three markers (Handle, Given, Linked)
+and the worker's own message types (Names, Return, Raise, Callback), whose fields are checked the same way.
 """
 
 from __future__ import annotations
@@ -74,13 +76,141 @@ class Linked:
     number: int
 
 
-torch.serialization.add_safe_globals([Handle, Given, Linked])  # the only classes besides tensors that cross back
+# --- the judge's requests (trusted) ------------------------------------------------------------------------------
+# A path names an object in the worker: (None, name, …) starts at the answer module, (handle number, name, …) at an
+# object behind a handle.
+
+@dataclass
+class Call:
+    path: tuple
+    args: tuple
+    kwargs: dict
+
+
+@dataclass
+class Get:
+    path: tuple
+
+
+@dataclass
+class Set:
+    path: tuple
+    value: Any
+
+
+@dataclass
+class Copy:
+    path: tuple
+
+
+@dataclass
+class Backward:
+    """The judge's autograd reached a call whose graph the worker kept: the gradients of its outputs."""
+
+    graph: int
+    grads: list
+
+
+@dataclass
+class SpyStart:
+    dotted: str
+
+
+@dataclass
+class SpyCount:
+    number: int
+
+
+@dataclass
+class SpyCall:
+    number: int
+    index: int
+
+
+@dataclass
+class SpyStop:
+    number: int
+
+
+@dataclass
+class Request:
+    """One of the messages above, with the judge's values of SHARED_VARIABLES as the test set them."""
+
+    message: Call | Get | Set | Copy | Backward | SpyStart | SpyCount | SpyCall | SpyStop
+    environment: dict
+
+
+@dataclass
+class CallbackReply:
+    """The judge's answer to a Callback: its value (or `error` = (exception name, text)) and the linked models
+    the callable changed."""
+
+    value: Any
+    error: tuple | None
+    syncs: list
+
+
+# --- the worker's messages (checked as plain data) ---------------------------------------------------------------
+
+@dataclass
+class Names:
+    """After import: the answer module's public names (handles) and data; or the import's error."""
+
+    names: dict
+    error: tuple | None = None
+
+
+@dataclass
+class Return:
+    value: Any
+    reports: list  # one per model the judge sent: what the answer left in it (Server.report)
+    said: list  # (warning class name, text) of each warning the answer raised
+    graph: int | None  # the graph kept for the judge's backward, if any
+    linked: dict  # link number → report, for the linked models
+
+
+@dataclass
+class Raise:
+    kind: str  # the nearest built-in exception class
+    text: str
+    reports: list
+    said: list
+    linked: dict
+
+
+@dataclass
+class Callback:
+    """The answer calls a callable of the judge's: run it there."""
+
+    number: int
+    args: tuple
+    kwargs: dict
+    linked: dict
+
+
+MESSAGES = (Names, Return, Raise, Callback)
+torch.serialization.add_safe_globals([Handle, Given, Linked, *MESSAGES])  # the only classes besides tensors
+
+
+def _real_tensor(value: torch.Tensor) -> torch.Tensor:
+    """A tensor with values: strided, on the CPU or a GPU (not meta, sparse, nested or quantized)."""
+    if value.layout is not torch.strided or value.device.type not in ("cpu", "cuda") or value.is_nested \
+            or value.is_quantized:
+        raise TypeError(f"不是有值的普通张量 / not a tensor with values: layout {value.layout}, device "
+                        f"{value.device}")
+    return value
 
 
 def plain(value: Any) -> Any:
     """value itself, if it is plain data of exact types all the way down; else a TypeError."""
     kind = type(value)
-    if kind is torch.Tensor or kind in DATA_TYPES:
+    if kind is torch.Tensor:
+        return _real_tensor(value)
+    if kind in DATA_TYPES:
+        return value
+    if kind in MESSAGES:
+        for name in value.__dataclass_fields__:
+            plain(getattr(value, name))
         return value
     if kind in (tuple, list):
         return kind(plain(v) for v in value)

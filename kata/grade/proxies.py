@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from kata.grade.protocol import Backward, Call, Copy, Get, Set
 from kata.grade.worker import worker_object
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ class RemoteGrad(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, worker: Worker, path: tuple, args: tuple, kwargs: dict, *tensors: torch.Tensor):
-        value, ctx.graph = worker.request("call", path, args, kwargs, graph=True)
+        value, ctx.graph = worker.request(Call(path, args, kwargs), graph=True)
         ctx.worker, ctx.count = worker, len(tensors)
         if ctx.graph is None:
             ctx.mark_non_differentiable(*[v for v in (value if isinstance(value, tuple) else (value,))
@@ -43,7 +44,7 @@ class RemoteGrad(torch.autograd.Function):
     def backward(ctx, *grads: torch.Tensor):
         if ctx.graph is None:
             return (None,) * (4 + ctx.count)
-        return (None, None, None, None, *ctx.worker.request("backward", ctx.graph, list(grads)))
+        return (None, None, None, None, *ctx.worker.request(Backward(ctx.graph, list(grads))))
 
 
 class Proxy:
@@ -56,7 +57,7 @@ class Proxy:
         return worker_object, (self._number,)
 
     def __deepcopy__(self, memo):
-        return self._worker.request("copy", (self._number,), (), {})
+        return self._worker.request(Copy((self._number,)))
 
 
 class RemoteClass(type):
@@ -69,7 +70,7 @@ class RemoteClass(type):
     def __getattr__(cls, name):
         if name.startswith("_") or cls.__dict__.get("_number") is None:
             raise AttributeError(name)
-        return cls._worker.request("get", (cls._number, name), (), {})
+        return cls._worker.request(Get((cls._number, name)))
 
     def _made(cls, worker: Worker, number: int):
         """An instance of this proxy class for the worker's object `number` (without calling the worker)."""
@@ -87,10 +88,10 @@ class RemoteObject(Proxy):
     def __getattr__(self, name):
         if name.startswith("__"):
             raise AttributeError(name)
-        return self._worker.request("get", (self._number, name), (), {})
+        return self._worker.request(Get((self._number, name)))
 
     def __setattr__(self, name, value):
-        self._worker.request("set", (self._number, name), (value,), {})
+        self._worker.request(Set((self._number, name), value))
 
     def __call__(self, *args, **kwargs):
         __tracebackhide__ = True
@@ -128,13 +129,13 @@ class RemoteModule(Proxy, torch.nn.Module):
     def __getattr__(self, name):
         if name.startswith("_"):
             return torch.nn.Module.__getattr__(self, name)
-        return self._worker.request("get", (self._number, name), (), {})
+        return self._worker.request(Get((self._number, name)))
 
     def __setattr__(self, name, value):
         if name.startswith("_") or name == "training":
             torch.nn.Module.__setattr__(self, name, value)
         else:
-            self._worker.request("set", (self._number, name), (value,), {})
+            self._worker.request(Set((self._number, name), value))
 
     def forward(self, *args, **kwargs):
         return self._worker.call((self._number,), args, kwargs)
@@ -174,5 +175,5 @@ class AnswerModule(types.ModuleType):
 
     def __setattr__(self, name: str, value: Any) -> None:
         if not name.startswith("_"):
-            self.__dict__["_worker"].request("set", (None, name), (value,), {})
+            self.__dict__["_worker"].request(Set((None, name), value))
         types.ModuleType.__setattr__(self, name, value)

@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 
 from kata.grade import tamper
@@ -45,12 +46,25 @@ from kata.grade.results import (
 )
 from kata.grade.similarity import similarity
 from kata.harness.curriculum import Exercise
+from kata.harness.scan import scan_answer_bytes
 from kata.harness.target import ROOT
 
 DEFAULT_TIMEOUT_S = 900
 DEFAULT_MEMORY_GIB = 12  # address space per exercise; the real-model tests need about 4
 FILE_LIMIT_BYTES = 1 << 30  # no single file (captured output, XML) may grow past 1 GiB
 KEPT_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "KATA_CACHE", "CUDA_VISIBLE_DEVICES")
+
+
+@dataclass(frozen=True)
+class Options:
+    """How a grade runs: limits per exercise, and the defences (only the defences' own tests turn one off)."""
+
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    memory_gib: float = DEFAULT_MEMORY_GIB  # address space per exercise
+    sandboxed: bool = True  # each answer's worker in a sandbox (kata/grade/sandbox.py)
+    scan: bool = True  # the answer scan before anything runs (kata/harness/scan.py)
+
+
 # Runs pytest from the grading tree: sys.path[0] is that tree, so `kata` and `exercises` are its copies.
 BOOTSTRAP = "import sys; sys.path.insert(0, sys.argv.pop(1)); import pytest; sys.exit(pytest.main(sys.argv[1:]))"
 
@@ -73,50 +87,68 @@ def _tail(path: Path, size: int = 1500) -> str:
         return f.read().decode("utf-8", "replace").strip()[-size:]
 
 
-def run_exercise(ex: Exercise, target: str, workdir: Path, timeout_s: float, root: Path = ROOT,
-                 answers: Path | None = None, memory_gib: float = DEFAULT_MEMORY_GIB,
-                 threads: int | None = None, sandboxed: bool = False) -> ExerciseResult:
-    """Run one exercise's tests in a fresh interpreter and a fresh copy of the kata (`root`) holding the answer
-    modules of `answers` (default: root's own); a crash, hang or vandalism costs only this exercise. The answers
-    (target exercises) run in a worker process, sandboxed if `sandboxed`; the reference runs in the judge."""
-    result = ExerciseResult(ex)
-    answers = answers or root
-    answer = answers / "exercises" / f"{ex.module}.py"
-    if target == "exercises" and answer.is_file():
-        result.forgery = tamper.scan_answer_file(answer)
+def screen_answer(ex: Exercise, answers: Path, root: Path, result: ExerciseResult, scan: bool = True) -> bool:
+    """Read the answer module of `answers` as a regular file, scan it (unless `scan` is off: only the defences'
+    own tests do that) and measure its similarity to the reference; False when it must not run."""
+    rel = f"exercises/{ex.module}.py"
+    try:
+        source = tamper.answer_bytes(answers, rel)
+    except OSError as error:
+        result.forgery = [f"答案文件不被读取 / the answer file is not read: {error}"]
+    else:
+        if source is None:
+            return True  # no answer: the stub is graded
+        result.forgery = scan_answer_bytes(source, ex) if scan else []
         solution = root / "reference" / f"{ex.module}.py"
         if solution.is_file():
-            result.similarity = similarity(answer.read_text(encoding="utf-8", errors="replace"),
+            result.similarity = similarity(source.decode("utf-8", errors="replace"),
                                            solution.read_text(encoding="utf-8"))
-        if result.forgery:  # never run code that tries to forge its grade
-            result.tests = [CaseResult(ex.id, "error", "未运行，疑似伪造成绩 / not run, looks like grade forgery: "
-                                       + "; ".join(result.forgery))]
-            return result
-    tree, scratch = workdir / f"tree-{ex.id}", workdir / f"cwd-{ex.id}"
-    scratch.mkdir(parents=True)
-    expected = tamper.build_grading_tree(root, answers, tree, solutions=target == "reference")
-    xml, output = workdir / f"junit-{ex.id}.xml", workdir / f"output-{ex.id}.txt"
+    if result.forgery:  # never run code that breaks the rules
+        result.tests = [CaseResult(ex.id, "error", "未运行，违反答案规则 / not run, it breaks the answer rules: "
+                                   + "; ".join(result.forgery))]
+    return not result.forgery
+
+
+def pytest_command(ex: Exercise, target: str, tree: Path, xml: Path, sandboxed: bool) -> list[str]:
+    """The judging pytest run of one exercise in the grading tree: upstream's configuration and plugins only."""
     cmd = [sys.executable, "-I", "-c", BOOTSTRAP, str(tree), str(tree / ex.test_file),
            "-c", str(tree / "pyproject.toml"), "--rootdir", str(tree), "--noconftest", "-p", "kata.harness.plugin",
-           f"--target={target}", "--slow", "-q", "--no-header", "-p", "no:cacheprovider",
+           "-p", "kata.grade.plugin", f"--target={target}", "--slow", "-q", "--no-header", "-p", "no:cacheprovider",
            f"--junitxml={xml}", "-o", "junit_suite_name=" + ex.id]
     if target == "exercises":
         cmd.append("--answers-in-worker")  # the answer runs only in a worker process (kata/grade/boundary.py)
         if sandboxed:
             cmd.append("--sandbox")  # … and that worker in a sandbox
+    return cmd
+
+
+def run_exercise(ex: Exercise, target: str, workdir: Path, options: Options, root: Path = ROOT,
+                 answers: Path | None = None, threads: int | None = None) -> ExerciseResult:
+    """Run one exercise's tests in a fresh interpreter and a fresh copy of the kata (`root`) holding the answer
+    modules of `answers` (default: root's own); a crash, hang or vandalism costs only this exercise. The answers
+    (target exercises) run in a worker process; the reference runs in the judge."""
+    result = ExerciseResult(ex)
+    answers = answers or root
+    if target == "exercises" and not screen_answer(ex, answers, root, result, options.scan):
+        return result
+    tree, scratch = workdir / f"tree-{ex.id}", workdir / f"cwd-{ex.id}"
+    scratch.mkdir(parents=True)
+    expected = tamper.build_grading_tree(root, answers, tree, solutions=target == "reference")
+    xml, output = workdir / f"junit-{ex.id}.xml", workdir / f"output-{ex.id}.txt"
     env = {k: os.environ[k] for k in KEPT_VARIABLES if k in os.environ}
     env.update(PYTHONDONTWRITEBYTECODE="1", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1", PYTHONHASHSEED="0")
     if threads is not None:  # exercises side by side share the cores: more threads than cores spin and stall
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     with output.open("wb") as sink:
-        proc = subprocess.Popen(cmd, cwd=scratch, env=env, stdin=subprocess.DEVNULL, stdout=sink,
-                                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_limits(memory_gib))
+        proc = subprocess.Popen(pytest_command(ex, target, tree, xml, options.sandboxed), cwd=scratch, env=env,
+                                stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
+                                start_new_session=True, preexec_fn=_limits(options.memory_gib))
         try:
-            proc.wait(timeout=timeout_s)
+            proc.wait(timeout=options.timeout_s)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)  # the whole session: children of the tests too
             proc.wait()
-            result.tests = [CaseResult(ex.id, "error", f"超时 / timed out after {timeout_s:g} s")]
+            result.tests = [CaseResult(ex.id, "error", f"超时 / timed out after {options.timeout_s:g} s")]
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # whatever it left behind (a sandbox's namespace dies with it)
     if not result.tests:
@@ -129,18 +161,16 @@ def run_exercise(ex: Exercise, target: str, workdir: Path, timeout_s: float, roo
     return result
 
 
-def run_all(exercises: list[Exercise], target: str, workdir: Path, timeout_s: float, root: Path = ROOT,
-            answers: Path | None = None, memory_gib: float = DEFAULT_MEMORY_GIB,
-            sandboxed: bool = False) -> list[ExerciseResult]:
+def run_all(exercises: list[Exercise], target: str, workdir: Path, options: Options, root: Path = ROOT,
+            answers: Path | None = None) -> list[ExerciseResult]:
     """Every exercise in its own process, a line printed as each one finishes; results in curriculum order."""
     started = time.perf_counter()
     print(f"评分 {len(exercises)} 个练习 / grading {len(exercises)} exercises (target {target}) …", flush=True)
     cores = os.cpu_count() or 1
     side_by_side = max(1, min(cores, len(exercises)))
     with ThreadPoolExecutor(max_workers=side_by_side) as pool:
-        futures = {pool.submit(run_exercise, ex, target, workdir, timeout_s, root, answers, memory_gib,
-                               max(1, cores // side_by_side), sandboxed): ex
-                   for ex in exercises}
+        futures = {pool.submit(run_exercise, ex, target, workdir, options, root, answers,
+                               max(1, cores // side_by_side)): ex for ex in exercises}
         for future in as_completed(futures):
             r = future.result()
             flag = "  ⚠️ " + r.forgery[0] if r.forgery else ""
@@ -149,19 +179,17 @@ def run_all(exercises: list[Exercise], target: str, workdir: Path, timeout_s: fl
         return [future.result() for future in futures]
 
 
-def grade(target: str, out: Path, exercises: list[Exercise], timeout_s: float, root: Path = ROOT,
-          answers: Path | None = None, memory_gib: float = DEFAULT_MEMORY_GIB,
-          no_sandbox: str | None = None) -> dict:
-    """Run, score and write results.json, junit.xml and summary.md under `out`; always writes the JSON. The answers
-    run sandboxed unless `no_sandbox` says why they cannot (the results say so too)."""
+def grade(target: str, out: Path, exercises: list[Exercise], options: Options, root: Path = ROOT,
+          answers: Path | None = None, no_sandbox: str | None = None) -> dict:
+    """Run, score and write results.json, junit.xml and summary.md under `out`; always writes the JSON. Where
+    `no_sandbox` says why no sandbox can be made, the results say so too."""
     out.mkdir(parents=True, exist_ok=True)
     results: list[ExerciseResult] = []
     error = None
     changes = tamper.fork_changes(answers, root) if answers is not None else []
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            results = run_all(exercises, target, Path(tmp), timeout_s, root, answers, memory_gib,
-                              sandboxed=no_sandbox is None)
+            results = run_all(exercises, target, Path(tmp), options, root, answers)
         junit_xml(results).write(out / "junit.xml", encoding="utf-8", xml_declaration=True)
         (out / "summary.md").write_text(summary_markdown(results, target, changes, no_sandbox), encoding="utf-8")
     except Exception as err:  # the JSON must still say what happened

@@ -1,13 +1,20 @@
 """The answer's side of a grade's process boundary: `serve` imports the answer module and answers the judge.
 
-答案一侧：worker 进程导入答案模块，执行评判进程的请求，结果按协议（kata/grade/protocol.py）传回。
+答案一侧：worker 进程导入答案模块，执行评判进程的请求，结果按协议（kata/grade/protocol.py）传回；导入答案之前先
+在本练习“自己的工作”（登记表的 own_job）上布好绊线，每次调用都在服务端代码里检查“怎么做的”。
 Objects the answer builds stay here behind handles (numbers into OBJECTS); models the judge sends are reported back
 with the answer's changes; the judge's callables are called back; a call whose tensors require grad keeps its graph
-for the judge's backward. The judge's side is kata/grade/boundary.py.
+for the judge's backward. Before the answer is imported, every function under the exercise's own job (the
+registry's `own_job`: kata.oracles for 2.1, gguf for 5.12, torch's quantized matmuls for 5.10) is wrapped in a
+tripwire, so that a call the scan could not see (from inside the learner API, or through a name it could not
+resolve) still fails the call; the exercise's checks of how (kata/harness/watch.py) watch each call the judge
+makes. Both live here, in the server's code, not in anything the answer imports. The judge's side is
+kata/grade/boundary.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib
 import itertools
@@ -15,6 +22,7 @@ import os
 import sys
 import types
 import warnings
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 import torch
@@ -22,14 +30,28 @@ import torch
 from kata.grade.protocol import (
     DATA_TYPES,
     REBUILT,
+    Backward,
     BoundaryError,
+    Call,
+    Callback,
+    Copy,
+    Get,
     Given,
     Handle,
     Link,
     Linked,
+    Names,
     NeedsGrad,
+    Raise,
     Ref,
+    Request,
+    Return,
     Sent,
+    Set,
+    SpyCall,
+    SpyCount,
+    SpyStart,
+    SpyStop,
     builtin_name,
     detached,
     map_nested,
@@ -37,6 +59,9 @@ from kata.grade.protocol import (
     remote_exception,
     send,
 )
+from kata.grade.tripwire import Tripwires
+from kata.harness import watch
+from kata.harness.curriculum import BY_MODULE
 
 OBJECTS: list[Any] = []  # the worker's objects behind handles, by number
 
@@ -54,7 +79,7 @@ def description(module: torch.nn.Module) -> dict:
             "buffers": {k: detached(v) for k, v in module._buffers.items()},
             "attributes": {k: v for k, v in vars(module).items() if not k.startswith("_") and type(v) in DATA_TYPES}}
 
-class Callback:
+class JudgeCallable:
     """A judge's callable, as the worker sees it: calling it asks the judge to run it."""
 
     def __init__(self, number: int, server: Server) -> None:
@@ -63,56 +88,26 @@ class Callback:
     def __call__(self, *args, **kwargs):
         server = self.server
         args, kwargs = server.for_judge(args, []), server.for_judge(kwargs, [])
-        send(server.writer, ("callback", self.number, args, kwargs, server.take_reports()))
-        kind, *rest, syncs = receive(server.reader, trusted=True)
-        for sync in syncs:  # what the test's callback did to the linked models it was given
+        with server.tripwires.disarmed():  # the judge's own code runs now, not the answer's
+            send(server.writer, Callback(self.number, args, kwargs, server.take_reports()))
+            reply = receive(server.reader, trusted=True)
+        for sync in reply.syncs:  # what the test's callback did to the linked models it was given
             vars(server.linked_models[sync.number]).update(vars(sync.model))
             server.mark_synced(sync.number)
-        if kind == "raise":
-            raise remote_exception(rest[0], rest[1])
-        return server.unwrap(rest[0], [], [])
-
-
-class Spy:
-    """Counts the calls to a function named by its dotted path — a module's (torch._weight_int4pack_mm_for_cpu) or
-    a class's (exercises.test_ex5_10_int4_kernel.Quantized.forward) — until undone; len() is the count."""
-
-    def __init__(self, dotted: str) -> None:
-        parts = dotted.split(".")
-        for cut in range(len(parts) - 1, 0, -1):  # the longest prefix that is a module
-            try:
-                owner = importlib.import_module(".".join(parts[:cut]))
-                break
-            except ImportError:
-                continue
-        for name in parts[cut:-1]:
-            owner = getattr(owner, name)
-        self.owner, self.name, self.calls = owner, parts[-1], 0
-        self.own = vars(owner).get(self.name, Spy)  # Spy: inherited, nothing of the owner's own to put back
-        original = getattr(owner, self.name)
-
-        def counted(*args, **kwargs):
-            self.calls += 1
-            return original(*args, **kwargs)
-        setattr(owner, self.name, counted)
-
-    def undo(self) -> None:
-        if self.own is Spy:
-            delattr(self.owner, self.name)
-        else:
-            setattr(self.owner, self.name, self.own)
-
-    def __len__(self) -> int:
-        return self.calls
+        if reply.error is not None:
+            raise remote_exception(*reply.error)
+        return server.unwrap(reply.value, [], [])
 
 
 class Server:
     """The worker's end: the answer module, the objects handed out, the pipes."""
 
-    def __init__(self, module: types.ModuleType, reader: BinaryIO, writer: BinaryIO) -> None:
-        self.module, self.reader, self.writer = module, reader, writer
+    def __init__(self, module: types.ModuleType, reader: BinaryIO, writer: BinaryIO, tripwires: Tripwires,
+                 how: tuple[str, ...] = ()) -> None:
+        self.module, self.reader, self.writer, self.tripwires = module, reader, writer, tripwires
+        self.watched = watch.Watched(module, how) if how else None  # the checks of how, around each call
         self.numbers: dict[int, int] = {}  # id(object) → handle number (objects are kept: ids stay unique)
-        self.spies: list[Spy] = []
+        self.spies: list[watch.Spy | watch.OpSpy] = []
         self.graphs: dict[int, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}  # kept for the judge's backward
         self.graph_numbers = itertools.count()
         self.linked: dict[int, int] = {}  # id(model) → its link number, for models the test's callbacks returned
@@ -160,11 +155,11 @@ class Server:
         tensors autograd must reach leaves that require grad."""
         def leaf(v: Any) -> Any:
             if isinstance(v, Ref):
-                return OBJECTS[v.key] if v.kind == "handle" else Callback(v.key, self)
+                return OBJECTS[v.key] if v.kind == "handle" else JudgeCallable(v.key, self)
             if isinstance(v, Sent):
                 for module in v.model.modules():  # the test's hooks on it: called back in the judge
                     for hooks in (module._forward_pre_hooks, module._forward_hooks):
-                        hooks.update({k: Callback(h.key, self) for k, h in hooks.items() if isinstance(h, Ref)})
+                        hooks.update({k: JudgeCallable(h.key, self) for k, h in hooks.items() if isinstance(h, Ref)})
                 given.append(v.model)
                 return v.model
             if isinstance(v, NeedsGrad):
@@ -211,60 +206,113 @@ class Server:
                     replaced[full] = self.handle(child)
         return {"kept": kept, "replaced": replaced}
 
-    def respond(self, message: tuple) -> tuple:
-        op, environment, *rest = message
-        if op == "backward":  # the judge's autograd reached a call that kept its graph here
-            inputs, outputs = self.graphs.pop(rest[0])
-            pairs = [(o, g) for o, g in zip(outputs, rest[1], strict=True) if g is not None and o.requires_grad]
-            if pairs:
-                torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
-            return ("return", [None if t.grad is None else detached(t.grad) for t in inputs], [], [], None, {})
-        for key, value in environment.items():  # the judge's values of SHARED_VARIABLES, as the test set them
+    def respond(self, request: Request) -> Return | Raise:
+        """Answer one of the judge's requests: a handler per message type."""
+        for key, value in request.environment.items():  # the judge's values of SHARED_VARIABLES, as the test set them
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        if op == "spy":
-            self.spies.append(Spy(rest[0]))
-            return ("return", len(self.spies) - 1, [], [], None, {})
-        if op in ("spied", "unspy"):
-            spy = self.spies[rest[0]]
-            if op == "unspy":
-                spy.undo()
-            return ("return", spy.calls, [], [], None, {})
-        path, args, kwargs = rest
+        message = request.message
+        handler = {Backward: self.on_backward, SpyStart: self.on_spy_start, SpyCount: self.on_spy_count,
+                   SpyCall: self.on_spy_call, SpyStop: self.on_spy_stop}.get(type(message))
+        if handler is not None:
+            return Return(handler(message), [], [], None, {})
+        return self.on_answer(message)
+
+    def on_backward(self, message: Backward) -> list:
+        inputs, outputs = self.graphs.pop(message.graph)
+        pairs = [(o, g) for o, g in zip(outputs, message.grads, strict=True) if g is not None and o.requires_grad]
+        if pairs:
+            torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
+        return [None if t.grad is None else detached(t.grad) for t in inputs]
+
+    def on_spy_start(self, message: SpyStart) -> int:
+        self.spies.append(watch.spy(message.dotted))
+        return len(self.spies) - 1
+
+    def on_spy_count(self, message: SpyCount) -> int:
+        return len(self.spies[message.number])
+
+    def on_spy_call(self, message: SpyCall) -> tuple | None:
+        call = self.spies[message.number][message.index]
+        return None if call is None else (call.args, call.result)
+
+    def on_spy_stop(self, message: SpyStop) -> int:
+        spy = self.spies[message.number]
+        if isinstance(spy, watch.Spy):
+            spy.undo()
+        else:
+            self.spies[message.number] = watch.OpSpy("aten.")  # recorded calls stay readable; nothing more counts
+            self.spies[message.number].calls = spy.calls
+        return len(spy)
+
+    def target(self, path: tuple) -> Any:
+        target = self.module if path[0] is None else OBJECTS[path[0]]
+        for name in path[1:]:
+            target = getattr(target, name)
+        return target
+
+    def run(self, message: Call | Get | Set | Copy, given: list, needs_grad: list) -> Callable[[], Any]:
+        """What the message asks the answer to do, as a function of nothing."""
+        if isinstance(message, Set):
+            value = self.unwrap(message.value, given, needs_grad)
+            return lambda: setattr(self.target(message.path[:-1]), message.path[-1], value)
+        if isinstance(message, Copy):
+            return lambda: copy.deepcopy(self.target(message.path))
+        if isinstance(message, Get):
+            return lambda: self.target(message.path)
+        args, kwargs = self.unwrap(message.args, given, needs_grad), self.unwrap(message.kwargs, given, needs_grad)
+
+        def call():
+            target = self.target(message.path)
+            if self.watched is None:
+                return target(*args, **kwargs)
+            return self.watched.call(target, lambda: target(*args, **kwargs), args)
+        return call
+
+    def on_answer(self, message: Call | Get | Set | Copy) -> Return | Raise:
+        """Run the answer's code (a call, an attribute read or write, a copy) with the tripwires armed and the
+        spies recording; the reply carries the value and what the answer changed."""
         given: list[torch.nn.Module] = []
         needs_grad: list[torch.Tensor] = []
-        args, kwargs = self.unwrap(args, given, needs_grad), self.unwrap(kwargs, given, needs_grad)
-        graph = None
+        run = self.run(message, given, needs_grad)
         originals = {id(m) for model in given for m in model.modules()}
+        graph, failure, reply = None, None, None
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                target = self.module if path[0] is None else OBJECTS[path[0]]
-                names = path[1:-1] if op == "set" else path[1:]
-                for name in names:
-                    target = getattr(target, name)
-                if op == "call":
-                    result = target(*args, **kwargs)
-                elif op == "set":
-                    result = setattr(target, path[-1], args[0])
-                elif op == "copy":
-                    result = copy.deepcopy(target)
-                else:
-                    result = target
-                outputs = [result] if isinstance(result, torch.Tensor) else list(result) \
-                    if isinstance(result, tuple) else []
-                if needs_grad and any(isinstance(o, torch.Tensor) and o.requires_grad for o in outputs):
-                    graph = next(self.graph_numbers)
-                    self.graphs[graph] = (needs_grad, outputs)
-                reply = ("return", self.for_judge(result, given))
+                result = self.armed(run)
+                graph = self.keep_graph(result, needs_grad)
+                reply = self.for_judge(result, given)
             except BaseException as error:  # SystemExit and KeyboardInterrupt too: they end up as RuntimeError
-                reply = ("raise", builtin_name(type(error)), str(error))
+                failure = (builtin_name(type(error)), str(error))
         said = [(builtin_name(w.category), str(w.message)) for w in caught]
         for number in self.linked_models:  # the judge's copies may be held by the test: keep them true
             self.report_linked(number)
-        return (*reply, [self.report(model, originals) for model in given], said, graph, self.take_reports())
+        reports = [self.report(model, originals) for model in given]
+        if failure is not None:
+            return Raise(*failure, reports, said, self.take_reports())
+        return Return(reply, reports, said, graph, self.take_reports())
+
+    def armed(self, run: Callable[[], Any]) -> Any:
+        """run() with the tripwires armed and the aten spies recording; a tripwire crossed fails it."""
+        with self.tripwires.armed(), contextlib.ExitStack() as stack:
+            for spy in self.spies:
+                if isinstance(spy, watch.OpSpy) and spy.op:
+                    stack.enter_context(spy)
+            result = run()
+        self.tripwires.check()
+        return result
+
+    def keep_graph(self, result: Any, needs_grad: list[torch.Tensor]) -> int | None:
+        """Keep the graph of a result autograd must reach back through; its number for the judge, else None."""
+        outputs = [result] if isinstance(result, torch.Tensor) else list(result) if isinstance(result, tuple) else []
+        if not needs_grad or not any(isinstance(o, torch.Tensor) and o.requires_grad for o in outputs):
+            return None
+        graph = next(self.graph_numbers)
+        self.graphs[graph] = (needs_grad, outputs)
+        return graph
 
 
 def public_names(server: Server) -> dict[str, Any]:
@@ -282,21 +330,27 @@ def public_names(server: Server) -> dict[str, Any]:
 
 def serve(tree: str, name: str) -> None:
     """Import exercises.<name> from the grading tree and answer the judge's requests until it closes the pipe. The
-    protocol keeps the process's original stdin / stdout; the answer's prints go to stderr."""
+    protocol keeps the process's original stdin / stdout; the answer's prints go to stderr. The tripwires are laid
+    before the answer is imported, and armed while it imports."""
     reader, writer = os.fdopen(os.dup(0), "rb"), os.fdopen(os.dup(1), "wb")
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     sys.path.insert(0, tree)
+    ex = BY_MODULE.get(name)
+    tripwires = Tripwires(ex.own_job if ex is not None else ())
     try:
-        server = Server(importlib.import_module(f"exercises.{name}"), reader, writer)
-        send(writer, ("names", public_names(server)))
+        with tripwires.armed():
+            module = importlib.import_module(f"exercises.{name}")
+        tripwires.check()
+        server = Server(module, reader, writer, tripwires, ex.how if ex is not None else ())
+        send(writer, Names(public_names(server)))
     except BaseException as error:  # the judge raises it on import, as an import error would be
-        send(writer, ("raise", builtin_name(type(error)), f"{type(error).__name__}: {error}"))
+        send(writer, Names({}, (builtin_name(type(error)), f"{type(error).__name__}: {error}")))
         return
     while True:
         try:
-            message = receive(reader, trusted=True)
+            request = receive(reader, trusted=True)
         except BoundaryError:
             return
-        send(writer, server.respond(message))
+        send(writer, server.respond(request))

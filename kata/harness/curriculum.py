@@ -1,12 +1,57 @@
-"""The curriculum: one entry per exercise, in the chapter's order, with its hints.
+"""The exercise registry: one entry per exercise, in the chapter's order, and what every answer may import.
 
-课程表：每个练习一项，按章节顺序排列，附提示。Grader points, the progress table, the README table and
-`python -m kata hint` all read this list.
+课程表（唯一的练习登记处）：每个练习一项，按章节顺序；以及答案可以导入什么、每个练习不许借用什么。
+The plugin, the progress table, `python -m kata hint` / `list`, the grader, the answer scan, the demands test and
+README's curriculum table all read this module; nothing else lists the exercises, the learner API or the policy.
+
+An answer's policy has three layers, all checked by kata/harness/scan.py before the answer runs (and, in grading,
+by the worker around each call, kata/grade/worker.py):
+- ANSWER_MODULES: the only top-level modules an answer may import (no other library's quantizer or kernel);
+- LEARNER_API: the kata modules it may import, and of them only the names they define (not what they import);
+- each exercise's `own_job`: the symbols that *are* its job (5.1 may not call kata.oracles' group rules), and its
+  `how`: the checks of how the result was made (5.10's launch of a Triton kernel of the answer's own file).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from kata.harness.hints import HINTS
+
+# The kata modules an answer may import (kata/<name>.py): the learner API. 学员 API。
+LEARNER_API = ("cpu", "decode", "evaluate", "gguf_export", "llama", "oracles", "report", "sequential", "smollm2",
+               "static_decode", "timing", "validate")
+# Top-level modules an answer may import; anything else (another library's quantizer or kernel, the interpreter's
+# internals, files and processes) is refused. 答案可以导入的顶层模块。
+ANSWER_MODULES = frozenset({
+    "__future__", "abc", "bisect", "collections", "contextlib", "copy", "dataclasses", "enum", "fractions",
+    "functools", "heapq", "itertools", "math", "numbers", "operator", "os", "random", "re", "statistics", "string",
+    "struct", "textwrap", "time", "typing", "warnings",
+    "numpy", "torch", "triton", "kata",
+    "exercises",  # the learner's own other answers (exercises.ex2_1_per_tensor), never their tests
+})
+# Doors out of any exercise: code loaded or compiled at run time, the dispatcher's raw ops, other processes' files.
+BACKDOORS = ("torch.ops", "torch._C", "torch._ops", "torch.library", "torch._library", "torch.utils.cpp_extension",
+             "torch.utils._python_dispatch", "torch.overrides", "torch._dynamo", "torch.hub", "torch.load",
+             "torch.jit.load", "torch.package", "torch.classes", "numpy.load", "numpy.ctypeslib",
+             "operator.attrgetter", "operator.methodcaller")
+# Ready quantized matmuls: 5.10's job is to write one.
+QUANTIZED_MATMULS = ("torch._weight_int4pack_mm", "torch._weight_int4pack_mm_for_cpu",
+                     "torch._weight_int4pack_mm_with_scales_and_zeros", "torch._weight_int8pack_mm", "torch._int_mm",
+                     "torch._convert_weight_to_int4pack", "torch._convert_weight_to_int4pack_for_cpu",
+                     "torch._dyn_quant_matmul_4bit", "torch._dyn_quant_pack_4bit_weight")
+
+# What each check of how demands, in words (`python -m kata rules`); the stub says it too (tests/demands.py).
+HOW_TEXT = {
+    "fused_kernel": ("quantized_matmul / KernelLinear 每次都启动你文件里的 @triton.jit 内核读打包的权重，返回它写的"
+                     "张量，内核外没有矩阵乘，第二次调用起不分配 ≥ 2·N·K 字节 / each call launches a @triton.jit "
+                     "kernel of your file on the packed weights, returns what it wrote, runs no matmul outside it, "
+                     "and from the second call allocates nothing of ≥ 2·N·K bytes"),
+    "fused_path": ("bf16 的 forward 调用一次 torch 的融合核，输出与融合核在同样操作数上的结果逐位相同 / a bf16 "
+                   "forward calls torch's fused kernel once and returns its result on the same operands, "
+                   "bit-identical"),
+}
+HOW_RULES = {"fused_kernel": "@triton.jit", "fused_path": "bit-identical"}  # the words a stub must state
 
 
 @dataclass(frozen=True)
@@ -16,9 +61,15 @@ class Exercise:
     chapter: str  # the chapter item it comes from
     title_zh: str
     title_en: str
-    hints: tuple[tuple[str, str], ...]  # (中文, English) pairs, easiest first
+    writes: str  # what the learner writes (README's curriculum table), 中文 / English
+    own_job: tuple[str, ...] = ()  # dotted symbols (and what is under them) that do this exercise's job
+    how: tuple[str, ...] = ()  # checks of how a result was made: keys of HOW_TEXT (kata/harness/watch.py)
     points: int = 10
-    hint_keys: tuple[tuple[str, int], ...] = ()  # (words in a test's name, the hint that test is about)
+    hint_keys: tuple[tuple[str, int], ...] = field(default=())  # (words in a test's name, the hint it is about)
+
+    @property
+    def hints(self) -> tuple[tuple[str, str], ...]:
+        return HINTS[self.id]
 
     def hint_for(self, test_name: str | None) -> tuple[str, str]:
         """The hint for a failing test: the first key its name contains picks one; otherwise the first hint."""
@@ -34,271 +85,70 @@ class Exercise:
         return f"{self.title_zh} / {self.title_en}"
 
 
+ORACLES = ("kata.oracles",)  # round-to-nearest and SQNR: the early exercises' own answers
+
 EXERCISES: tuple[Exercise, ...] = (
-    Exercise(
-        "ex1_1", "ex1_1_weight_memory", "1.1 · TODO 1", "权重显存计算", "weight memory",
-        (
-            ("显存(GB) = 参数量(十亿) × 每个权重的比特数 / 8。fp16 是 16 比特，int4 是 4 比特。",
-             "GB = billions of params × bits per weight / 8. fp16 is 16 bits, int4 is 4."),
-            ("分组量化要把每组的 scale（和 zero point）摊到每个权重上：4 + 16/128 = 4.125 比特。",
-             "Group scales add their bits spread over the group: 4 + 16/128 = 4.125 bits."),
-            ("未知的 dtype 要抛出 ValueError，并列出所有合法取值。",
-             "An unknown dtype raises ValueError listing the valid names."),
-        ),
-        hint_keys=(("unknown_dtype", 2), ("group", 1)),
-    ),
-    Exercise(
-        "ex1_2", "ex1_2_format_table", "1.2", "7B 模型格式对比表", "7B format table",
-        (
-            ("对每个格式调用传入的 memory_gb(num_params_b, fmt)，再除以 fp16 的显存。",
-             "Call the memory_gb(num_params_b, fmt) you are given for each format; divide by fp16's."),
-            ("渲染成 Markdown 表：表头、分隔行，然后每个格式一行，数字保留两位小数。",
-             "Render a Markdown table: header, separator, one row per format, two decimals."),
-        ),
-    ),
-    Exercise(
-        "ex2_1", "ex2_1_per_tensor", "2.1 · TODO 2", "逐张量量化与反量化", "per-tensor quantize",
-        (
-            ("qmax = 2**(num_bits-1) - 1；scale = max|x| / qmax，至少 1e-8。",
-             "qmax = 2**(num_bits-1) - 1; scale = max|x| / qmax, at least 1e-8."),
-            ("q = clamp(round(x / scale), -qmax-1, qmax)，存成 torch.int8；反量化是 q.float() * scale。",
-             "q = clamp(round(x / scale), -qmax-1, qmax) as torch.int8; dequantize is q.float() * scale."),
-            ("先检查输入：x 必须是浮点张量且有限，num_bits 在 2..8；可用 kata.validate 里的函数。",
-             "Check inputs first: a finite floating tensor, num_bits in 2..8; kata.validate has helpers."),
-        ),
-    ),
-    Exercise(
-        "ex2_2", "ex2_2_quant_error", "2.2", "量化误差：MSE、最大误差、SQNR", "quantization error",
-        (
-            ("MSE = mean((x - x̂)²)，max_abs = max|x - x̂|。",
-             "MSE = mean((x - x̂)²); max_abs = max|x - x̂|."),
-            ("SQNR(dB) = 10·log10(Σx² / Σ(x - x̂)²)；误差为 0 时是 +inf。",
-             "SQNR(dB) = 10·log10(Σx² / Σ(x - x̂)²); +inf when the error is zero."),
-        ),
-    ),
-    Exercise(
-        "ex3_1", "ex3_1_savings_vs_error", "3.1 · TODO 3", "显存节省 vs 误差", "saving vs error",
-        (
-            ("节省比例 = 1 - bits / 16（相对 fp16）。fp16 这一行的误差来自 x.half().float() 的往返。",
-             "Saving = 1 - bits / 16 (against fp16). The fp16 row's error is x.half().float()'s round trip."),
-            ("整数行用传入的 quantize / dequantize 做往返，再算 MSE 和 SQNR。",
-             "Integer rows round-trip through the quantize / dequantize you are given, then MSE and SQNR."),
-        ),
-    ),
-    Exercise(
-        "ex3_2", "ex3_2_conservative", "3.2", "何时更保守：INT8、保留 FP16、QAT", "when to be conservative",
-        (
-            ("从 target_bits 开始：SQNR 达标就用 PTQ；显存卡死在 target_bits 就选 QAT。",
-             "Start at target_bits: PTQ if its SQNR meets the bar; if memory pins you there, QAT."),
-            ("否则往上找第一个达标的位宽；都不达标就保留 FP16。",
-             "Otherwise take the lowest higher bit width that meets the bar; if none does, keep FP16."),
-        ),
-    ),
-    Exercise(
-        "ex4_1", "ex4_1_self_check", "4.1", "自测题：用计算回答", "self-check by computation",
-        (
-            ("问题 1：用传入的 memory_gb 算出各格式显存和相对 fp16 的倍数。",
-             "Q1: compute each format's memory with the memory_gb you are given, and the ratio to fp16."),
-            ("问题 2：峰均比 = max|x| / sqrt(mean(x²))；峰均比大，逐张量量化的 SQNR 就低。",
-             "Q2: crest factor = max|x| / sqrt(mean(x²)); a high crest factor lowers per-tensor SQNR."),
-            ("问题 3：每多 1 比特 SQNR 约增加 6.02 dB；用最小二乘求斜率，找最低达标位宽。",
-             "Q3: each bit adds about 6.02 dB; fit the slope by least squares, find the lowest passing width."),
-        ),
-    ),
-    Exercise(
-        "ex5_1", "ex5_1_granularity", "实践 (a)", "量化粒度、零点与截断", "granularity and clipping",
-        (
-            ("先写一个 _groups(w) 把权重看成 (行, 组, 组长)：tensor → (1, 1, -1)，channel → (out, 1, in)，"
-             "group → (out, in/g, g)。", "Write a helper viewing w as (rows, groups, group_len): tensor → "
-             "(1, 1, -1), channel → (out, 1, in), group → (out, in/g, g)."),
-            ("在最后一维上取 amax / amin，就得到形状 (行, 组) 的 scale；量化时用 scale[..., None] 广播。",
-             "amax / amin over the last dim gives scale of shape (rows, groups); broadcast with scale[..., None]."),
-            ("非对称：lo = min(c·min, 0)，hi = max(c·max, 0)，zero_point = round(-lo/scale)；码用 uint8。",
-             "Asymmetric: lo = min(c·min, 0), hi = max(c·max, 0), zero_point = round(-lo/scale); uint8 codes."),
-            ("MSE 截断搜索：对每个候选 c 做 fake_quantize，按 (行, 组) 记下误差最小的 c。",
-             "MSE clip search: fake_quantize at each candidate c, keep the best c per (row, group)."),
-        ),
-    ),
-    Exercise(
-        "ex5_2", "ex5_2_int4_packing", "实践 (a)", "INT4 打包与实测字节", "INT4 packing and real bytes",
-        (
-            ("q.to(torch.uint8) & 0xF 得到 4 位补码；偶数位 | 奇数位 << 4。",
-             "q.to(torch.uint8) & 0xF gives the 4-bit two's complement; even | odd << 4."),
-            ("解包：packed & 0xF 与 packed >> 4 交错排列（torch.stack(..., dim=-1).flatten(-2)）；有符号时 ≥ 8 减 16。",
-             "Unpack: interleave packed & 0xF and packed >> 4 (stack on a new last dim, flatten); signed: ≥ 8 → -16."),
-            ("torch 的零点：(q - 8)·s + zero = (q - zp)·s ⇒ zero = (8 - zp)·s；再转置成 (组, out, 2)。",
-             "torch's zero: (q - 8)·s + zero = (q - zp)·s ⇒ zero = (8 - zp)·s; transpose to (groups, out, 2)."),
-        ),
-    ),
-    Exercise(
-        "ex5_3", "ex5_3_quant_linear", "实践 (a)/(c)", "只量化权重的线性层", "weight-only quantized Linear",
-        (
-            ("用 register_buffer 存码、scale、zero_point：它们会进 state_dict，却不是可训练参数。",
-             "Store codes, scale and zero_point with register_buffer: in the state_dict, not trainable."),
-            ("forward：反量化出 ŵ，转成 x.dtype，再 F.linear(x, ŵ, bias)。",
-             "forward: dequantize ŵ, cast to x.dtype, then F.linear(x, ŵ, bias)."),
-            ("替换子模块：名字 'layers.0.mlp.up_proj' 拆成父模块 'layers.0.mlp' 与属性 'up_proj'，用 setattr。",
-             "Swap a submodule: split 'layers.0.mlp.up_proj' into parent 'layers.0.mlp' and 'up_proj'; setattr."),
-            ("码与 scale 可直接用 kata.oracles.group_qparams / quantize_to_grid，不必先做完 5.1 与 5.2。",
-             "kata.oracles.group_qparams / quantize_to_grid give codes and scales without your 5.1 and 5.2."),
-            ("快速路径：把操作数存在 self._cpu_operands（__init__ 里设为 None），第一次用时才打包。",
-             "Fast path: keep the operands in self._cpu_operands (None in __init__), packed on first use."),
-        ),
-    ),
-    Exercise(
-        "ex5_4", "ex5_4_calibration", "实践 (b)", "校准：层输入、通道统计、Hessian", "calibration and the Hessian",
-        (
-            ("module.register_forward_pre_hook(fn)：fn(module, args) 里 args[0] 就是输入；记得 handle.remove()。",
-             "module.register_forward_pre_hook(fn): args[0] in fn(module, args) is the input; remove the handle."),
-            ("H = (2/N)·XᵀX：先 x.reshape(-1, d).double()，再 x.T @ x。",
-             "H = (2/N)·XᵀX: x.reshape(-1, d).double(), then x.T @ x."),
-            ("流式：先把旧 H 乘 n/(n+m)，再加 (2/(n+m))·XᵀX。",
-             "Streaming: scale the old H by n/(n+m), then add (2/(n+m))·XᵀX."),
-        ),
-    ),
-    Exercise(
-        "ex5_5", "ex5_5_awq", "实践 (b)", "AWQ：激活感知缩放与截断", "AWQ scales and clipping",
-        (
-            ("α = 0 时 s 全为 1，就是普通 RTN：网格从 0 开始，保证 AWQ 不会比 RTN 差。",
-             "At α = 0, s is all ones: plain RTN. Starting the grid at 0 keeps AWQ from doing worse than RTN."),
-            ("量化的是 W·s，再除以 s：ŵ = Q(W·s)/s；输出误差是 x·(ŵ − W)ᵀ。",
-             "Quantize W·s, divide by s: ŵ = Q(W·s)/s; the output error is x·(ŵ − W)ᵀ."),
-            ("输出误差的均方等于 trace(D·C·Dᵀ)，C = XᵀX/N：先算一次 C，每个候选都很便宜。",
-             "The mean square output error is trace(D·C·Dᵀ) with C = XᵀX/N: compute C once, candidates are cheap."),
-            ("折叠：RMSNorm 的 weight 除以 s，后面 Linear 的 weight（列）乘以 s：浮点输出完全不变。",
-             "Folding: divide the RMSNorm weight by s, multiply the next Linear's columns by s: same float output."),
-            ("整模型：照 kata/sequential.py 开头的循环写；Q(·) 可直接用 kata.oracles.rtn，不必先做完 5.1。",
-             "The model flow follows the loop in kata/sequential.py's docstring; Q(·) can be kata.oracles.rtn."),
-        ),
-    ),
-    Exercise(
-        "ex5_6", "ex5_6_gptq", "实践 (b)", "GPTQ：误差反馈的逐列量化", "GPTQ",
-        (
-            ("先写不分块（block_size=1）的版本：量化一列，err = (w − q)/U_qq，W[:, q:] −= err·U[q, q:]。",
-             "Start without blocks: quantize a column, err = (w − q)/U_qq, W[:, q:] −= err·U[q, q:]."),
-            ("U = cholesky(cholesky_inverse(cholesky(H + λI)), upper=True)；H 用 float64 更稳。",
-             "U = cholesky(cholesky_inverse(cholesky(H + λI)), upper=True); float64 H is safer."),
-            ("act_order：perm = argsort(diag H, descending)，W 与 H 都按 perm 重排，最后 ŵ[:, argsort(perm)]。",
-             "act_order: perm = argsort(diag H, descending); permute W and H, finish with ŵ[:, argsort(perm)]."),
-            ("分块后，块外的列还欠着本块的更新：拟合组参数时要把 Err[:, :i] @ U[i1:i1+i, cols] 减掉。",
-             "With blocks, later columns still owe this block's update: subtract Err[:, :i] @ U[i1:i1+i, cols]."),
-            ("整模型：照 kata/sequential.py 开头的循环写；组参数可用 kata.oracles.group_qparams，不必先做完 5.1。",
-             "The model flow follows kata/sequential.py's loop; kata.oracles.group_qparams fits the group grid."),
-        ),
-    ),
-    Exercise(
-        "ex5_7", "ex5_7_smoothquant", "实践 (c)", "W8A8 与 SmoothQuant", "W8A8 and SmoothQuant",
-        (
-            ("逐 token：scale = x.abs().amax(-1, keepdim=True) / 127；逐张量：x.abs().amax() / 127。",
-             "Per token: scale = x.abs().amax(-1, keepdim=True) / 127; per tensor: x.abs().amax() / 127."),
-            ("torch._int_mm(a, b.T) 返回 int32；模拟：(a.double() @ b.double().T).to(torch.int32)，逐位相同。",
-             "torch._int_mm(a, b.T) gives int32; emulate with (a.double() @ b.double().T).to(torch.int32)."),
-            ("W8A8 前向：y = int8_matmul(q_x, qweight).float() * scale_x * weight_scale，最后才回到浮点。",
-             "W8A8 forward: y = int8_matmul(q_x, qweight).float() * scale_x * weight_scale: float only at the end."),
-            ("α 搜索：共享输入的权重按行拼起来，max|W_j| 取所有行；先算一次 x @ Wᵀ 作为参照。",
-             "α search: stack the weights sharing x; max|W_j| over all their rows; compute x @ Wᵀ once."),
-            ("整模型：照 kata/sequential.py 的循环；平滑不改变浮点模型，最后再 swap_linears(model.layers)。",
-             "Model flow: kata/sequential.py's loop; smoothing keeps the float model, swap_linears at the end."),
-        ),
-    ),
-    Exercise(
-        "ex5_8", "ex5_8_compare_formats", "实践 (c)", "同一模型上比较所有格式", "every format on one model",
-        (
-            ("NF4：normal = torch.distributions.Normal(0., 1.)；normal.icdf(torch.linspace(NF4_OFFSET, 0.5, 9)[:-1])。",
-             "NF4: normal.icdf(torch.linspace(NF4_OFFSET, 0.5, 9)[:-1]) gives the 8 positive values."),
-            ("最近的 codebook 值：(w_norm[..., None] - codebook).abs().argmin(-1)。",
-             "Nearest codebook value: (w_norm[..., None] - codebook).abs().argmin(-1)."),
-            ("FP8：(w / s).to(torch.float8_e4m3fn) 就是舍入到最近的 E4M3 值；s 让每行最大值落在 448。",
-             "FP8: (w / s).to(torch.float8_e4m3fn) rounds to the nearest E4M3 value; s puts the row max at 448."),
-            ("compare_formats：基线只算一次 log_probs；每个格式都从 load_model() 拿一份新的模型。",
-             "compare_formats: the baseline's log_probs once; every format starts from a fresh load_model()."),
-        ),
-    ),
-    Exercise(
-        "ex5_9", "ex5_9_qat", "3.2 · 4.1 Q3", "量化感知训练：STE 与 LSQ", "quantization-aware training",
-        (
-            ("RoundSTE：forward 返回 torch.round(x)，backward 原样返回 grad。",
-             "RoundSTE: forward returns torch.round(x), backward returns grad unchanged."),
-            ("lsq_fake_quantize：s = scale_gradient(step, 1/√(g·qmax))[..., None]；v = clamp(w/s)；ŵ = RoundSTE(v)·s。",
-             "lsq_fake_quantize: s = scale_gradient(step, 1/√(g·qmax))[..., None]; v = clamp(w/s); ŵ = RoundSTE(v)·s."),
-            ("clamp 的梯度在范围外为 0，所以 ∂ŵ/∂w 自动为 0，∂ŵ/∂s 自动是 qmin 或 qmax。",
-             "clamp's gradient is 0 outside the range: ∂ŵ/∂w becomes 0 and ∂ŵ/∂s becomes qmin or qmax by itself."),
-            ("qat_finetune：先把所有参数 requires_grad_(False)，再只打开 QATLinear 的；老师的 logits 用 no_grad。",
-             "qat_finetune: freeze every parameter, then unfreeze the QATLinear ones; the teacher runs under no_grad."),
-        ),
-    ),
-    Exercise(
-        "ex5_10", "ex5_10_int4_kernel", "实践 (c)", "Triton 融合 INT4 / INT8 内核", "a fused Triton kernel",
-        (
-            ("prepare：codes.t().reshape(K // 8, 8, N)，第 i 个码左移 4·i 位再沿 dim=1 求和（int64），回绕成 int32。",
-             "prepare: codes.t().reshape(K // 8, 8, N), shift code i by 4·i, sum over dim 1 in int64, wrap to int32."),
-            ("内核里每个字只读一次：words 形状 (BLOCK_K/8, BLOCK_N)；"
-             "第 i 个码 = (words >> 4·i) & 0xF，它是第 8j + i 行。"
-             "tl.dot 路径可以把 8 个码各当一个 (BLOCK_K/8, BLOCK_N) 子块，配 x 的第 8j + i 列。",
-             "Load each word once, (BLOCK_K/8, BLOCK_N); code i = (words >> 4·i) & 0xF is row 8j + i. For tl.dot, "
-             "treat each of the 8 codes as a (BLOCK_K/8, BLOCK_N) sub-tile against x's columns 8j + i."),
-            ("组号 = k0 // group_size；ŵ = (q − z)·s。GEMV 可以先在组内求 Σx·q 和 Σx，最后 s·(Σx·q − z·Σx)。",
-             "Group = k0 // group_size; ŵ = (q − z)·s. "
-             "A GEMV can sum Σx·q and Σx inside a group, then s·(Σx·q − z·Σx)."),
-            ("GEMV：每个线程管几个相邻输出，沿 K 在寄存器里累加；tl.dot 要求 BLOCK_M ≥ 16。M 小时程序太少填不满 GPU："
-             "split-K，各段用 tl.atomic_add 加进 float32 的缓冲区。",
-             "GEMV: each thread owns a few neighbouring outputs and sums over K in registers; "
-             "tl.dot needs BLOCK_M ≥ 16. "
-             "At small M too few programs fill the GPU: split K and tl.atomic_add the parts into a float32 buffer."),
-            ("更快（nox -s bench）：1 + q/16 = bits(q << 19 | 0x3F800000) 免去整数转浮点；"
-             "fp16 里 q | 0x6400 = 1024 + q；"
-             "最后到达的程序写 y 并把缓冲区清零，省掉清零和转换两个内核。",
-             "Faster (nox -s bench): 1 + q/16 = bits(q << 19 | 0x3F800000) skips int-to-float; in fp16 q | 0x6400 = "
-             "1024 + q; the last program to arrive writes y and re-zeroes the buffer: no zero-fill or cast kernels."),
-        ),
-        hint_keys=(("prepare", 0), ("word", 0), ("leading", 2), ("equals", 3)),
-    ),
-    Exercise(
-        "ex5_11", "ex5_11_sensitivity", "3.2 · 4.1 Q3", "层敏感度、混合精度与方案选择",
-        "sensitivity and mixed precision",
-        (
-            ("layer_bytes：码 -(-out·in·bits // 8) 字节（向上取整）+ out·(in // group)·(2 + (bits < 8)) 字节元数据。",
-             "layer_bytes: codes -(-out·in·bits // 8) bytes (rounded up) + out·(in // group)·(2 + (bits < 8))."),
-            ("sensitivity：先存下这组层的权重，quantize_layers，算 KL，再 copy_ 回去——下一组要从浮点模型开始。",
-             "sensitivity: save the group's weights, quantize_layers, measure the KL, copy_ them back."),
-            ("更快：第一个被改的层之前的块和浮点模型算得一样。先用 kata.sequential 的 run_block(…, dtype=None) "
-             "把每块的浮点输入存下来，每组从它碰到的第一块开始跑，再 lm_head(norm(x))。",
-             "Faster: blocks before the first changed layer compute what the float model computes: keep each "
-             "block's float input (kata.sequential.run_block(…, dtype=None)) and start each run there."),
-            ("KL = mean over positions of Σ p_ref·(log p_ref − log p)，和 kata.evaluate.evaluate 的定义一样。",
-             "KL = mean over positions of Σ p_ref·(log p_ref − log p), as kata.evaluate.evaluate defines it."),
-            ("plan_precision：每个层记住当前选项的下标；每轮在所有“层 × 更宽选项”里找 (KL 降幅 / 多花的字节) "
-             "最大且放得进预算的那个。",
-             "plan_precision: keep each layer's option index; each round take the (layer, wider option) with the "
-             "largest KL drop per extra byte that still fits the budget."),
-        ),
-    ),
-    Exercise(
-        "ex5_12", "ex5_12_gguf_formats", "实践 (c)", "GGUF 块格式、MXFP4 与 NVFP4", "GGUF block formats, MXFP4, NVFP4",
-        (
-            ("先写 round_half_away 和半字节打包：32 个码的块里字节 j = 码 j | 码 j+16 << 4（NVFP4：j 与 j+8）。"
-             "fp16 的字节：d.to(torch.float16).view(torch.uint8)。",
-             "Start with round_half_away and the nibble packing: byte j = code j | code j+16 << 4 (NVFP4: j and "
-             "j+8). fp16 bytes: d.to(torch.float16).view(torch.uint8)."),
-            ("字节要和 gguf 一样，运算顺序也要一样：先用 float32 算 d 和 1/d，再算 x · (1/d)，不要写 x / d；"
-             "Q4_0 的 d 用 |x| 最大的那个值本身（带符号）除以 −8。",
-             "Same bytes need the same arithmetic: d and 1/d in float32, then x · (1/d), not x / d; Q4_0's d is the "
-             "value of largest |x|, sign kept, divided by −8."),
-            ("MXFP4：e = floor(log2(max|x|)) − 2 + 127；scale/2 = 2^(e − 128) 按 llama.cpp 的比特拼法；"
-             "每个值在 16 个码里找 |scale/2 · E2M1_DOUBLED[c] − x| 最小的（argmin 取第一个）。",
-             "MXFP4: e = floor(log2(max|x|)) − 2 + 127; scale/2 = 2^(e − 128) built from bits; each value takes "
-             "the code with the least |scale/2 · E2M1_DOUBLED[c] − x| (argmin keeps the first)."),
-            ("NVFP4：子块 scale 用 .to(torch.float8_e4m3fn) 舍入，.view(torch.uint8) 得字节；读回时先 & 0x7F，"
-             "再 .view(torch.float8_e4m3fn)，0x7F 当 0。",
-             "NVFP4: round sub-block scales with .to(torch.float8_e4m3fn), .view(torch.uint8) for the bytes; read "
-             "back with & 0x7F, then .view(torch.float8_e4m3fn), 0x7F as 0."),
-        ),
-        hint_keys=(("round_half", 0), ("zeros", 1), ("nvfp4", 3), ("mxfp4", 2), ("bytes_are", 1)),
-    ),
+    Exercise("ex1_1", "ex1_1_weight_memory", "1.1 · TODO 1", "权重显存计算", "weight memory",
+             "`calculate_weight_memory(num_params_b, dtype)`；分组元数据的有效比特 / effective bits with group "
+             "metadata",
+             hint_keys=(("unknown_dtype", 2), ("group", 1))),
+    Exercise("ex1_2", "ex1_2_format_table", "1.2", "7B 模型格式对比表", "7B format table",
+             "7B 各格式显存表（数据与 Markdown）/ the 7B table as data and text", own_job=("kata.report",)),
+    Exercise("ex2_1", "ex2_1_per_tensor", "2.1 · TODO 2", "逐张量量化与反量化", "per-tensor quantize",
+             "`quantize_per_tensor(x, num_bits=8)`, `dequantize_per_tensor(q, scale)`", own_job=ORACLES),
+    Exercise("ex2_2", "ex2_2_quant_error", "2.2", "量化误差：MSE、最大误差、SQNR", "quantization error",
+             "MSE / 最大误差 / SQNR，8 比特 vs 4 比特 / 8 vs 4 bit", own_job=ORACLES),
+    Exercise("ex3_1", "ex3_1_savings_vs_error", "3.1 · TODO 3", "显存节省 vs 误差", "saving vs error",
+             "显存节省与实测误差一张表 / saving next to measured error", own_job=ORACLES),
+    Exercise("ex3_2", "ex3_2_conservative", "3.2", "何时更保守：INT8、保留 FP16、QAT", "when to be conservative",
+             "用实测 SQNR 决定 INT4 / INT8 / FP16 / QAT / decide from measured SQNR", own_job=ORACLES),
+    Exercise("ex4_1", "ex4_1_self_check", "4.1", "自测题：用计算回答", "self-check by computation",
+             "三道自测题用计算回答 / the three questions answered by computation", own_job=ORACLES),
+    Exercise("ex5_1", "ex5_1_granularity", "实践 (a)", "量化粒度、零点与截断", "granularity and clipping",
+             "逐张量 / 逐通道 / 分组，对称与非对称（零点），截断（百分位、MSE 搜索）/ granularity, zero points, "
+             "clipping", own_job=ORACLES),
+    Exercise("ex5_2", "ex5_2_int4_packing", "实践 (a)", "INT4 打包与实测字节", "INT4 packing and real bytes",
+             "两个 INT4 一个字节；实测 nbytes；torch 的 CPU INT4 格式 / packing, real bytes, torch's CPU INT4 format",
+             own_job=(*ORACLES, "kata.gguf_export", "numpy.packbits")),
+    Exercise("ex5_3", "ex5_3_quant_linear", "实践 (a)/(c)", "只量化权重的线性层", "weight-only quantized Linear",
+             "W8A16 / W4A16 的 `QuantLinear`、torch 的融合 CPU 核（bf16）、整模型替换 / weight-only Linear, torch's "
+             "fused CPU kernels, model-wide swap",
+             own_job=("kata.llama.replace_linears", "kata.llama.replace_modules"), how=("fused_path",)),
+    Exercise("ex5_4", "ex5_4_calibration", "实践 (b)", "校准：层输入、通道统计、Hessian", "calibration and the Hessian",
+             "forward hook 捕获输入、通道统计、流式 Hessian / hooks, channel stats, streaming Hessian",
+             own_job=("kata.sequential",)),
+    Exercise("ex5_5", "ex5_5_awq", "实践 (b)", "AWQ：激活感知缩放与截断", "AWQ scales and clipping",
+             "AWQ：缩放搜索、截断搜索、折叠进 RMSNorm / scale search, clip search, folding"),
+    Exercise("ex5_6", "ex5_6_gptq", "实践 (b)", "GPTQ：误差反馈的逐列量化", "GPTQ",
+             "GPTQ：阻尼、死列、Cholesky、lazy block、分组、act-order；逐块整模型 / GPTQ, layer and model"),
+    Exercise("ex5_7", "ex5_7_smoothquant", "实践 (c)", "W8A8 与 SmoothQuant", "W8A8 and SmoothQuant",
+             "逐 token 动态 INT8 激活、整数矩阵乘（`torch._int_mm` 与逐位精确的模拟）、SmoothQuant 折叠与 α 搜索 / "
+             "W8A8 with integer matmuls, SmoothQuant"),
+    Exercise("ex5_8", "ex5_8_compare_formats", "实践 (c)", "同一模型上比较所有格式", "every format on one model",
+             "NF4、FP8 E4M3，同一模型上的格式对比表 / NF4, FP8 and one table of every format on one model"),
+    Exercise("ex5_9", "ex5_9_qat", "3.2 · 4.1 Q3", "量化感知训练：STE 与 LSQ", "quantization-aware training",
+             "STE、LSQ 可学习步长（梯度对有限差分）、蒸馏式 QAT 循环 / STE, learned step sizes, a distillation QAT "
+             "loop"),
+    Exercise("ex5_10", "ex5_10_int4_kernel", "实践 (c)", "Triton 融合 INT4 / INT8 内核", "a fused Triton kernel",
+             "Triton 融合 W4A16 / W8A16 内核（GEMV 与 tl.dot），CPU 上用 Triton 解释器测试 / a fused Triton "
+             "kernel, tested on CPU in Triton's interpreter",
+             own_job=QUANTIZED_MATMULS, how=("fused_kernel",),
+             hint_keys=(("prepare", 0), ("word", 0), ("leading", 2), ("equals", 3), ("fused", 1))),
+    Exercise("ex5_11", "ex5_11_sensitivity", "3.2 · 4.1 Q3", "层敏感度、混合精度与方案选择",
+             "sensitivity and mixed precision",
+             "逐层 / 逐类敏感度、预算内的贪心混合精度、PTQ / 更宽格式 / 混合精度 / QAT 的判断 / per-layer "
+             "sensitivity, a greedy mixed-precision plan, choosing PTQ / wider / mixed / QAT"),
+    Exercise("ex5_12", "ex5_12_gguf_formats", "实践 (c)", "GGUF 块格式、MXFP4 与 NVFP4",
+             "GGUF block formats, MXFP4, NVFP4",
+             "llama.cpp 的 Q8_0 / Q4_0 / Q4_1 与 MXFP4 / NVFP4，与 gguf-py 逐字节一致 / llama.cpp's block formats "
+             "and MXFP4 / NVFP4, byte for byte against gguf-py",
+             own_job=("gguf", "kata.gguf_export", "kata.smollm2"),
+             hint_keys=(("round_half", 0), ("zeros", 1), ("nvfp4", 3), ("mxfp4", 2), ("bytes_are", 1))),
 )
 
 BY_ID = {ex.id: ex for ex in EXERCISES}
 BY_MODULE = {ex.module: ex for ex in EXERCISES}
+ANSWER_FILES = frozenset(f"exercises/{ex.module}.py" for ex in EXERCISES)
 
 
 def find(name: str) -> Exercise:
@@ -307,3 +157,16 @@ def find(name: str) -> Exercise:
     if ex is None:
         raise KeyError(f"没有这个练习 / no such exercise: {name!r}; 可选 / choose from {sorted(BY_ID)}")
     return ex
+
+
+def may_not_use(ex: Exercise) -> str:
+    """The exercise's own job as README's table shows it."""
+    return ", ".join(f"`{symbol}`" for symbol in ex.own_job) or "—"
+
+
+def curriculum_table() -> str:
+    """README's curriculum table, in Markdown (tests/test_readme.py checks README holds exactly this)."""
+    lines = ["| 章节 / chapter | 练习 / module | 内容 / what you write | 不能借用 / may not use |",
+             "| --- | --- | --- | --- |"]
+    lines += [f"| {ex.chapter} | `{ex.module}` | {ex.writes} | {may_not_use(ex)} |" for ex in EXERCISES]
+    return "\n".join(lines)

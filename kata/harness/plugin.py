@@ -1,23 +1,30 @@
-"""pytest plugin: target switch, origin guard, short "not started" reports, the progress table.
+"""pytest plugin: target switch, origin guard, short "not started" reports, the answer rules, the progress table.
 
-pytest 插件：切换测试目标、检查模块来源、把存根的 NotImplementedError 显示为“未开始”、真实模型测试默认跳过
-（--slow 才运行）、结束时打印进度表与实测数字。Real-model tests (marker "slow") run only with --slow; what they
-measured is printed at the end, pass or fail.
+pytest 插件：切换测试目标、检查模块来源、把存根的 NotImplementedError 显示为“未开始”、扫描答案是否守规则
+（kata/harness/scan.py，和评分用的是同一个扫描）、对“怎么做的”有要求的练习在调用周围检查（kata/harness/watch.py）、
+真实模型测试默认跳过（--slow 才运行）、结束时打印进度表与实测数字。Real-model tests (marker "slow") run only with
+--slow; what they measured is printed at the end, pass or fail. The grader adds its own plugin (kata/grade/plugin.py)
+on top of this one; this one never imports it.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
-from kata.harness import progress, target
-from kata.harness.curriculum import EXERCISES
+from kata.harness import progress, target, watch
+from kata.harness.curriculum import BY_MODULE, EXERCISES
+from kata.harness.scan import scan_answer_file
 
 _TARGET = pytest.StashKey[str]()
-_FINDER = pytest.StashKey[object]()  # the grader's WorkerFinder, with --answers-in-worker
+# Set by the grader's plugin when the answers run elsewhere (a worker): how calls_to counts there, and that the
+# answer modules seen here are proxies (nothing to wrap or scan in this process).
+SPIES = pytest.StashKey[object]()  # (dotted, finalizer) → a counter
+ANSWERS_ELSEWHERE = pytest.StashKey[bool]()
 
 # Property tests (hypothesis) draw the same examples on every run and machine: a grade must not depend on luck.
 settings.register_profile("kata", derandomize=True, database=None, deadline=None, max_examples=40,
@@ -34,15 +41,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         f"also ${target.ENV_VAR}",
     )
     parser.getgroup("quant-kata").addoption(
-        "--answers-in-worker", action="store_true", default=False,
-        help="评分用：答案只在 worker 进程里运行 / grading: the answer runs only in a worker process "
-             "(kata/grade/boundary.py)",
-    )
-    parser.getgroup("quant-kata").addoption(
-        "--sandbox", action="store_true", default=False,
-        help="评分用：worker 运行在沙箱里 / grading: each worker runs in a sandbox (kata/grade/sandbox.py)",
-    )
-    parser.getgroup("quant-kata").addoption(
         "--slow", action="store_true", default=False,
         help="也运行真实模型的测试（每个约 1 分钟）/ also run the real-model tests (about a minute each)",
     )
@@ -55,17 +53,6 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(err)) from None
     config.stash[_TARGET] = chosen
     target.install(chosen)
-    if config.getoption("answers_in_worker"):
-        if chosen != "exercises":
-            raise pytest.UsageError("--answers-in-worker 只用于 --target exercises / only with --target exercises")
-        import sys
-
-        from kata.grade.boundary import WorkerFinder
-
-        finder = WorkerFinder(str(target.ROOT), sandboxed=config.getoption("sandbox"))
-        config.stash[_FINDER] = finder
-        sys.meta_path.insert(0, finder)
-        config.add_cleanup(finder.close)
     if not _cuda_available():  # Triton kernels (5.10) then run in Triton's CPU interpreter
         os.environ.setdefault("TRITON_INTERPRET", "1")
     config.pluginmanager.register(_ProgressRecorder(chosen), "quant-kata-progress")
@@ -82,6 +69,19 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"quant-kata target: {chosen} ({target.folder(chosen)})"
 
 
+def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> None:
+    """Before an exercise's test module imports it: the learner's own run watches the calls its checks of "how"
+    watch (the grader's worker does that where the answers run instead)."""
+    ex = BY_MODULE.get(module_path.stem.removeprefix("test_"))
+    if ex is None or not ex.how or parent.config.stash.get(ANSWERS_ELSEWHERE, False):
+        return
+    try:
+        module = importlib.import_module(f"exercises.{ex.module}")
+    except Exception:
+        return  # the test module's own import reports it
+    watch.install(module, ex.how)
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     chosen = session.config.stash[_TARGET]
     wrong = target.wrong_origins(chosen)
@@ -90,6 +90,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             f"目标不一致 / target mismatch: chose {chosen!r} but imported\n  " + "\n  ".join(wrong),
             returncode=pytest.ExitCode.USAGE_ERROR,
         )
+    if not session.config.stash.get(ANSWERS_ELSEWHERE, False):  # the grader scans before it runs anything
+        recorder = session.config.pluginmanager.get_plugin("quant-kata-progress")
+        for module in {_exercise_module(item.nodeid) for item in session.items} - {None}:
+            answer = target.folder(chosen) / f"{module}.py"
+            if answer.is_file():
+                recorder.refused[module] = tuple(scan_answer_file(answer, BY_MODULE[module]))
 
 
 SLOW_SKIP_REASON = "真实模型测试，加 --slow 运行 / real-model test: run with --slow"
@@ -148,6 +154,7 @@ class _ProgressRecorder:
         self.target = chosen
         self.outcomes: dict[str, progress.Outcomes] = {}
         self.measured: list[str] = []  # what real-model tests measured, pass or fail
+        self.refused: dict[str, tuple[str, ...]] = {}  # the answer scan's findings by module
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when == "call":
@@ -190,6 +197,9 @@ class _ProgressRecorder:
         finally:
             if not_started:
                 terminalreporter.stats["failed"] = failed
+        for module, findings in self.refused.items():
+            if findings and module in self.outcomes:
+                self.outcomes[module].refused = findings
         rows = progress.exercise_statuses(self.outcomes)
         if self.measured:
             terminalreporter.section("实测 / measured", sep="-")
@@ -225,16 +235,19 @@ def smollm2_reference():
 @pytest.fixture
 def calls_to(request: pytest.FixtureRequest):
     """calls_to("torch.name") or calls_to("module.Class.method") → a counter (len() says how often) of the calls to
-    that function from now until the test ends; across the grading boundary it counts in the answer's worker.
-    统计答案在本测试中调用某个 torch 函数的次数。"""
-    finder = request.config.stash.get(_FINDER, None)
+    that function from now until the test ends; calls_to("aten.op") records each call of that aten op at the
+    dispatcher, its operands and result (calls[i].args, calls[i].result). Where the grader runs the answer in a
+    worker, it counts there. 统计答案在本测试中调用某个函数或 aten 算子的次数（及其操作数）。"""
+    elsewhere = request.config.stash.get(SPIES, None)
 
     def start(dotted: str):
-        from kata.grade.worker import Spy
-
-        if finder is not None:
-            return finder.spy(dotted, request.addfinalizer)
-        spy = Spy(dotted)
-        request.addfinalizer(spy.undo)
+        if elsewhere is not None:
+            return elsewhere(dotted, request.addfinalizer)
+        spy = watch.spy(dotted)
+        if isinstance(spy, watch.OpSpy):
+            spy.__enter__()
+            request.addfinalizer(lambda: spy.__exit__(None, None, None))
+        else:
+            request.addfinalizer(spy.undo)
         return spy
     return start

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 from kata.harness.curriculum import EXERCISES, Exercise
 
-DONE, FAILING, NOT_STARTED, UNAVAILABLE = "done", "failing", "not started", "needs an install"
+DONE, FAILING, NOT_STARTED, UNAVAILABLE, REFUSED = "done", "failing", "not started", "needs an install", "refused"
 LABELS = {DONE: "✔ 已完成 done", FAILING: "✘ 未通过 failing", NOT_STARTED: "· 未开始 not started",
-          UNAVAILABLE: "○ 缺依赖 needs install"}
+          UNAVAILABLE: "○ 缺依赖 needs install", REFUSED: "🚫 违反规则 refused"}
 
 
 @dataclass
@@ -24,11 +24,14 @@ class Outcomes:
     slow_skipped: int = 0  # real-model tests left out (run them with --slow)
     first_failure: str | None = None  # the name of the first test that failed for a real reason
     unavailable: str = ""  # why the test module could not even be collected (a package it needs is missing)
+    refused: tuple[str, ...] = ()  # the answer scan's findings (kata/harness/scan.py): a grade would be zero
 
     @property
     def status(self) -> str:
         if self.unavailable:
             return UNAVAILABLE
+        if self.refused:
+            return REFUSED
         if self.failed == 0 and self.not_started == 0:
             return DONE
         if self.passed == 0 and self.failed == 0:
@@ -60,18 +63,24 @@ def render(rows: Iterable[tuple[Exercise, Outcomes]], target: str) -> list[str]:
         pending += f"  — {out.unavailable}" if out.unavailable else ""
         lines.append(f"  {pad(LABELS[out.status], 20)} {ex.id:<6} {pad(ex.chapter, 14)} {out.passed:>2}/{total:<3} "
                      f"{ex.title}{pending}")
+        lines += [f"      {finding}" for finding in out.refused]
     done = sum(out.status == DONE for _, out in rows)
     lines.append(f"完成 / done: {done}/{len(rows)}")
     slow = sum(out.slow_skipped for _, out in rows)
     if slow:
         lines.append(f"跳过了 {slow} 个真实模型测试 / {slow} real-model tests skipped — 运行它们 / run them: "
                      "pytest exercises --slow")
-    upcoming = next(((ex, out) for ex, out in rows if out.status in (FAILING, NOT_STARTED)), None)
+    upcoming = next(((ex, out) for ex, out in rows if out.status in (REFUSED, FAILING, NOT_STARTED)), None)
     ran = {ex.id for ex, _ in rows}
     last = max((EXERCISES.index(ex) for ex, _ in rows), default=-1)
     after_last = [ex for ex in EXERCISES[last + 1:] + EXERCISES[:last + 1] if ex.id not in ran]
     not_run = after_last[0] if after_last else None  # the next exercise after those run, wrapping around
-    if upcoming is not None:
+    if upcoming is not None and upcoming[1].refused:
+        ex, out = upcoming
+        lines += [f"下一步 / next: {ex.id} ({ex.module}.py) — 评分时这个答案不会运行、记零分：改掉上面列出的地方 / "
+                  "a grade would not run this answer and score it zero: change what is listed above",
+                  f"  规则 / the rules: python -m kata rules {ex.id}"]
+    elif upcoming is not None:
         ex, out = upcoming
         zh, en = ex.hint_for(out.first_failure)  # the hint about the test that failed, where one is keyed
         lines += [
