@@ -42,6 +42,7 @@ def test_group_metadata_shows_in_the_memory():
                  "calculate_weight_memory(7, 'int4', group_size=128)")
 
 
+@pytest.mark.bad_input
 def test_an_unknown_dtype_is_a_value_error_listing_valid_names():
     with raises(ValueError, match=r"\bint4\b", valid=lambda: calculate_weight_memory(7, "int4")) as err:
         calculate_weight_memory(7, "int5")
@@ -49,12 +50,14 @@ def test_an_unknown_dtype_is_a_value_error_listing_valid_names():
                                                      f"argument dtype: {err.value}"
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize("group_size", [0, -64, 2.5])
 def test_a_group_size_that_is_not_a_positive_int_is_a_value_error(group_size):
     with raises(ValueError, match=r"\bgroup_size\b", valid=lambda: bits_per_weight("int4", group_size=1)):
         bits_per_weight("int4", group_size=group_size)
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize("num_params_b", [0, -7])
 def test_a_parameter_count_that_is_not_positive_is_a_value_error(num_params_b):
     with raises(ValueError, match=r"\bnum_params_b\b", valid=lambda: calculate_weight_memory(0.001, "fp16")):

@@ -44,11 +44,13 @@ def test_the_rendered_table_is_markdown_with_two_decimals():
     ], "rendered lines / 渲染出的各行")
 
 
+@pytest.mark.bad_input
 def test_empty_formats_is_a_value_error():
     with raises(ValueError, match=r"\bformats\b", valid=lambda: build_format_table(7, ["int4"], memory_gb)):
         build_format_table(7, [], memory_gb)
 
 
+@pytest.mark.bad_input
 def test_a_parameter_count_that_is_not_positive_is_a_value_error():
     with raises(ValueError, match=r"\bnum_params_b\b", valid=lambda: build_format_table(0.001, FORMATS, memory_gb)):
         build_format_table(-1, FORMATS, memory_gb)

@@ -78,6 +78,7 @@ def test_an_empty_tensor_gets_scale_one():
     expect_close(scale, 1.0, "scale of an empty tensor")
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize("num_bits", [1, 9, 0, 4.0])
 def test_num_bits_outside_2_to_8_is_a_value_error(num_bits):
     with raises(ValueError, match=r"\bnum_bits\b",
@@ -85,11 +86,13 @@ def test_num_bits_outside_2_to_8_is_a_value_error(num_bits):
         quantize_per_tensor(torch.randn(3), num_bits=num_bits)
 
 
+@pytest.mark.bad_input
 def test_an_integer_tensor_is_a_type_error():
     with raises(TypeError, match=r"\bx\b", valid=lambda: quantize_per_tensor(torch.arange(5.0))):
         quantize_per_tensor(torch.arange(5))
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_nan_or_infinity_is_a_value_error(bad):
     with raises(ValueError, match=r"\bNaN\b", valid=lambda: quantize_per_tensor(torch.tensor([1.0, 2.0]))):

@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from exercises.ex2_2_quant_error import compare_bit_widths, quantization_error
@@ -62,22 +63,26 @@ def test_every_requested_bit_width_is_reported_with_its_own_error():
     expect_close(result[3]["mse"], quantization_error(x, dequantize(*quantize(x, 3)))["mse"], "mse at 3 bits")
 
 
+@pytest.mark.bad_input
 def test_mismatched_shapes_are_a_value_error():
     with raises(ValueError, match=r"\bx_hat\b", valid=lambda: quantization_error(torch.ones(4), torch.ones(4))):
         quantization_error(torch.zeros(4), torch.zeros(5))
 
 
+@pytest.mark.bad_input
 def test_an_empty_tensor_is_a_value_error():
     with raises(ValueError, match=r"\bx\b", valid=lambda: quantization_error(torch.ones(1), torch.ones(1))):
         quantization_error(torch.zeros(0), torch.zeros(0))
 
 
+@pytest.mark.bad_input
 def test_nan_in_the_input_is_a_value_error():
     with raises(ValueError, match=r"\bNaN\b",
                 valid=lambda: quantization_error(torch.tensor([1.0, 2.0]), torch.zeros(2))):
         quantization_error(torch.tensor([1.0, float("nan")]), torch.zeros(2))
 
 
+@pytest.mark.bad_input
 def test_a_bit_width_outside_2_to_8_is_a_value_error():
     with raises(ValueError, match=r"\bbit_widths\b",
                 valid=lambda: compare_bit_widths(gaussian(), quantize, dequantize, bit_widths=(2, 8))):
@@ -93,6 +98,7 @@ def test_sqnr_does_not_depend_on_the_signals_scale():
     expect_close(quantization_error(x, x * 1.1)["sqnr_db"], 20.0, "sqnr_db for a 10 % error", rel=1e-9)
 
 
+@pytest.mark.bad_input
 def test_nan_in_the_round_trip_is_a_value_error_naming_x_hat():
     with raises(ValueError, match=r"\bx_hat\b",
                 valid=lambda: quantization_error(torch.ones(3), torch.tensor([0.0, 1.0, 0.0]))):

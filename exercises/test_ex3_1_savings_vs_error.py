@@ -51,11 +51,13 @@ def test_more_saving_costs_more_error():
     expect_equal(sqnrs == sorted(sqnrs, reverse=True), True, f"SQNR falls as bits fall {sqnrs}")
 
 
+@pytest.mark.bad_input
 def test_an_empty_tensor_is_a_value_error():
     with raises(ValueError, match=r"\bx\b", valid=lambda: savings_vs_error(torch.ones(3), quantize, dequantize, error)):
         savings_vs_error(torch.zeros(0), quantize, dequantize, error)
 
 
+@pytest.mark.bad_input
 def test_a_bit_width_outside_2_to_8_is_a_value_error():
     with raises(ValueError, match=r"\bbit_widths\b",
                 valid=lambda: savings_vs_error(torch.ones(3), quantize, dequantize, error, bit_widths=(2, 8))):

@@ -46,12 +46,14 @@ def test_plan_precision_measures_only_from_target_bits_up():
     assert min(seen) == 6 and max(seen) <= 8, f"bits measured for target_bits=6: {sorted(seen)} (6..8 only)"
 
 
+@pytest.mark.bad_input
 def test_a_missing_target_width_is_a_value_error():
     with raises(ValueError, match=r"\btarget_bits\b",
                 valid=lambda: recommend_scheme({4: 16.0, 8: 41.0}, target_bits=4)):
         recommend_scheme({8: 40.0}, target_bits=4)
 
 
+@pytest.mark.bad_input
 def test_target_bits_outside_2_to_8_is_a_value_error():
     with raises(ValueError, match=r"\btarget_bits\b",
                 valid=lambda: plan_precision({"w": torch.ones(4)}, measure_sqnr, target_bits=2)):
@@ -70,6 +72,7 @@ def test_plan_precision_passes_the_bar_on():
     expect_equal(plan, {"w": "int4"}, "plan_precision(min_sqnr_db=10) at 15 dB")
 
 
+@pytest.mark.bad_input
 def test_plan_precision_with_target_bits_outside_2_to_8_is_a_value_error():
     with raises(ValueError, match=r"\btarget_bits\b",
                 valid=lambda: plan_precision({"w": torch.ones(4)}, lambda w, bits: 99.0, target_bits=8)):

@@ -27,6 +27,7 @@ def test_q1_other_formats_can_be_asked_for():
     expect_close(memory_gap(7, memory_gb, formats=("fp32",))["fp32"]["fp16_over"], 0.5, "fp32 fp16_over")
 
 
+@pytest.mark.bad_input
 def test_q1_a_parameter_count_that_is_not_positive_is_a_value_error():
     with raises(ValueError, match=r"\bnum_params_b\b", valid=lambda: memory_gap(0.001, memory_gb)):
         memory_gap(0, memory_gb)
@@ -40,6 +41,7 @@ def test_q2_crest_factor_of_all_zeros_is_one():
     expect_close(crest_factor(torch.zeros(4)), 1.0, "crest_factor(zeros)")
 
 
+@pytest.mark.bad_input
 def test_q2_crest_factor_rejects_nan():
     with raises(ValueError, match=r"\bNaN\b", valid=lambda: crest_factor(torch.tensor([1.0, 2.0]))):
         crest_factor(torch.tensor([1.0, float("nan")]))
@@ -83,6 +85,7 @@ def test_q3_no_passing_width_gives_none():
     expect_equal(ptq_floor({2: 3.0, 3: 9.0})["lowest_ptq_bits"], None, "lowest_ptq_bits when none pass")
 
 
+@pytest.mark.bad_input
 def test_q3_one_bit_width_is_a_value_error():
     with raises(ValueError, match=r"\bsqnr_db\b", valid=lambda: ptq_floor({4: 20.0, 8: 40.0})):
         ptq_floor({4: 20.0})
@@ -92,6 +95,7 @@ def test_q2_crest_factor_does_not_depend_on_the_scale():
     expect_close(crest_factor(torch.tensor([0.1, -0.1, 0.1, -0.3])), 3 / math.sqrt(3.0), "crest_factor", rel=1e-6)
 
 
+@pytest.mark.bad_input
 def test_q2_crest_factor_names_x_when_it_rejects_it():
     with raises(ValueError, match=r"\bx\b", valid=lambda: crest_factor(torch.tensor([1.0, 2.0]))):
         crest_factor(torch.tensor([1.0, float("nan")]))

@@ -102,6 +102,7 @@ def test_a_word_whose_top_nibble_is_8_or_more_wraps_to_a_negative_int32():
                         "word 0 of each output (unsigned value − 2³² from 2³¹ on)")
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize(("num_bits", "qweight"), [(8, torch.zeros(4, 24, dtype=torch.int8)),
                                                    (4, torch.zeros(4, 3, dtype=torch.uint8))])
 def test_prepare_names_in_features_that_do_not_fit_the_layout(num_bits, qweight):
@@ -144,18 +145,21 @@ def test_leading_dimensions_and_bf16_are_kept(leading):
     expect_at_most(relative_error(got.cpu(), x.float().cpu() @ oracle_weight(layer).T), 1e-2, "bf16 relative error")
 
 
+@pytest.mark.bad_input
 def test_a_float32_input_is_a_type_error():
     weights = on_device(Quantized(64, 128, 4, 64))
     with raises(TypeError, match=r"\bx\b", valid=lambda: quantized_matmul(inputs(1, 128), weights)):
         quantized_matmul(inputs(1, 128, dtype=torch.float32), weights)
 
 
+@pytest.mark.bad_input
 def test_an_input_of_the_wrong_width_is_a_value_error():
     weights = on_device(Quantized(64, 128, 4, 64))
     with raises(ValueError, match=r"\bin_features\b", valid=lambda: quantized_matmul(inputs(1, 128), weights)):
         quantized_matmul(inputs(1, 96), weights)
 
 
+@pytest.mark.bad_input
 def test_an_input_with_no_rows_is_a_value_error():
     weights = on_device(Quantized(64, 128, 4, 64))
     with raises(ValueError, match=r"\brows\b", valid=lambda: quantized_matmul(inputs(1, 128), weights)):
@@ -174,6 +178,7 @@ def test_one_program_along_k_stores_without_the_split_path(m, k):
     expect_at_most(relative_error(got.cpu(), expected), 2e-3, f"M={m} K={k} relative error")
 
 
+@pytest.mark.bad_input
 def test_prepare_refuses_other_bit_widths_and_groups_that_do_not_divide():
     layer = Quantized(64, 128, 4, 64)
     with raises(ValueError, match=r"\bnum_bits\b",

@@ -176,29 +176,34 @@ def test_mse_clip_search_picks_the_best_candidate_of_each_row(symmetric):
     expect_at_most(worst, 1 + 1e-5, "the chosen c's squared error ÷ the best candidate's, worst row")
 
 
+@pytest.mark.bad_input
 def test_a_group_size_that_does_not_divide_the_row_is_a_value_error():
     with raises(ValueError, match=r"\bgroup_size\b",
                 valid=lambda: choose_qparams(torch.randn(4, 576), 4, granularity="group", group_size=64)):
         choose_qparams(torch.randn(4, 576), 4, granularity="group", group_size=128)
 
 
+@pytest.mark.bad_input
 def test_an_unknown_granularity_is_a_value_error_listing_the_valid_ones():
     with raises(ValueError, match=r"\bchannel\b",
                 valid=lambda: choose_qparams(torch.randn(4, 8), 4, granularity="channel")):
         choose_qparams(torch.randn(4, 8), 4, granularity="row")
 
 
+@pytest.mark.bad_input
 def test_a_weight_that_is_not_2d_is_a_value_error():
     with raises(ValueError, match=r"\bw\b", valid=lambda: choose_qparams(torch.randn(4, 8), 4)):
         choose_qparams(torch.randn(4, 8, 2), 4)
 
 
+@pytest.mark.bad_input
 def test_num_bits_outside_2_to_8_is_a_value_error():
     with raises(ValueError, match=r"\bnum_bits\b",
                 valid=lambda: [choose_qparams(torch.randn(4, 8), b) for b in (2, 8)]):
         choose_qparams(torch.randn(4, 8), 9)
 
 
+@pytest.mark.bad_input
 def test_nan_in_the_weight_is_a_value_error():
     w = torch.randn(4, 8)
     w[1, 2] = float("nan")
@@ -214,6 +219,7 @@ WEIGHT_FUNCTIONS = {  # every function that takes a weight w, called with otherw
 }
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize("function", WEIGHT_FUNCTIONS)
 @pytest.mark.parametrize(("bad", "error"), [
     (torch.tensor([[1.0, float("nan")]]), ValueError), (torch.zeros(0, 4), ValueError),
@@ -224,6 +230,7 @@ def test_every_function_names_w_when_it_rejects_it(function, bad, error):
         WEIGHT_FUNCTIONS[function](bad)
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize("function", WEIGHT_FUNCTIONS)
 def test_every_function_names_granularity_when_it_rejects_it(function):
     with raises(ValueError, match=r"\bgranularity\b",
@@ -231,6 +238,7 @@ def test_every_function_names_granularity_when_it_rejects_it(function):
         WEIGHT_FUNCTIONS[function](torch.randn(4, 8), granularity="row")
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize("group_size", [0, -4, 2.0, None])
 def test_a_group_size_that_is_not_a_positive_int_is_a_value_error(group_size):
     with raises(ValueError, match=r"\bgroup_size\b",
@@ -238,6 +246,7 @@ def test_a_group_size_that_is_not_a_positive_int_is_a_value_error(group_size):
         choose_qparams(torch.randn(4, 8), 4, granularity="group", group_size=group_size)
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize("percentile", [0, -1, 100.5])
 def test_a_percentile_outside_0_to_100_is_a_value_error(percentile):
     with raises(ValueError, match=r"\bpercentile\b",
@@ -250,6 +259,7 @@ def test_the_100th_percentile_keeps_the_full_range():
                         atol=1e-6)
 
 
+@pytest.mark.bad_input
 def test_quantize_names_w_and_num_bits_when_it_rejects_them():
     scale, zero = torch.ones(2, 1), torch.zeros(2, 1, dtype=torch.int32)
     with raises(ValueError, match=r"\bw\b", valid=lambda: quantize(torch.ones(2, 2), scale, zero, 4)):

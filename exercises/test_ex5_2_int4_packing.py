@@ -62,11 +62,13 @@ def test_unsigned_unpack_returns_uint8():
     expect_tensor(unpack_int4(torch.tensor([0xFF], dtype=torch.uint8), signed=False), "unpacked", dtype=torch.uint8)
 
 
+@pytest.mark.bad_input
 def test_an_odd_last_dimension_is_a_value_error():
     with raises(ValueError, match=r"\beven\b", valid=lambda: pack_int4(torch.zeros(3, 4, dtype=torch.int8))):
         pack_int4(torch.zeros(3, 5, dtype=torch.int8))
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize("q", [torch.tensor([8, 0], dtype=torch.int8), torch.tensor([-9, 0], dtype=torch.int8),
                                torch.tensor([16, 0], dtype=torch.uint8)])
 def test_values_outside_int4_are_a_value_error(q):
@@ -75,6 +77,7 @@ def test_values_outside_int4_are_a_value_error(q):
         pack_int4(q)
 
 
+@pytest.mark.bad_input
 def test_a_wider_integer_dtype_is_a_type_error():
     with raises(TypeError, match=r"\bq\b", valid=lambda: pack_int4(torch.zeros(4, dtype=torch.int8))):
         pack_int4(torch.zeros(4, dtype=torch.int32))
@@ -125,12 +128,14 @@ def test_signed_unpack_returns_int8():
                   dtype=torch.int8)
 
 
+@pytest.mark.bad_input
 def test_unpacking_anything_but_uint8_is_a_type_error_naming_packed():
     with raises(TypeError, match=r"\bpacked\b",
                 valid=lambda: unpack_int4(torch.tensor([1], dtype=torch.uint8), signed=True)):
         unpack_int4(torch.tensor([1], dtype=torch.int8), signed=True)
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize(("bad", "error"), [(torch.tensor([[1.0, float("nan")]]), ValueError),
                                             (torch.zeros(0, 4), ValueError),
                                             (torch.ones(2, 4, dtype=torch.int32), TypeError)])

@@ -7,7 +7,14 @@ import torch
 from torch import nn
 
 from exercises.ex5_3_quant_linear import QuantLinear, quantize_model
-from kata.harness.check import expect_at_most, expect_equal, expect_tensor, expect_tensor_close, raises
+from kata.harness.check import (
+    expect_at_most,
+    expect_equal,
+    expect_tensor,
+    expect_tensor_close,
+    expect_tensor_equal,
+    raises,
+)
 from kata.llama import tiny_llama, weight_bytes
 from kata.oracles import dequantize_groups, group_qparams, quantize_groups, quantize_to_grid
 
@@ -129,12 +136,14 @@ def test_the_quantized_tiny_model_keeps_its_logits_close(num_bits, bound):
     expect_at_most(err, bound, f"W{num_bits}: relative logit error")
 
 
+@pytest.mark.bad_input
 def test_num_bits_other_than_4_or_8_is_a_value_error():
     with raises(ValueError, match=r"\bnum_bits\b",
                 valid=lambda: [QuantLinear.from_linear(linear(), num_bits=b) for b in (4, 8)]):
         QuantLinear.from_linear(linear(), num_bits=3)
 
 
+@pytest.mark.bad_input
 def test_a_group_size_that_does_not_divide_in_features_is_a_value_error():
     with raises(ValueError, match=r"\bgroup_size\b", valid=lambda: QuantLinear(576, 64, num_bits=4, group_size=64)):
         QuantLinear(576, 64, num_bits=4, group_size=128)
@@ -150,7 +159,7 @@ def test_bf16_on_cpu_runs_the_fused_kernel_and_matches_dequantize_then_matmul(
     layer = QuantLinear.from_linear(linear(in_features, out_features, bias=True), num_bits, group_size)
     x = torch.randn(*leading, in_features, generator=torch.Generator().manual_seed(2)).bfloat16()
     expected = (x.float() @ layer.dequantized_weight().T + layer.bias.float())
-    calls = calls_to(f"torch.{kernel}")
+    calls = calls_to(f"aten.{kernel}")
     got = layer(x)
     expect_equal(len(calls), 1, f"calls to torch.{kernel} in one bf16 forward")
     expect_tensor(got, "output", shape=(*leading, out_features), dtype=torch.bfloat16)
@@ -159,9 +168,25 @@ def test_bf16_on_cpu_runs_the_fused_kernel_and_matches_dequantize_then_matmul(
     expect_at_most(relative_error(got.float(), expected), 0.01, "relative distance to dequantize-then-matmul")
 
 
+@pytest.mark.parametrize(("num_bits", "group_size", "kernel"), [(4, 64, "_weight_int4pack_mm_for_cpu"),
+                                                                 (8, None, "_weight_int8pack_mm")])
+def test_the_bf16_output_is_the_fused_kernels_own_result_on_your_input(calls_to, num_bits, group_size, kernel):
+    """The kernel's operands as the answer passed them, run again here: the output must be that result (plus the
+    bias, reshaped), bit for bit, and its x must be the input's rows — a call on other rows proves nothing."""
+    layer = QuantLinear.from_linear(linear(128, 64, bias=True), num_bits, group_size)
+    x = torch.randn(3, 5, 128, generator=torch.Generator().manual_seed(3)).bfloat16()
+    calls = calls_to(f"aten.{kernel}")
+    got = layer(x)
+    expect_equal(len(calls), 1, f"calls to torch.{kernel} in one bf16 forward")
+    operands = calls[0].args
+    expect_tensor_equal(operands[0], x.reshape(-1, 128), f"the rows torch.{kernel} was given (your x, reshaped)")
+    again = getattr(torch, kernel)(*operands) + layer.bias.to(torch.bfloat16)
+    expect_tensor_equal(got, again.reshape(3, 5, 64), f"output against torch.{kernel} run again on its operands")
+
+
 def test_the_int4_weight_is_packed_once_not_on_every_call(calls_to):
     layer = QuantLinear.from_linear(linear(), 4, 64)
-    calls = calls_to("torch._convert_weight_to_int4pack_for_cpu")
+    calls = calls_to("aten._convert_weight_to_int4pack_for_cpu")
     x = inputs().bfloat16()
     for _ in range(3):
         layer(x)
@@ -169,7 +194,7 @@ def test_the_int4_weight_is_packed_once_not_on_every_call(calls_to):
 
 
 def test_float32_inputs_take_the_dequantize_path(calls_to):
-    calls = calls_to("torch._weight_int4pack_mm_for_cpu")
+    calls = calls_to("aten._weight_int4pack_mm_for_cpu")
     QuantLinear.from_linear(linear(), 4, 64)(inputs())
     expect_equal(len(calls), 0, "fused kernel calls for a float32 input")
 

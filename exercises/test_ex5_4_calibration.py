@@ -38,6 +38,7 @@ def test_hooks_are_removed_afterwards():
     assert not model.layers[0].mlp.up_proj._forward_pre_hooks, "a hook was left on up_proj"
 
 
+@pytest.mark.bad_input
 def test_hooks_are_removed_even_when_the_forward_fails():
     model = tiny_llama()
     with raises(IndexError, valid=lambda: capture_inputs(model, ["layers.0.mlp.up_proj"], IDS)):
@@ -45,6 +46,7 @@ def test_hooks_are_removed_even_when_the_forward_fails():
     assert not model.layers[0].mlp.up_proj._forward_pre_hooks, "a hook was left after an error"
 
 
+@pytest.mark.bad_input
 def test_an_unknown_module_name_is_a_value_error():
     with raises(ValueError, match=r"\bnames\b",
                 valid=lambda: capture_inputs(tiny_llama(), ["layers.0.mlp.up_proj"], IDS)):
@@ -66,6 +68,7 @@ def test_channel_stats_and_the_hessian_are_per_last_dimension_channel():
     expect_tensor(hessian(x), "H of (3, 5, 4) activations", shape=(4, 4))
 
 
+@pytest.mark.bad_input
 def test_channel_stats_rejects_an_empty_input():
     with raises(ValueError, match=r"\bx\b", valid=lambda: channel_stats(torch.ones(1, 4))):
         channel_stats(torch.zeros(0, 4))

@@ -118,6 +118,7 @@ def fold_linear_into_linear() -> None:
         fold_scales(torch.nn.Linear(4, 4), [torch.nn.Linear(4, 4)], torch.ones(4))
 
 
+@pytest.mark.bad_input
 def test_folding_into_something_else_is_a_type_error():
     with raises(TypeError, match=r"\bprevious\b", valid=lambda: fold_linear_into_linear()):
         fold_scales(torch.nn.ReLU(), [torch.nn.Linear(4, 4)], torch.ones(4))
@@ -224,6 +225,7 @@ def test_folding_into_a_linear_with_bias_keeps_its_function():
         expect_tensor_close(second(first(x)), before, "output after folding into a Linear with bias", atol=1e-5)
 
 
+@pytest.mark.bad_input
 def test_the_type_error_names_what_it_was_given():
     with raises(TypeError, valid=lambda: fold_linear_into_linear()) as err:
         fold_scales(torch.nn.ReLU(), [torch.nn.Linear(4, 4)], torch.ones(4))

@@ -126,12 +126,14 @@ def test_dead_inputs_get_zero_weights():
     expect_tensor_close(got[:, 7], torch.zeros(48), "column of a dead input", atol=1e-6)
 
 
+@pytest.mark.bad_input
 def test_a_hessian_of_the_wrong_shape_is_a_value_error():
     with raises(ValueError, match=r"\bH\b",
                 valid=lambda: gptq_quantize_layer(torch.randn(8, 64), torch.eye(64), 4, 32)):
         gptq_quantize_layer(torch.randn(8, 64), torch.eye(32), 4, 32)
 
 
+@pytest.mark.bad_input
 def test_a_group_size_that_does_not_divide_in_is_a_value_error():
     with raises(ValueError, match=r"\bgroup_size\b",
                 valid=lambda: gptq_quantize_layer(torch.randn(8, 96), torch.eye(96), 4, 32)):

@@ -87,16 +87,19 @@ def test_codes_stay_within_plus_minus_127():
     expect_tensor_equal(q, torch.tensor([[-127, 127, 64]], dtype=torch.int8), "codes")
 
 
+@pytest.mark.bad_input
 def test_an_unknown_granularity_is_a_value_error():
     with raises(ValueError, match=r"\bgranularity\b", valid=lambda: quantize_activations(torch.ones(2, 4), "tensor")):
         quantize_activations(torch.ones(2, 4), "channel")
 
 
+@pytest.mark.bad_input
 def test_nan_activations_are_a_value_error():
     with raises(ValueError, match=r"\bNaN\b", valid=lambda: quantize_activations(torch.tensor([[1.0, 2.0]]))):
         quantize_activations(torch.tensor([[1.0, float("nan")]]))
 
 
+@pytest.mark.bad_input
 def test_empty_activations_are_a_value_error():
     with raises(ValueError, match=r"\bx\b", valid=lambda: quantize_activations(torch.ones(1, 4))):
         quantize_activations(torch.ones(0, 4))
@@ -119,6 +122,7 @@ def test_the_fast_int8_matmul_equals_the_emulation_bit_for_bit(rows):
     expect_tensor_equal(got, int8_matmul_exact(a, b), "int8_matmul against the exact emulation")
 
 
+@pytest.mark.bad_input
 def test_the_int8_matmul_takes_int8_only():
     with raises(TypeError, match=r"\bint8\b", valid=lambda: int8_matmul(int8((2, 4), 0), int8((3, 4), 1))):
         int8_matmul(torch.ones(2, 4), torch.ones(3, 4))
@@ -127,6 +131,7 @@ def test_the_int8_matmul_takes_int8_only():
         int8_matmul(int8((2, 4), 0), torch.ones(3, 4))
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize(("a_shape", "b_shape"), [((2, 4, 1), (3, 4)), ((2, 4), (4,)), ((2, 4), (3, 5))])
 def test_the_int8_matmul_wants_m_by_k_and_n_by_k(a_shape, b_shape):
     with raises(ValueError, match=r"\bshapes\b", valid=lambda: int8_matmul(int8((2, 4), 0), int8((3, 4), 1))):
@@ -179,6 +184,7 @@ def test_the_w8a8_forward_is_the_integer_product_rescaled(granularity):
                         f"{granularity} W8A8 output", rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.bad_input
 def test_a_w8a8_layer_is_per_token_and_bias_free_by_default():
     layer = W8A8Linear(128, 96)
     expect_equal(layer.granularity, "token", "default granularity")
@@ -205,6 +211,7 @@ def test_smoothing_scales_follow_the_formula():
     expect_tensor_close(smoothing_scales(act, wmax, 0.0), 1 / wmax, "s at α = 0 (1 / max|W_j|)", atol=0, rtol=1e-6)
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize("alpha", [-0.1, 1.5, True])  # True is a bool, not an α (though True == 1)
 def test_alpha_outside_zero_one_is_a_value_error(alpha):
     with raises(ValueError, match=r"\balpha\b",
@@ -212,6 +219,7 @@ def test_alpha_outside_zero_one_is_a_value_error(alpha):
         smoothing_scales(torch.ones(3), torch.ones(3), alpha)
 
 
+@pytest.mark.bad_input
 def test_smoothing_maxima_of_different_shapes_are_a_value_error():
     with raises(ValueError, match=r"\bact_absmax\b", valid=lambda: smoothing_scales(torch.ones(3), torch.ones(3), 0.5)):
         smoothing_scales(torch.ones(3), torch.ones(4), 0.5)
@@ -237,6 +245,7 @@ def fold_linear_into_linear() -> None:
         fold_smoothing(nn.Linear(4, 4), [nn.Linear(4, 4)], torch.ones(4))
 
 
+@pytest.mark.bad_input
 def test_folding_into_anything_but_a_norm_or_linear_is_a_type_error():
     with raises(TypeError, match=r"\bprevious\b", valid=lambda: fold_linear_into_linear()):
         fold_smoothing(nn.ReLU(), [nn.Linear(4, 4)], torch.ones(4))
@@ -316,6 +325,7 @@ def test_smoothquant_keeps_the_tiny_models_logits_closer_than_naive_w8a8():
     expect_at_most(smooth_error, 0.5 * naive_error, f"relative logit error (naive W8A8: {naive_error:.4f})")
 
 
+@pytest.mark.bad_input
 def test_a_model_without_rms_norms_is_a_type_error():
     model = tiny_llama()
     model.layers[1].input_layernorm = nn.LayerNorm(64)
@@ -324,6 +334,7 @@ def test_a_model_without_rms_norms_is_a_type_error():
         smoothquant_model(model, torch.zeros(1, 8, dtype=torch.long))
 
 
+@pytest.mark.bad_input
 def test_smoothquant_takes_only_known_granularities():
     with raises(ValueError, match=r"\bgranularity\b",
                 valid=lambda: smoothquant_model(tiny_llama(), torch.zeros(1, 8, dtype=torch.long), "tensor")):
@@ -359,6 +370,7 @@ def test_folding_into_a_linear_with_bias_keeps_its_function():
         expect_tensor_close(second(first(x)), before, "output after folding into a Linear with bias", atol=1e-5)
 
 
+@pytest.mark.bad_input
 def test_the_fold_type_error_names_what_it_was_given():
     with raises(TypeError, valid=lambda: fold_linear_into_linear()) as err:
         fold_smoothing(nn.ReLU(), [nn.Linear(4, 4)], torch.ones(4))

@@ -170,6 +170,7 @@ def test_progress_is_reported_every_25_steps():
     expect_equal(len(said), 2, f"progress lines over 50 steps: {said}")
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize(("argument", "value"), [("lr", 0), ("lr", -1e-3), ("steps", 0), ("steps", -1),
                                                  ("steps", 1.5), ("steps", True)])
 def test_a_learning_rate_or_step_count_that_is_not_positive_is_a_value_error(argument, value):
@@ -179,12 +180,14 @@ def test_a_learning_rate_or_step_count_that_is_not_positive_is_a_value_error(arg
         qat_finetune(student, tiny_llama(), torch.zeros(1, 8, dtype=torch.long), **{argument: value})
 
 
+@pytest.mark.bad_input
 def test_a_student_without_qat_layers_is_a_value_error():
     with raises(ValueError, match=r"\bQATLinear\b",
                 valid=lambda: qat_finetune(qat_student(), tiny_llama(), torch.zeros(1, 8, dtype=torch.long), steps=1)):
         qat_finetune(tiny_llama(), tiny_llama(), torch.zeros(1, 8, dtype=torch.long), steps=1)
 
 
+@pytest.mark.bad_input
 def test_bits_out_of_range_and_groups_that_do_not_divide_are_value_errors():
     with raises(ValueError, match=r"\bnum_bits\b", valid=lambda: QATLinear(nn.Linear(64, 8), 2, 32)):
         QATLinear(nn.Linear(64, 8), 1, 32)
@@ -208,6 +211,7 @@ def test_the_grid_spans_minus_2_to_the_b_minus_1_to_2_to_the_b_minus_1_minus_1(n
                  f"smallest and largest fake-quantized value at {num_bits} bits, step 1")
 
 
+@pytest.mark.bad_input
 def test_bits_above_8_are_a_value_error_in_both_places():
     with raises(ValueError, match=r"\bnum_bits\b",
                 valid=lambda: lsq_fake_quantize(torch.ones(2, 32), torch.ones(2, 1), 8, 32)):
@@ -216,6 +220,7 @@ def test_bits_above_8_are_a_value_error_in_both_places():
         QATLinear(nn.Linear(64, 8), 9, 32)
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize(("bad", "error"), [(torch.tensor([[1.0, float("nan")]]), ValueError),
                                             (torch.zeros(0, 2), ValueError),
                                             (torch.ones(1, 2, dtype=torch.int32), TypeError)])

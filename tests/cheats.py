@@ -11,9 +11,25 @@ it. Defences:
 - sandbox — the worker sees the grading tree read-only, not the upstream checkout, not the judge's files, no other
   process, no network, and dies with all its children (kata/grade/sandbox.py);
 - exact — the tests themselves: exactly the exception type asked for, each bad input paired with a valid one
-  that must not raise, bounds from the oracle's step.
+  that must not raise, bounds from the oracle's step; a fused op's result checked against the same op run again;
+- rules — the answer rules (kata/harness/scan.py): the exercise's own job, dynamic code, the learner API;
+- tripwire — the worker's tripwires on the exercise's own job (kata/grade/tripwire.py), for what the scan cannot see;
+- how — the worker's checks of how the result was made (kata/harness/watch.py: 5.10's fused kernel);
+- links — the fork's files are read only as regular files (kata/grade/tamper.py);
+- substance — results must hold values (real tensors, finite numbers), bad-input tests pay only with the value
+  tests, and expectations never come from the answer's own module;
+- similarity — a copy of the public reference earns its points (nothing stops that) and is flagged to the
+  instructor: it reads ≥ 0.9 (kata/grade/similarity.py).
+Every cheat whose defence is not the scan is graded with the scan switched off (--skip-scan): the defence it names
+stops it on its own.
 """
 
+import ast
+import base64
+import builtins
+import codecs
+import marshal
+import random
 from dataclasses import dataclass, field
 
 from kata.harness.target import ROOT
@@ -28,13 +44,31 @@ class Cheat:
     files: dict[str, str] = field(default_factory=dict)  # other files the fork writes
     env: dict[str, str] = field(default_factory=dict)  # the grader's environment (a CI step the fork controls)
     head: str = ""  # put before the stub (a coding cookie)
+    base: str = "stub"  # "stub": code appended to the stub; "reference": the reference, `edits` made, code appended;
+    # "disguised": the reference renamed, reordered and padded (the names its tests use kept)
+    edits: tuple[tuple[str, str], ...] = ()  # (old, new) replacements in the reference
+    links: dict[str, str] = field(default_factory=dict)  # fork path → link target ({fork}, {upstream} filled in)
+    fails: tuple[str, ...] = ()  # the tests (by name) that must fail; () — every test: the cheat earns nothing
+    copy: bool = False  # a copy of the reference: it earns its points, and reads ≥ 0.9 similar
 
 
 def _stub(exercise: str) -> str:
     return next((ROOT / "exercises").glob(f"{exercise}_*.py")).read_text(encoding="utf-8")
 
 
+def _reference(exercise: str) -> str:
+    return next((ROOT / "reference").glob(f"{exercise}_*.py")).read_text(encoding="utf-8")
+
+
 def answer_text(cheat: Cheat) -> str:
+    if cheat.base == "disguised":
+        return disguised(_reference(cheat.exercise), keep=_names_the_tests_use(cheat.exercise))
+    if cheat.base == "reference":
+        text = _reference(cheat.exercise)
+        for old, new in cheat.edits:
+            assert old in text, f"the reference no longer holds {old[:60]!r}"
+            text = text.replace(old, new)
+        return text + "\n" + cheat.code
     return cheat.head + _stub(cheat.exercise) + "\n" + cheat.code
 
 
@@ -397,3 +431,269 @@ except OSError:
     pass
 """, "sandbox (the tree is read-only); without it, the hash after the run"),
 }
+
+
+# --- answers that leave the exercise undone (issue 33): delegation, hidden copies, links, no substance -----------
+
+class _Renamed(ast.NodeTransformer):
+    """Every name the file binds itself (functions, classes, arguments, variables) gets a new one; docstrings go."""
+
+    def __init__(self, source: str) -> None:
+        tree = ast.parse(source)
+        imported = {(a.asname or a.name).split(".")[0] for node in ast.walk(tree)
+                    if isinstance(node, (ast.Import, ast.ImportFrom)) for a in node.names}
+        bound = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        bound |= {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+        bound |= {a.arg for n in ast.walk(tree) if isinstance(n, ast.arguments)
+                  for a in n.args + n.kwonlyargs + n.posonlyargs if a.arg not in ("self", "cls")}
+        mine = sorted(bound - imported - set(dir(builtins)))
+        self.names = {name: f"v{i}_{name[::-1]}" for i, name in enumerate(mine)}
+
+    def visit_Name(self, node):
+        node.id = self.names.get(node.id, node.id)
+        return node
+
+    def visit_arg(self, node):
+        node.arg = self.names.get(node.arg, node.arg)
+        return node
+
+    def visit_FunctionDef(self, node):
+        node.name = self.names.get(node.name, node.name)
+        node.body = [s for s in node.body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))] \
+            or [ast.Pass()]
+        self.generic_visit(node)
+        return node
+
+    def visit_ClassDef(self, node):
+        node.name = self.names.get(node.name, node.name)
+        self.generic_visit(node)
+        return node
+
+    def visit_keyword(self, node):
+        node.arg = self.names.get(node.arg, node.arg) if node.arg else None
+        self.generic_visit(node)
+        return node
+
+
+def _names_the_tests_use(exercise: str) -> tuple[str, ...]:
+    """What an exercise's test module imports from it, and every argument name of the reference (tests pass
+    arguments by keyword): a disguised copy must keep them to still be called."""
+    test = next((ROOT / "exercises").glob(f"test_{exercise}_*.py")).read_text(encoding="utf-8")
+    imported = {a.name for node in ast.walk(ast.parse(test)) if isinstance(node, ast.ImportFrom)
+                and (node.module or "").startswith("exercises.") for a in node.names}
+    arguments = {a.arg for node in ast.walk(ast.parse(_reference(exercise))) if isinstance(node, ast.arguments)
+                 for a in node.args + node.kwonlyargs + node.posonlyargs}
+    return tuple(sorted(imported | arguments))
+
+
+def disguised(source: str, keep: tuple[str, ...] = ()) -> str:
+    """The source renamed (but `keep`: the names the tests import), its definitions reordered, padded with a dead
+    data table and dead functions."""
+    renamer = _Renamed(source)
+    for name in keep:
+        renamer.names.pop(name, None)
+    tree = renamer.visit(ast.parse(source))
+    heads = [s for s in tree.body if isinstance(s, (ast.Import, ast.ImportFrom))]
+    rest = [s for s in tree.body if s not in heads]
+    random.Random(0).shuffle(rest)
+    rest = [s for s in rest if not isinstance(s, ast.ClassDef)] + [s for s in rest if isinstance(s, ast.ClassDef)]
+    padding = ast.parse("TABLE = " + repr(list(range(5000))) + "\n\n" + "\n\n".join(
+        f"def unused_{i}(a, b):\n    c = [a * k + b for k in range({i + 2})]\n    return sum(c) / len(c)"
+        for i in range(30)))
+    tree.body = heads + padding.body + rest
+    return ast.unparse(ast.fix_missing_locations(tree))
+
+
+_KERNEL_TESTS = ("test_the_kernel_equals", "test_leading_dimensions", "test_one_program_along_k",
+                 "test_quantized_matmul_is_your_fused_kernel", "test_kernel_linear_runs_the_kernel")
+_DEQUANTIZED = '''
+def _dequantized(weights):
+    """ŵ (K, N) float32 from the packed words, in torch."""
+    k, n = weights.shape
+    if weights.num_bits == 8:
+        return weights.qweight.float() * weights.scales.float()
+    words = weights.qweight.long() & 0xFFFFFFFF
+    codes = torch.stack([(words >> (4 * i)) & 0xF for i in range(8)], dim=1).reshape(k, n).float()
+    g = weights.group_size
+    return (codes - weights.zeros.float().repeat_interleave(g, 0)) * weights.scales.float().repeat_interleave(g, 0)
+'''
+_QM_TAIL = "    return _run(_launch(rows, weights), rows, weights).reshape(*x.shape[:-1], N)"
+_REFERENCE_DATA = base64.b64encode(_reference("ex1_1").encode()).decode()
+
+HOW_CHEATS = {
+    # delegation: the job done by code the learner did not write
+    "5.12 by the installed gguf package's own quantizers": Cheat("ex5_12", """
+import gguf as _gguf
+
+
+def quantize_q8_0(x):
+    return torch.from_numpy(_gguf.quantize(x.float().numpy(), _gguf.GGMLQuantizationType.Q8_0))
+""", "scan", "uses gguf"),
+    "2.1 as glue around kata.oracles": Cheat("ex2_1", """
+from kata.oracles import dequantize_symmetric, quantize_symmetric
+
+
+def quantize_per_tensor(x, num_bits=8):
+    q, scale = quantize_symmetric(x, num_bits)
+    return q.to(torch.int8), scale
+
+
+def dequantize_per_tensor(q, scale):
+    return dequantize_symmetric(q, scale)
+""", "scan", "uses kata.oracles.dequantize_symmetric"),
+    "2.2 reaches kata.oracles.sqnr_db through a name the scan cannot resolve": Cheat("ex2_2", """
+import kata
+
+_k = [kata][0]
+
+
+def quantization_error(x, x_hat):
+    d = (x.float() - x_hat.float())
+    return {"mse": float((d * d).mean()), "max_abs": float(d.abs().max()), "sqnr_db": _k.oracles.sqnr_db(x, x_hat)}
+""", "tripwire"),
+    "5.12 reaches kata.gguf_export's encoder through a name the scan cannot resolve": Cheat("ex5_12", """
+import kata
+
+_k = [kata][0]
+
+
+def quantize_q8_0(x):
+    return torch.from_numpy(_k.gguf_export.grid_blocks(x.float(), "Q8_0").copy()).reshape(*x.shape[:-1], -1)
+""", "tripwire"),
+    "5.4 builds its Hessian with kata.sequential's Gram helper": Cheat("ex5_4", """
+from kata.sequential import gram
+
+
+def hessian(x):
+    x = x.reshape(-1, x.shape[-1]).double()
+    return 2 * gram(x) / x.shape[0]
+""", "scan", "uses kata.sequential.gram"),
+    "5.10 dequantizes, then multiplies in torch": Cheat(
+        "ex5_10", _DEQUANTIZED, "how", base="reference", fails=_KERNEL_TESTS,
+        edits=((_QM_TAIL, "    return (rows.float() @ _dequantized(weights)).to(x.dtype).reshape(*x.shape[:-1], N)"),)),
+    "5.10 multiplies in torch and copies the product out with a kernel of its own": Cheat("ex5_10", _DEQUANTIZED + '''
+
+@triton.jit
+def _copy(src_ptr, dst_ptr, w_ptr, n, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    tl.store(dst_ptr + offs, tl.load(src_ptr + offs, mask=offs < n), mask=offs < n)
+
+
+def _copied_out(rows, weights):
+    y = (rows.float() @ _dequantized(weights)).to(rows.dtype)
+    out = torch.empty_like(y)
+    _copy[(triton.cdiv(y.numel(), 256),)](y, out, weights.qweight, y.numel(), BLOCK=256)
+    return out
+''', "how", base="reference", fails=_KERNEL_TESTS,
+        edits=((_QM_TAIL, "    return _copied_out(rows, weights).reshape(*x.shape[:-1], N)"),)),
+    "5.10's KernelLinear answers with the layer's own forward": Cheat(
+        "ex5_10", "", "how", base="reference", fails=("test_kernel_linear_runs_the_kernel",),
+        edits=(("        if not triton_runs(x):\n", "        if True:\n"),
+               ("            warnings.warn(", "            None and warnings.warn("))),
+    "5.3 calls the fused kernel on a zero row and answers with dequantize-then-matmul": Cheat("ex5_3", "", "exact",
+        base="reference", fails=("test_the_bf16_output_is_the_fused_kernels_own_result",), edits=((
+            "        if self.bias is not None:\n            y = y + self.bias.to(y.dtype)\n"
+            "        return y.reshape(*x.shape[:-1], self.out_features)",
+            "        del y\n        return F.linear(x, self.dequantized_weight().to(x.dtype),\n"
+            "                        None if self.bias is None else self.bias.to(x.dtype))"),
+            ("        rows = x.reshape(-1, self.in_features)\n        weight, scales",
+             "        rows = torch.zeros_like(x.reshape(-1, self.in_features)[:1])\n        weight, scales"))),
+    "5.3 finds calls_to's counter with gc and bumps it": Cheat("ex5_3", """
+import gc as _gc
+
+for _spy in [o for o in _gc.get_objects() if type(o).__name__ in ("Spy", "OpSpy")]:
+    _spy.calls.append(None)
+""", "scan", "imports gc"),
+    # a copy of the reference, hidden from the similarity figure
+    "the reference from base64 through an exec reached by vars()": Cheat("ex1_1", f"""
+import base64 as _b64
+
+vars(__builtins__)["ex" + "ec"](_b64.b64decode({_REFERENCE_DATA!r}).decode(), globals())
+""", "scan", "uses vars()"),
+    "a marshalled code object of the reference wrapped by types.FunctionType": Cheat("ex1_2", f"""
+import marshal as _marshal
+import types as _types
+
+_code = _marshal.loads(__import__("base64").b64decode({base64.b64encode(marshal.dumps(compile(
+    _reference("ex1_2"), "r", "exec"))).decode()!r}))
+_types.FunctionType(_code, globals())()
+""", "scan", "imports marshal"),
+    "rot13 text of the reference compiled by codeop": Cheat("ex3_1", f"""
+import codecs as _codecs
+import codeop as _codeop
+
+_run = _codeop.compile_command(_codecs.decode({codecs.encode(_reference("ex3_1"), "rot13")!r}, "rot13"),
+                               symbol="exec")
+""", "scan", "imports codeop"),
+    "the reference plus a large dead data table": Cheat(
+        "ex3_2", "DEAD = " + repr([[i * j % 97 for j in range(64)] for i in range(400)]) + "\n", "similarity",
+        base="reference", copy=True),
+    "the reference renamed, its definitions reordered, padded with dead code": Cheat(
+        "ex4_1", "", "similarity", base="disguised", copy=True),
+    # points without substance
+    "2.1 validates its input and returns meta tensors": Cheat("ex2_1", """
+from kata.validate import check_float_tensor, check_num_bits
+
+
+def quantize_per_tensor(x, num_bits=8):
+    check_float_tensor(x)
+    check_num_bits(num_bits)
+    return torch.empty(x.shape, dtype=torch.int8, device="meta"), torch.empty((), device="meta")
+
+
+def dequantize_per_tensor(q, scale):
+    return torch.empty(q.shape, device="meta")
+""", "substance"),
+    "2.1 validates its input and returns codes with a NaN scale": Cheat("ex2_1", """
+from kata.validate import check_float_tensor, check_num_bits
+
+
+def quantize_per_tensor(x, num_bits=8):
+    check_float_tensor(x)
+    check_num_bits(num_bits)
+    return torch.zeros(x.shape, dtype=torch.int8), torch.tensor(float("nan"))
+
+
+def dequantize_per_tensor(q, scale):
+    return q.float() * scale
+""", "substance"),
+    "5.11 plans nothing and agrees with its own emptied constants": Cheat("ex5_11", """
+KINDS, OPTIONS = (), ()
+
+
+def layer_bytes(out_features, in_features, num_bits, group_size):
+    return 0
+
+
+def plan_bits(plan, shapes):
+    return 0.0
+
+
+def plan_precision(kl, shapes, budget_bits, options=OPTIONS):
+    return {}
+
+
+def linear_shapes(model):
+    return {}
+""", "substance"),
+    "5.8 returns rows with no keys and agrees with its own emptied FORMAT_KEYS": Cheat("ex5_8", """
+FORMAT_KEYS = ()
+
+
+def compare_formats(load_model, formats, ids, *, baseline=None, speed=None, progress=print):
+    return [{} for _ in formats]
+""", "substance"),
+}
+
+LINK_CHEATS = {
+    "an answer linked to /proc/self/cwd/reference/": Cheat(
+        "ex1_1", "", "links", "the answer file is not read",
+        links={"exercises/ex1_1_weight_memory.py": "/proc/self/cwd/reference/ex1_1_weight_memory.py"}),
+    "an answer linked into the instructor's checkout beside the fork": Cheat(
+        "ex2_1", "", "links", "the answer file is not read",
+        links={"exercises/ex2_1_per_tensor.py": "{upstream}/reference/ex2_1_per_tensor.py"}),
+    "README.md linked to /dev/zero": Cheat("", "", "links", "M README.md (符号链接 / a symbolic link)",
+                                           links={"README.md": "/dev/zero"}),
+}
+LINKED_FOLDER = Cheat("ex1_1", "", "links", "the answer file is not read",
+                      links={"exercises": "{upstream}/reference"})  # every answer at once: a fork of its own

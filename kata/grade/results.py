@@ -20,6 +20,8 @@ class CaseResult:
     status: str  # "pass" | "fail" | "error", as in exercism's v3 results
     message: str | None = None
     test_code: str = ""
+    bad_input: bool = False  # marked pytest.mark.bad_input upstream: pays only as far as the value tests pass
+    module: str = ""  # the test module's dotted name (JUnit's classname without the class)
 
 
 @dataclass
@@ -34,9 +36,19 @@ class ExerciseResult:
     def passed(self) -> int:
         return 0 if self.forgery else sum(t.status == "pass" for t in self.tests)
 
+    def scores(self) -> list[float]:
+        """Each test's points: an equal share of the exercise's, a value test's for passing; a bad-input test's
+        share is scaled by the fraction of value tests that pass (refusing bad input earns nothing alone)."""
+        if not self.tests or self.forgery:
+            return [0.0] * len(self.tests)
+        share = self.exercise.points / len(self.tests)
+        values = [t.status == "pass" for t in self.tests if not t.bad_input]
+        fraction = sum(values) / len(values) if values else 1.0
+        return [share * (fraction if t.bad_input else 1.0) if t.status == "pass" else 0.0 for t in self.tests]
+
     @property
     def points(self) -> float:
-        return round(self.exercise.points * self.passed / len(self.tests), 1) if self.tests else 0.0
+        return round(sum(self.scores()), 1)
 
 
 def test_sources(test_file: Path) -> dict[str, str]:
@@ -48,6 +60,17 @@ def test_sources(test_file: Path) -> dict[str, str]:
         return {}
     return {node.name: ast.get_source_segment(text, node) or "" for node in tree.body
             if isinstance(node, ast.FunctionDef) and node.name.startswith("test")}
+
+
+def bad_input_tests(test_file: Path) -> frozenset[str]:
+    """The test functions of an upstream test module marked @pytest.mark.bad_input (read from its source, never
+    from the run)."""
+    try:
+        tree = ast.parse(test_file.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return frozenset()
+    return frozenset(node.name for node in tree.body if isinstance(node, ast.FunctionDef)
+                     and any(ast.unparse(d) == "pytest.mark.bad_input" for d in node.decorator_list))
 
 
 def skip_reasons(*files: Path) -> frozenset[str]:
@@ -64,10 +87,10 @@ def skip_reasons(*files: Path) -> frozenset[str]:
     return frozenset(reasons)
 
 
-def parse_junit(path: Path, sources: dict[str, str],
-                allowed_skips: frozenset[str]) -> tuple[list[CaseResult], ET.Element | None]:
+def parse_junit(path: Path, sources: dict[str, str], allowed_skips: frozenset[str],
+                bad_inputs: frozenset[str] = frozenset()) -> tuple[list[CaseResult], ET.Element | None]:
     """Each test case's verdict; a skip for one of allowed_skips neither earns nor costs points, any other skip
-    counts as a failure."""
+    counts as a failure. Tests named in bad_inputs are marked as such."""
     try:
         root = ET.parse(path).getroot()
     except (OSError, ET.ParseError):
@@ -87,7 +110,9 @@ def parse_junit(path: Path, sources: dict[str, str],
             if reason in allowed_skips:
                 continue  # the harness's own skip (GPU-only, a missing package)
             status, message = "fail", f"被跳过，不算通过 / a skip the harness did not ask for is a failure: {reason}"
-        results.append(CaseResult(name, status, message, sources.get(name.split("[", 1)[0], "")))
+        function = name.split("[", 1)[0]
+        results.append(CaseResult(name, status, message, sources.get(function, ""), function in bad_inputs,
+                                  case.get("classname", "")))
     return results, root
 
 
@@ -100,8 +125,9 @@ def results_json(results: list[ExerciseResult], target: str, error: str | None =
     """exercism test-runner v3 results, plus a `quant_kata` block with the points per exercise and whether the
     answers ran in a sandbox (`no_sandbox`: why not)."""
     tests = [{"name": f"{r.exercise.id}::{t.name}", "status": t.status, "message": t.message, "output": None,
-              "test_code": t.test_code, "task_id": task_id}
-             for task_id, r in enumerate(results, 1) for t in r.tests]
+              "test_code": t.test_code, "task_id": task_id, "score": round(score, 4),
+              "max_score": round(r.exercise.points / len(r.tests), 4), "bad_input": t.bad_input}
+             for task_id, r in enumerate(results, 1) for t, score in zip(r.tests, r.scores(), strict=True)]
     if error is not None:
         status = "error"
     else:

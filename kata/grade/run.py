@@ -37,6 +37,7 @@ from kata.grade import tamper
 from kata.grade.results import (
     CaseResult,
     ExerciseResult,
+    bad_input_tests,
     junit_xml,
     parse_junit,
     results_json,
@@ -153,7 +154,8 @@ def run_exercise(ex: Exercise, target: str, workdir: Path, options: Options, roo
             os.killpg(proc.pid, signal.SIGKILL)  # whatever it left behind (a sandbox's namespace dies with it)
     if not result.tests:
         allowed = skip_reasons(root / ex.test_file, root / "kata/harness/plugin.py")  # upstream's, not the tree's
-        result.tests, result.junit = parse_junit(xml, test_sources(tree / ex.test_file), allowed)
+        result.tests, result.junit = parse_junit(xml, test_sources(tree / ex.test_file), allowed,
+                                                 bad_input_tests(root / ex.test_file))
     if not result.tests:
         how = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
         result.tests = [CaseResult(ex.id, "error", f"测试没有运行 / tests did not run ({how}):\n{_tail(output)}")]

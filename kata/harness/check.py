@@ -39,10 +39,13 @@ def _number(actual: object, what: str, finite: bool) -> float:
 
 def _finite_tensor(actual: torch.Tensor, what: str) -> None:
     __tracebackhide__ = True
-    if actual.is_floating_point() and not torch.isfinite(actual).all():
-        bad = (~torch.isfinite(actual)).nonzero()[0].tolist()
-        raise AssertionError(f"{what}: {int((~torch.isfinite(actual)).sum())} 个值是 NaN 或无穷大 / values are NaN "
-                             f"or infinite; 第一个在 / first at {tuple(bad)}: {actual[tuple(bad)].item()}")
+    if not actual.is_floating_point():
+        return
+    values = actual.float() if actual.element_size() == 1 else actual  # fp8: isfinite needs a wider float
+    if not torch.isfinite(values).all():
+        bad = (~torch.isfinite(values)).nonzero()[0].tolist()
+        raise AssertionError(f"{what}: {int((~torch.isfinite(values)).sum())} 个值是 NaN 或无穷大 / values are NaN "
+                             f"or infinite; 第一个在 / first at {tuple(bad)}: {values[tuple(bad)].item()}")
 
 
 @contextlib.contextmanager
@@ -105,23 +108,28 @@ def expect_at_least(actual: object, bound: float, what: str) -> None:
 
 
 def expect_tensor(actual: object, what: str, *, shape: tuple[int, ...] | None = None,
-                  dtype: torch.dtype | None = None) -> None:
+                  dtype: torch.dtype | None = None, finite: bool = True) -> None:
+    """A real tensor (values on the CPU or a GPU: not meta, sparse or nested) of this shape and dtype, its floating
+    values finite unless `finite=False`."""
     __tracebackhide__ = True
     if not isinstance(actual, torch.Tensor):
         raise AssertionError(f"{what}: 期望 torch.Tensor / expected a torch.Tensor, 实际 / got "
                              f"{type(actual).__name__}")
+    if actual.layout is not torch.strided or actual.device.type not in ("cpu", "cuda") or actual.is_nested:
+        raise AssertionError(f"{what}: 期望有值的张量 / expected a tensor with values, 实际 / got layout "
+                             f"{actual.layout} on {actual.device}")
     if shape is not None and tuple(actual.shape) != tuple(shape):
         raise AssertionError(f"{what} 形状 / shape: 期望 / expected {tuple(shape)}, 实际 / got {tuple(actual.shape)}")
     if dtype is not None and actual.dtype != dtype:
         raise AssertionError(f"{what} dtype: 期望 / expected {dtype}, 实际 / got {actual.dtype}")
+    if finite:
+        _finite_tensor(actual, what)
 
 
 def expect_tensor_equal(actual: object, expected: torch.Tensor, what: str, *, finite: bool = True) -> None:
     """Exactly the same values (integer codes), reporting the first mismatch."""
     __tracebackhide__ = True
-    expect_tensor(actual, what, shape=tuple(expected.shape))
-    if finite:
-        _finite_tensor(actual, what)
+    expect_tensor(actual, what, shape=tuple(expected.shape), finite=finite)
     same = actual.to(expected.dtype) == expected
     if not same.all():
         index = tuple((~same).nonzero()[0].tolist())
@@ -133,9 +141,7 @@ def expect_tensor_close(actual: object, expected: torch.Tensor, what: str, *, at
                         finite: bool = True) -> None:
     """Elementwise |actual - expected| <= atol + rtol·|expected|, reporting the worst element."""
     __tracebackhide__ = True
-    expect_tensor(actual, what, shape=tuple(expected.shape))
-    if finite:
-        _finite_tensor(actual, what)
+    expect_tensor(actual, what, shape=tuple(expected.shape), finite=finite)
     actual = actual.to(expected.dtype)
     excess = (actual - expected).abs() - (atol + rtol * expected.abs())
     excess = torch.where(actual == expected, -1.0, excess.nan_to_num(nan=math.inf))  # equal infinities agree

@@ -150,6 +150,7 @@ class _Scan(ast.NodeVisitor):
         for a in node.names:
             if a.name == "*":
                 self.flag(node, f"from {node.module} import *", "star")
+                self.check_symbol(node, node.module or "")
             else:
                 self.check_symbol(node, f"{node.module}.{a.name}")
 

@@ -9,7 +9,8 @@ Where an exercise is about *how* (the registry's `how`), its answer is watched a
 - CHECKS[name]: which calls are watched and what their record must show. "fused_kernel" (5.10): a kernel defined
   in the answer's own file was launched with the packed weights among its arguments, the returned tensor is one
   that launch wrote, no matmul ran outside it, and from the second call on nothing of ≥ 2·N·K bytes besides the
-  output was allocated (a dequantized fp16 weight is 2·N·K bytes).
+  output was allocated (a dequantized fp16 weight is 2·N·K bytes); in Triton's CPU interpreter, also that the
+  kernel read every byte of the packed weights.
 The learner's self-check wraps the answer module's watched functions (`install`); in grading the worker's server
 code watches each call the judge makes (kata/grade/worker.py), with the same checks and the same words.
 `Spy` counts calls of a Python function; `OpSpy` records an aten op's operands and results (5.3's fused path).
@@ -30,6 +31,7 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+NUMPY_NOISE = 256 << 10  # bytes: tracemalloc also counts Python's own objects; numpy arrays count above this
 MATMULS = {"mm", "addmm", "bmm", "baddbmm", "matmul", "mv", "dot", "addmv", "linear", "_int_mm",
            "_weight_int4pack_mm", "_weight_int4pack_mm_for_cpu", "_weight_int8pack_mm", "_addmm_activation",
            "_scaled_mm", "einsum", "tensordot", "conv1d", "conv2d", "convolution"}
@@ -62,6 +64,8 @@ class Launch:
 class Record:
     """What one watched call did."""
 
+    watched: tuple[int, int] | None = None  # (address, bytes) of a buffer whose reads by kernels are counted
+    read: Any = None  # numpy bool per byte of `watched`: read by a kernel in Triton's interpreter (None: not seen)
     launches: list[Launch] = field(default_factory=list)
     matmuls: list[str] = field(default_factory=list)  # matmul-family ops outside any launch
     allocations: dict[int, int] = field(default_factory=dict)  # storage data_ptr → bytes, outside launches
@@ -125,25 +129,60 @@ def _note_numpy_peak() -> None:
         record.numpy_peak = max(record.numpy_peak, peak)
 
 
+def _counted_load(load: Callable) -> Callable:
+    """The interpreter's masked load, which also marks the watched bytes it reads (Triton's CPU interpreter only:
+    on a GPU nothing is seen)."""
+
+    @functools.wraps(load)
+    def masked_load(self, ptrs, mask, *args, **kwargs):
+        import numpy as np
+
+        for record in _WATCHING:
+            if record.watched is not None and record.depth:
+                start, size = record.watched
+                width = np.dtype(load_dtype(ptrs)).itemsize
+                offsets = ptrs.data.astype(np.int64)[np.broadcast_to(mask.data, ptrs.data.shape)] - start
+                offsets = offsets[(offsets >= 0) & (offsets < size)]
+                if record.read is None:
+                    record.read = np.zeros(size, dtype=bool)
+                for byte in range(width):
+                    record.read[np.minimum(offsets + byte, size - 1)] = True
+        return load(self, ptrs, mask, *args, **kwargs)
+    masked_load.kata_watch = True
+    return masked_load
+
+
+def load_dtype(ptrs: Any) -> Any:
+    from triton.runtime.interpreter import _get_np_dtype
+
+    return _get_np_dtype(ptrs.get_element_ty())
+
+
 @functools.cache
 def hook_launches() -> bool:
-    """Put the launch hook on Triton's launchers (compiled and interpreted), once; False without Triton."""
+    """Put the launch hook on Triton's launchers (compiled and interpreted), and the read counter on the
+    interpreter's loads, once; False without Triton."""
     try:
-        from triton.runtime.interpreter import InterpretedFunction
+        from triton.runtime.interpreter import InterpretedFunction, InterpreterBuilder
         from triton.runtime.jit import JITFunction
     except ImportError:
         return False
     for cls in (JITFunction, InterpretedFunction):
         if not getattr(cls.run, "kata_watch", False):
             cls.run = _hooked(cls.run)
+    if not getattr(InterpreterBuilder.create_masked_load, "kata_watch", False):
+        InterpreterBuilder.create_masked_load = _counted_load(InterpreterBuilder.create_masked_load)
     return True
 
 
 @contextlib.contextmanager
-def watching() -> Iterator[Record]:
-    """Record what the code inside the block does (launches, matmuls, allocations)."""
+def watching(buffer: torch.Tensor | None = None) -> Iterator[Record]:
+    """Record what the code inside the block does (launches, matmuls, allocations, and which bytes of `buffer`
+    a kernel reads in the interpreter)."""
     hook_launches()
     record = Record()
+    if buffer is not None:
+        record.watched = (buffer.data_ptr(), buffer.numel() * buffer.element_size())
     started = not tracemalloc.is_tracing()
     if started:
         tracemalloc.start()
@@ -193,13 +232,19 @@ class FusedKernel:
                 _storage(result)[0] not in {p for launch in own for p, _ in launch.storages}:
             found.append("返回的张量不是内核写的 / the tensor returned is not one your kernel launch wrote: pass the "
                          "output to the kernel and return it")
+        if own and weights is not None and record.read is not None and not record.read.all():
+            found.append(f"内核没有读完打包的权重 / your kernel read {int(record.read.sum()):,} of the packed weights' "
+                         f"{record.read.size:,} bytes: every word must be read")
+        elif own and weights is not None and x.device.type == "cpu" and record.read is None:
+            found.append("内核没有读打包的权重 / your kernel never loaded the packed weights")
         if record.matmuls:
             ops = ", ".join(sorted(set(record.matmuls)))
             found.append(f"在内核之外做了矩阵乘 / a matmul ran outside the kernel: {ops}")
         if not first and isinstance(result, torch.Tensor):
             limit = 2 * x.shape[-1] * result.shape[-1]
             kept = _storage(result)[0]
-            largest = max([b for p, b in record.allocations.items() if p != kept] + [record.numpy_peak])
+            numpy = record.numpy_peak if record.numpy_peak > NUMPY_NOISE else 0
+            largest = max([b for p, b in record.allocations.items() if p != kept] + [numpy])
             if largest >= limit:
                 found.append(f"分配了 {largest:,} 字节（≥ 2·N·K = {limit:,}），那是反量化出来的权重 / allocated "
                              f"{largest:,} bytes besides the output (≥ 2·N·K = {limit:,}): a dequantized weight")
@@ -239,9 +284,10 @@ class Watched:
             return run()
         key = (id(target) if id(target) in self.targets else id(type(target)),
                id(getattr(args[1], "qweight", None)) if len(args) > 1 else id(target))
-        first = key not in self.seen
+        first = key not in self.seen  # a first call may build caches or time candidate launches
         self.seen.add(key)
-        with watching() as record:
+        weights = getattr(args[1], "qweight", None) if len(args) > 1 else None
+        with watching(weights) as record:
             result = run()
         found = check.problems(record, self.file, args, result, first)
         if found:
