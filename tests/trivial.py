@@ -2,7 +2,8 @@
 its input or a constant, or raises ValueError / TypeError on every call. None of them may earn a point
 (tests/test_trivial.py grades them with the grader's own scoring).
 
-平凡答案族：每个要学员写的函数都返回 0、1、输入本身、一个常数，或对每次调用都抛 ValueError / TypeError；它们一分也不能得。
+平凡答案族：每个要学员写的函数都返回 0、1、输入本身、一个常数，或对每次调用都抛 ValueError / TypeError；
+它们一分也不能得。
 """
 
 from __future__ import annotations
