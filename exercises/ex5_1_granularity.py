@@ -25,6 +25,8 @@ group_size 不能整除 in → ValueError（写明 group_size 与行长）/ must
 坏输入 / bad input: w 非浮点 → TypeError; w 非二维、含 NaN/inf（信息含 "NaN"）、为空 → ValueError; num_bits 不在 2..8 →
 ValueError; 未知 granularity → ValueError（列出合法值，如 "channel"）; group_size 不整除列数 → ValueError;
 percentile 不在 (0, 100] → ValueError. 错误信息写明参数名 / every message names the argument.
+kata.validate 有现成的检查 / has ready checks: check_float_tensor, check_num_bits, check_choice,
+check_group_size(group_size, in_features)（None 表示整行 / None means the whole row）.
 
 答案规则 / answer rules (python -m kata rules ex5_1):
     不能用 / may not use: kata.oracles

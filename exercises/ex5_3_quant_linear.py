@@ -34,7 +34,8 @@ CPU 快速路径 / the fast CPU path (x 在 CPU 上且是 bf16 / x on the CPU in
     其余情况（fp32、GPU）仍走反量化路径 / otherwise dequantize.
     x 可以有任意前导维 / x may have any leading dims: reshape(-1, in) → 核 → reshape 回去 / and back.
 
-坏输入 / bad input: num_bits 不是 4 或 8 → ValueError; 4 比特时 group_size 不整除 in_features → ValueError.
+坏输入 / bad input: num_bits 不是 4 或 8 → ValueError; 4 比特时 group_size 不整除 in_features → ValueError
+（kata.validate.check_group_size 可以帮你查 / can check it for you）.
 
 评分也看“怎么做的” / graded on how, too: bf16 的 forward 必须调用 torch 的融合核恰好一次，传入的就是你的 x（展平成
 行），返回值与融合核在同样的操作数上算出的结果（加上 bias、reshape 回去）逐位相同（bit-identical）/ a bf16 forward calls

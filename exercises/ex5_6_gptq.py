@@ -18,7 +18,8 @@ the columns not yet quantized, so that X·Wᵀ moves as little as possible:
        W[:, i2:] −= Err_block · U[i1:i2, i2:]。结果应与 block_size=1 相同。
        Update inside a block column by column, the rest once per block; the result equals block_size=1.
 返回量化网格上的 ŵ（float32，与 w 同形）/ returns ŵ on the grid, float32, w's shape.
-坏输入 / bad input: H 不是 (in, in) → ValueError（写明 H）; group_size 不整除 in → ValueError.
+坏输入 / bad input: H 不是 (in, in) → ValueError（写明 H）; group_size 不整除 in → ValueError
+（kata.validate.check_group_size(group_size, in) 查它，None 表示整行 / checks it, None is the whole row）.
 
 gptq_quantize_model: 逐块 / block by block — kata/sequential.py 开头有这个循环的例子（INPUT_GROUPS 列出共用
 输入的层，linears(block, names) 取出它们，捕获默认在 bf16 autocast 下）/ its docstring shows the loop.

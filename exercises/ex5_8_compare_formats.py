@@ -27,6 +27,7 @@ compare_formats(load_model, formats, ids, speed=None, progress=...): 每个 Form
 坏输入 / bad input: formats 为空或名字重复 → ValueError; formats 里有不是 Format 的项 → TypeError（写明收到的类型，
     如 "str"）; group_size 不整除 in_features → ValueError; FP8Linear / NF4Linear 遇到有 bias 的层 → ValueError（消息含
     "bias" 和类名）. 错误信息写明参数名 / every message names the argument.
+    kata.validate.check_group_size 可以帮你查 group_size / can check group_size for you.
 
 答案规则 / answer rules: python -m kata rules ex5_8
 提示 / hints: python -m kata hint ex5_8

@@ -23,7 +23,8 @@ qat_finetune(student, teacher, ids, steps, lr, batch_size, progress): 只训练 
 
 坏输入 / bad input: lr ≤ 0 → ValueError（消息含 "lr"）; steps 不是正整数 → ValueError; student 里没有 QATLinear →
     ValueError（消息含 "QATLinear"）; num_bits 不在 2..8 → ValueError;
-    group_size 不整除 in_features → ValueError; w 不是浮点张量 → TypeError; w 为空或含 NaN → ValueError.
+    group_size 不整除 in_features → ValueError（kata.validate.check_group_size 可以帮你查 / can check it）;
+    w 不是浮点张量 → TypeError; w 为空或含 NaN → ValueError.
     错误信息写明参数名 / every message names the argument.
 
 真实模型 / on the real model: python -m kata.lab --qat（第 9 节）用你的 RoundSTE 和 scale_gradient 从 GPTQ 出发

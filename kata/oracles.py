@@ -20,6 +20,8 @@ import math
 import torch
 from torch import nn
 
+from kata.validate import check_group_size
+
 
 def quantize_symmetric(x: torch.Tensor, num_bits: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-tensor symmetric (2.1's rule): scale = max|x| / (2^(b-1) - 1), codes clamped to the signed grid."""
@@ -50,7 +52,7 @@ def code_range(num_bits: int, symmetric: bool) -> tuple[int, int]:
 
 def _grouped(w: torch.Tensor, group_size: int | None) -> torch.Tensor:
     """w (rows, cols) viewed as (rows, groups, group_size), float32."""
-    return w.detach().float().reshape(w.shape[0], -1, group_size or w.shape[1])
+    return w.detach().float().reshape(w.shape[0], -1, check_group_size(group_size, w.shape[1]))
 
 
 def group_qparams(w: torch.Tensor, num_bits: int, group_size: int | None = None, *, symmetric: bool = False,
@@ -129,5 +131,5 @@ def logit_error_against_rtn(model: nn.Module, quantize, ids: torch.Tensor, num_b
 
 def distinct_per_group(w: torch.Tensor, group_size: int) -> int:
     """The largest number of distinct values in any (row, group) of w: at most 2^b on a b-bit grid."""
-    groups = w.detach().reshape(w.shape[0], -1, group_size)
+    groups = w.detach().reshape(w.shape[0], -1, check_group_size(group_size, w.shape[1]))
     return max(len(torch.unique(groups[r, g])) for r in range(groups.shape[0]) for g in range(groups.shape[1]))

@@ -46,3 +46,20 @@ def check_positive(value: object, name: str) -> None:
     """Raise ValueError unless `value` is a positive real number."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ValueError(f"{name} 必须是正数 / {name} must be a positive number, got {value!r}")
+
+
+def check_group_size(group_size: object, in_features: int, name: str = "group_size", *,
+                     multiple_of: int = 1) -> int:
+    """The number of input columns per group: `group_size` itself when it is an int ≥ 1 that divides in_features
+    (and is a multiple of `multiple_of`); None means one group per row and gives in_features. Anything else is a
+    ValueError naming the argument. 分组大小：None 表示整行一组；否则必须是能整除 in_features 的正整数。"""
+    if group_size is None:
+        return in_features
+    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
+        raise ValueError(f"{name} 必须是正整数或 None（整行一组）/ {name} must be a positive int or None (one group "
+                         f"per row), got {group_size!r}")
+    if in_features % group_size or group_size % multiple_of:
+        rule = f" and be a multiple of {multiple_of}" if multiple_of > 1 else ""
+        raise ValueError(f"{name} 必须整除 in_features={in_features} / {name} must divide in_features={in_features}"
+                         f"{rule}, got {group_size}")
+    return group_size

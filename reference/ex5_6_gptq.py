@@ -16,6 +16,7 @@ import torch
 from kata.llama import Llama
 from kata.oracles import code_range, group_qparams
 from kata.sequential import INPUT_GROUPS, block_linear_inputs, first_block_input, gram, linears, rope, run_block
+from kata.validate import check_group_size
 
 
 def _to_grid(w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, qmin: int, qmax: int) -> torch.Tensor:
@@ -42,8 +43,7 @@ def gptq_quantize_layer(w: torch.Tensor, H: torch.Tensor, num_bits: int = 4, gro
     out_features, K = w.shape
     if H.shape != (K, K):
         raise ValueError(f"H 的形状应为 / H must be ({K}, {K}) for w {tuple(w.shape)}, got {tuple(H.shape)}")
-    if group_size is not None and K % group_size:
-        raise ValueError(f"group_size 必须整除 in / group_size must divide in={K}, got {group_size}")
+    check_group_size(group_size, K)
     W, H = w.detach().clone().float(), H.detach().clone().double()
     qmin, qmax = code_range(num_bits, symmetric)
 

@@ -9,6 +9,8 @@ A demand is stated when the stub's docstrings say it:
   passed in and expects quoted back ("0.1197", "85%") are left out; counted progress ("25/25", "(1/3)") needs the
   stub to show the count's form, "i/n" or "(i/n)".
 A bad input is paired when kata's raises is given valid=, the nearest input that must not raise (`unpaired`).
+The answer rules are demands too (`rules_unstated`): the stub names `python -m kata rules`, every symbol of the
+exercise's own job (the registry's own_job) and, for each check of how, the words that rule turns on (HOW_RULES).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from __future__ import annotations
 import ast
 import re
 from pathlib import Path
+
+from kata.harness.curriculum import HOW_RULES, Exercise
 
 NAMES_THE_ARGUMENT = "every message names the argument"
 NUMBER = re.compile(r"[\d.,]+%?")
@@ -103,3 +107,12 @@ def unpaired(test_source: str) -> list[int]:
         if name == "pytest.raises" or (name == "raises" and not any(k.arg == "valid" for k in node.keywords)):
             lines.append(node.lineno)
     return lines
+
+
+def rules_unstated(ex: Exercise, stub: Path) -> list[str]:
+    """The answer rules of `ex` that `stub`'s docstrings do not state, one line each."""
+    doc = docstrings(stub.read_text(encoding="utf-8"))
+    missing = [] if f"python -m kata rules {ex.id}" in doc else [f"the command `python -m kata rules {ex.id}`"]
+    missing += [f"its own job {symbol}" for symbol in ex.own_job if symbol not in doc]
+    missing += [f"the check of how {name!r} ({HOW_RULES[name]!r})" for name in ex.how if HOW_RULES[name] not in doc]
+    return missing

@@ -14,6 +14,7 @@ from kata.harness.check import (
     expect_tensor_equal,
     raises,
 )
+from kata.validate import check_group_size
 
 NAN = float("nan")
 
@@ -91,3 +92,21 @@ def test_raises_lets_a_stub_through_as_not_started():
         raise NotImplementedError("kata hint: start here")
     with pytest.raises(NotImplementedError, match="kata hint"), raises(ValueError, valid=stub):
         stub()
+
+
+@pytest.mark.parametrize(("group_size", "in_features", "expected"), [(None, 576, 576), (64, 576, 64), (1, 7, 1),
+                                                                      (576, 576, 576)])
+def test_a_group_size_that_divides_the_row_is_kept_and_none_is_the_whole_row(group_size, in_features, expected):
+    assert check_group_size(group_size, in_features) == expected
+
+
+@pytest.mark.parametrize("group_size", [0, -32, 128, 64.0, True, "64"])
+def test_a_group_size_that_does_not_split_the_row_is_a_value_error_naming_it(group_size):
+    with pytest.raises(ValueError, match=r"\bgroup_size\b"):
+        check_group_size(group_size, 576)
+
+
+def test_a_layout_may_ask_group_sizes_to_be_a_multiple_of_a_tile():
+    assert check_group_size(32, 128, multiple_of=16) == 32
+    with pytest.raises(ValueError, match="multiple of 16"):
+        check_group_size(8, 128, multiple_of=16)

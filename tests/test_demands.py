@@ -2,9 +2,9 @@
 
 import pytest
 
-from kata.harness.curriculum import EXERCISES
+from kata.harness.curriculum import BY_ID, EXERCISES
 from kata.harness.target import ROOT
-from tests.demands import unpaired, unstated
+from tests.demands import rules_unstated, unpaired, unstated
 
 
 @pytest.mark.parametrize("ex", EXERCISES, ids=[ex.id for ex in EXERCISES])
@@ -43,3 +43,18 @@ def test_an_unpaired_bad_input_is_caught():
               "    with raises(ValueError, match='x'):\n        f(0)\n"
               "    with pytest.raises(ValueError):\n        f(0)\n")
     assert unpaired(source) == [4, 6]
+
+
+@pytest.mark.parametrize("ex", EXERCISES, ids=[ex.id for ex in EXERCISES])
+def test_every_answer_rule_is_stated_in_the_stub(ex):
+    missing = rules_unstated(ex, ROOT / "exercises" / f"{ex.module}.py")
+    assert not missing, f"exercises/{ex.module}.py does not state: {missing}"
+
+
+def test_a_rule_left_out_of_a_stub_is_caught(tmp_path):
+    stub = tmp_path / "ex5_10.py"
+    stub.write_text('"""5.10 — a kernel. python -m kata rules ex5_10; may not use torch._int_mm."""\n',
+                    encoding="utf-8")
+    missing = rules_unstated(BY_ID["ex5_10"], stub)
+    assert "its own job torch._weight_int8pack_mm" in missing and any("fused_kernel" in m for m in missing)
+    assert "its own job torch._int_mm" not in missing

@@ -2,6 +2,7 @@
 
 import pytest
 
+from kata.harness.curriculum import curriculum_table
 from kata.harness.target import ROOT
 from kata.lab import context, quality, run
 
@@ -20,6 +21,12 @@ def test_the_readme_block_is_a_whole_lab_report_of_the_reference():
     for number in range(1, 10):  # sections 8 and 9 come from --sensitivity and --qat, which README's block uses
         assert f"\n### {number}. " in block, f"section {number} is missing from README's lab block"
     assert "_用时 / took" in block and "not implemented" not in block
+
+
+def test_the_curriculum_table_is_the_registrys():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = text.split("<!-- curriculum:start -->\n")[1].split("\n<!-- curriculum:end -->")[0]
+    assert block == curriculum_table(), "README's curriculum table: regenerate it with python -m kata list --markdown"
 
 
 def test_the_formats_picture_readme_shows_is_committed():
