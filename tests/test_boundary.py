@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from kata.grade.boundary import Worker, remote_module, worker_command
+from kata.grade.boundary import Worker, remote_module
+from kata.grade.finder import worker_command
 from kata.grade.protocol import BoundaryError, SpyCall, SpyCount, SpyStart, SpyStop, receive, send
 
 ANSWER = '''

@@ -15,11 +15,11 @@ from kata.grade import sandbox
 from kata.grade.results import results_json
 from kata.grade.run import DEFAULT_MEMORY_GIB, DEFAULT_TIMEOUT_S, Options, grade, run_all
 from kata.harness import target
-from kata.harness.curriculum import EXERCISES, find
+from kata.harness.curriculum import EXERCISES, Exercise, find
 from kata.harness.target import ROOT
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m kata.grade",
                                      description="quant-kata 评分 / grade a checkout's exercises")
     parser.add_argument("--target", choices=target.TARGETS, default="exercises")
@@ -37,41 +37,51 @@ def main(argv: list[str] | None = None) -> int:
                         help="不做答案扫描，只用于测试其他防线 / no answer scan: only for testing the other defences")
     parser.add_argument("--unsolved", action="store_true",
                         help="检查每个评分测试在原始存根上都失败 / check every graded test fails on the stubs")
-    args = parser.parse_args(argv)
-    exercises = [find(name) for name in args.only.split(",") if name] or list(EXERCISES)
+    return parser
 
+
+def unsolved(exercises: list[Exercise], options: Options) -> int:
+    """Grade this checkout's untouched stubs: 0 when every graded test fails on them, else 1 with the exceptions."""
+    with tempfile.TemporaryDirectory() as tmp:
+        results = run_all(exercises, "exercises", Path(tmp), options)
+    passing = [f"{r.exercise.test_file}::{t.name}" for r in results for t in r.tests if t.status == "pass"]
+    total = sum(len(r.tests) for r in results)
+    if passing:
+        print(f"这些评分测试在存根上通过了 / these graded tests PASS on the stubs ({len(passing)}/{total}):")
+        print("\n".join(f"  {name}" for name in passing))
+        return 1
+    print(f"好 / good: 全部 {total} 个评分测试在存根上都失败 / all {total} graded tests fail on the stubs "
+          f"({len(results)} exercises)")
+    return 0
+
+
+def refuse(out: Path, target_name: str, no_sandbox: str) -> int:
+    """No sandbox and no --unsandboxed: say why, write the refusal as results.json, exit 2."""
+    print(f"拒绝评分 / refusing to grade: {no_sandbox}\n没有沙箱时答案能读到参考答案、改写结果；确需评分请加 "
+          "--unsandboxed / without a sandbox an answer can read the reference and rewrite results; pass "
+          "--unsandboxed to grade anyway (kata/grade/sandbox.py says what the sandbox needs)", file=sys.stderr)
+    out.mkdir(parents=True, exist_ok=True)
+    refusal = results_json([], target_name, f"refused: no sandbox: {no_sandbox}", no_sandbox=no_sandbox)
+    (out / "results.json").write_text(json.dumps(refusal, ensure_ascii=False, indent=2), encoding="utf-8")
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    exercises = [find(name) for name in args.only.split(",") if name] or list(EXERCISES)
     no_sandbox = sandbox.problem()
     options = Options(args.timeout, args.memory_gib, sandboxed=no_sandbox is None, scan=not args.skip_scan)
     if args.unsolved:  # the untouched stubs are this checkout's own code: a sandbox where there is one
-        with tempfile.TemporaryDirectory() as tmp:
-            results = run_all(exercises, "exercises", Path(tmp), options)
-        passing = [f"{r.exercise.test_file}::{t.name}" for r in results for t in r.tests if t.status == "pass"]
-        total = sum(len(r.tests) for r in results)
-        if passing:
-            print(f"这些评分测试在存根上通过了 / these graded tests PASS on the stubs ({len(passing)}/{total}):")
-            print("\n".join(f"  {name}" for name in passing))
-            return 1
-        print(f"好 / good: 全部 {total} 个评分测试在存根上都失败 / all {total} graded tests fail on the stubs "
-              f"({len(results)} exercises)")
-        return 0
-
+        return unsolved(exercises, options)
     answers = args.answers.resolve() if args.answers else None
     if answers is not None and not (answers / "exercises").is_dir():
-        parser.error(f"--answers 应是含 exercises/ 的检出 / --answers must be a checkout with exercises/: {answers}")
+        parser().error(f"--answers 应是含 exercises/ 的检出 / --answers must be a checkout with exercises/: {answers}")
     if no_sandbox and args.target == "exercises" and not args.unsandboxed:
-        print(f"拒绝评分 / refusing to grade: {no_sandbox}\n没有沙箱时答案能读到参考答案、改写结果；确需评分请加 "
-              "--unsandboxed / without a sandbox an answer can read the reference and rewrite results; pass "
-              "--unsandboxed to grade anyway (kata/grade/sandbox.py says what the sandbox needs)", file=sys.stderr)
-        args.out.mkdir(parents=True, exist_ok=True)
-        refusal = results_json([], args.target, f"refused: no sandbox: {no_sandbox}", no_sandbox=no_sandbox)
-        (args.out / "results.json").write_text(json.dumps(refusal, ensure_ascii=False, indent=2), encoding="utf-8")
-        return 2
+        return refuse(args.out, args.target, no_sandbox)
     data = grade(args.target, args.out, exercises, options, ROOT, answers, no_sandbox)
     print((args.out / "summary.md").read_text(encoding="utf-8"))
     print(f"写入 / wrote {args.out}/results.json, junit.xml, summary.md — status {data['status']}")
     return 0
-
-
 
 if __name__ == "__main__":
     sys.exit(main())

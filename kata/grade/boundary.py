@@ -27,24 +27,18 @@ dicts of them — read with torch.load(weights_only=True), so nothing the answer
 Every exercise crosses it when graded (kata/grade/run.py), each worker in a sandbox of its own
 (kata/grade/sandbox.py); learners' own runs stay in one process.
 
-The worker is `worker_command(tree, name)`: python -I, the grading tree's kata first on the path, stdin / stdout
-kept for the protocol (the answer's prints go to stderr).
+The worker is kata.grade.finder.worker_command(tree, name): python -I, the grading tree's kata first on the path,
+stdin / stdout kept for the protocol (the answer's prints go to stderr).
 """
 from __future__ import annotations
 
 import builtins
 import contextlib
-import importlib.abc
-import importlib.util
 import os
-import shutil
 import subprocess
-import sys
-import tempfile
 import types
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -68,10 +62,6 @@ from kata.grade.protocol import (
     Return,
     Sent,
     Set,
-    SpyCall,
-    SpyCount,
-    SpyStart,
-    SpyStop,
     Sync,
     builtin_name,
     map_nested,
@@ -88,7 +78,6 @@ from kata.grade.proxies import (
     RemoteObject,
     number_of,
 )
-from kata.harness.watch import OpCall
 
 
 def _rebuilt(description: dict) -> torch.nn.Module:
@@ -315,78 +304,3 @@ def remote_module(fullname: str, worker: Worker) -> types.ModuleType:
     for name, value in names.names.items():
         module.__dict__[name] = worker.proxy(value) if isinstance(value, Handle) else value
     return module
-
-
-WORKER_BOOTSTRAP = ("import sys; sys.path.insert(0, sys.argv[1]); from kata.grade.worker import serve; "
-                    "serve(sys.argv[1], sys.argv[2])")
-
-
-def worker_command(tree: str, name: str) -> list[str]:
-    """The worker for exercises.<name> of the grading tree: isolated mode, the tree's kata, nothing else."""
-    return [sys.executable, "-I", "-c", WORKER_BOOTSTRAP, tree, name]
-
-
-class _Calls:
-    """What the workers' spies saw: len() asks how many calls, [i] the i-th (an aten op's operands and result)."""
-
-    def __init__(self, spies: list[tuple[Worker, int]]) -> None:
-        self.spies = spies
-
-    def __len__(self) -> int:
-        return sum(worker.request(SpyCount(number)) for worker, number in self.spies)
-
-    def __getitem__(self, index: int) -> OpCall | None:
-        for worker, number in self.spies:
-            count = worker.request(SpyCount(number))
-            if index < count:
-                call = worker.request(SpyCall(number, index))
-                return None if call is None else OpCall(*call)
-            index -= count
-        raise IndexError(index)
-
-
-class WorkerFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Serves every `exercises.exN_*` import as remote_module of a worker started for it; the judging process never
-    imports the answer itself. Sandboxed, each worker runs in a sandbox of its own (kata/grade/sandbox.py) that
-    sees the grading tree read-only and writes only a temporary folder."""
-
-    def __init__(self, tree: str, sandboxed: bool = False) -> None:
-        self.tree, self.sandboxed, self.workers, self.folders = tree, sandboxed, [], []
-
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname.startswith("exercises.ex"):
-            return importlib.util.spec_from_loader(fullname, self)
-        return None
-
-    def create_module(self, spec):
-        command, env = worker_command(self.tree, spec.name.removeprefix("exercises.")), None
-        if self.sandboxed:
-            from kata.grade import sandbox
-            from kata.smollm2 import cache_dir
-
-            folder = Path(tempfile.mkdtemp(prefix="kata-worker-"))
-            self.folders.append(folder)
-            (folder / "root").mkdir()
-            (folder / "home").mkdir()
-            cache = [cache_dir()] if cache_dir().is_dir() else []  # the real model's files, read-only
-            command = sandbox.wrap(command, folder / "root", [Path(self.tree), *cache], [folder / "home"],
-                                   folder / "home")
-            env = sandbox.environment({**os.environ, "KATA_CACHE": str(cache_dir())}, folder / "home")
-        worker = Worker(command, env)
-        self.workers.append(worker)
-        return remote_module(spec.name, worker)
-
-    def exec_module(self, module):
-        pass  # everything is in the proxies already
-
-    def spy(self, dotted: str, finalizer: Callable[[Callable], None]) -> _Calls:
-        """Count the calls to `dotted` (torch.name) in every worker until the finalizer runs."""
-        spies = [(worker, worker.request(SpyStart(dotted))) for worker in self.workers]
-        finalizer(lambda: [worker.request(SpyStop(number)) for worker, number in spies])
-        return _Calls(spies)
-
-    def close(self) -> None:
-        for worker in self.workers:
-            worker.close()  # a sandboxed worker's namespace dies with it, descendants included
-        for folder in self.folders:
-            shutil.rmtree(folder, ignore_errors=True)

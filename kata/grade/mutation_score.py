@@ -91,6 +91,40 @@ def score(codes: dict[str, int | None], equivalent: int = 0) -> tuple[Counter, f
     return counts, 100.0 * killed / graded if graded else None
 
 
+def exercise_row(module: str, codes: dict[str, int], mutants: Path, listing: list) -> tuple[tuple, float | None]:
+    """One exercise's row of the score table, and its score without equivalents; its survivors go to `listing`
+    as (kind, mutant, mutated line, reason)."""
+    lines = mutated_lines((mutants / "reference" / f"{module}.py").read_text(encoding="utf-8"))
+    kinds = Counter()
+    for name, code in sorted(codes.items()):
+        if outcome(code) in ("survived", "no tests"):
+            line = lines.get(name.rpartition(".")[2], "")
+            known = explain(module, name, line)
+            kind = known.kind if known else "unexplained"
+            kinds[kind] += 1
+            listing.append((kind, name, line, known.reason if known else ""))
+    counts, raw = score(codes)
+    _, net = score(codes, kinds["equivalent"])
+    row = (module, len(codes), counts["killed"] + counts["timeout"], counts["survived"] + counts["no tests"],
+           kinds["equivalent"], kinds["cuda"], kinds["unexplained"], counts["not run"],
+           "—" if raw is None else f"{raw:.1f} %", "—" if net is None else f"{net:.1f} %")
+    return row, net
+
+
+def write_report(table: str, out: Path) -> None:
+    """The score table as docs/mutation-score.md shows it, with the versions it was measured with."""
+    import platform
+    from importlib.metadata import version
+
+    import torch
+
+    out.write_text(f"# 变异得分 / mutation score per exercise\n\n{table}\n\nmutmut {version('mutmut')}, torch "
+                   f"{torch.__version__}, Python {platform.python_version()}; `nox -s mutation` "
+                   f"(`python -m kata.grade.mutation_score --survivors` lists the survivors; "
+                   f"kata/grade/mutation_equivalents.py says why each explained survivor cannot be killed).\n",
+                   encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kata.grade.mutation_score", description=__doc__.split("\n\n")[0])
     parser.add_argument("--min", type=float, default=90.0, help="每个练习的最低得分 / lowest score per exercise")
@@ -104,36 +138,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rows, low, listing = [], [], []
     for module, codes in found.items():
-        lines = mutated_lines((mutants / "reference" / f"{module}.py").read_text(encoding="utf-8"))
-        kinds = Counter()
-        for name, code in sorted(codes.items()):
-            if outcome(code) in ("survived", "no tests"):
-                line = lines.get(name.rpartition(".")[2], "")
-                known = explain(module, name, line)
-                kind = known.kind if known else "unexplained"
-                kinds[kind] += 1
-                listing.append((kind, name, line, known.reason if known else ""))
-        counts, raw = score(codes)
-        _, net = score(codes, kinds["equivalent"])
-        rows.append((module, len(codes), counts["killed"] + counts["timeout"], counts["survived"] + counts["no tests"],
-                     kinds["equivalent"], kinds["cuda"], kinds["unexplained"], counts["not run"],
-                     "—" if raw is None else f"{raw:.1f} %", "—" if net is None else f"{net:.1f} %"))
+        row, net = exercise_row(module, codes, mutants, listing)
+        rows.append(row)
         if net is not None and net < args.min:
             low.append(module)
     table = markdown_table(("exercise", "mutants", "killed", "survived", "equivalent", "CUDA only", "unexplained",
                             "not run", "score", "score without equivalents"), rows)
     print(table)
     if args.out is not None:
-        import platform
-        from importlib.metadata import version
-
-        import torch
-
-        args.out.write_text(f"# 变异得分 / mutation score per exercise\n\n{table}\n\nmutmut {version('mutmut')}, torch "
-                            f"{torch.__version__}, Python {platform.python_version()}; `nox -s mutation` "
-                            f"(`python -m kata.grade.mutation_score --survivors` lists the survivors; "
-                            f"kata/grade/mutation_equivalents.py says why each explained survivor cannot be "
-                            f"killed).\n", encoding="utf-8")
+        write_report(table, args.out)
     if args.survivors:
         for kind, name, line, reason in sorted(listing, key=lambda item: item[0] != "unexplained"):
             print(f"  {kind:<11} {name}\n              {line}" + (f"\n              ↳ {reason}" if reason else ""))
@@ -142,7 +155,6 @@ def main(argv: list[str] | None = None) -> int:
     if low:
         print(f"低于 / below {args.min:g} %: {', '.join(low)}")
     return 1 if low else 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from kata.grade.boundary import WorkerFinder
+from kata.grade.finder import WorkerFinder
 from kata.harness import target
 from kata.harness.plugin import ANSWERS_ELSEWHERE, SPIES
 

@@ -290,3 +290,12 @@ class Sent:
 
 
 REBUILT = ("Linear", "Embedding")  # plain torch layers an answer builds anew (5.9's freeze): rebuilt in the judge
+
+
+def describe(module: torch.nn.Module) -> dict:
+    """A new plain torch layer as data: its class name, tensors, frozen parameters and plain attributes."""
+    return {"rebuild": type(module).__name__,
+            "parameters": {k: detached(v) for k, v in module._parameters.items()},
+            "frozen": [k for k, v in module._parameters.items() if v is not None and not v.requires_grad],
+            "buffers": {k: detached(v) for k, v in module._buffers.items()},
+            "attributes": {k: v for k, v in vars(module).items() if not k.startswith("_") and type(v) in DATA_TYPES}}

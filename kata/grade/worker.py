@@ -53,6 +53,7 @@ from kata.grade.protocol import (
     SpyStart,
     SpyStop,
     builtin_name,
+    describe,
     detached,
     map_nested,
     receive,
@@ -62,6 +63,7 @@ from kata.grade.protocol import (
 from kata.grade.tripwire import Tripwires
 from kata.harness import watch
 from kata.harness.curriculum import BY_MODULE
+from kata.harness.spy import OpSpy, Spy, spy
 
 OBJECTS: list[Any] = []  # the worker's objects behind handles, by number
 
@@ -70,14 +72,6 @@ def worker_object(number: int) -> Any:
     """The worker's object behind handle `number`: how a proxy inside a model the judge sends is unpickled."""
     return OBJECTS[number]
 
-
-def description(module: torch.nn.Module) -> dict:
-    """A new plain torch layer as data: its class name, tensors, frozen parameters and plain attributes."""
-    return {"rebuild": type(module).__name__,
-            "parameters": {k: detached(v) for k, v in module._parameters.items()},
-            "frozen": [k for k, v in module._parameters.items() if v is not None and not v.requires_grad],
-            "buffers": {k: detached(v) for k, v in module._buffers.items()},
-            "attributes": {k: v for k, v in vars(module).items() if not k.startswith("_") and type(v) in DATA_TYPES}}
 
 class JudgeCallable:
     """A judge's callable, as the worker sees it: calling it asks the judge to run it."""
@@ -107,7 +101,7 @@ class Server:
         self.module, self.reader, self.writer, self.tripwires = module, reader, writer, tripwires
         self.watched = watch.Watched(module, how) if how else None  # the checks of how, around each call
         self.numbers: dict[int, int] = {}  # id(object) → handle number (objects are kept: ids stay unique)
-        self.spies: list[watch.Spy | watch.OpSpy] = []
+        self.spies: list[Spy | OpSpy] = []
         self.graphs: dict[int, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}  # kept for the judge's backward
         self.graph_numbers = itertools.count()
         self.linked: dict[int, int] = {}  # id(model) → its link number, for models the test's callbacks returned
@@ -201,7 +195,7 @@ class Server:
                     stack.append((full, child))
                 elif type(child).__name__ in REBUILT and type(child) is getattr(torch.nn, type(child).__name__) \
                         and not child._modules and not child._forward_hooks and not child._forward_pre_hooks:
-                    replaced[full] = description(child)  # a new plain torch layer: the judge builds its own
+                    replaced[full] = describe(child)  # a new plain torch layer: the judge builds its own
                 elif child is not None:
                     replaced[full] = self.handle(child)
         return {"kept": kept, "replaced": replaced}
@@ -228,7 +222,7 @@ class Server:
         return [None if t.grad is None else detached(t.grad) for t in inputs]
 
     def on_spy_start(self, message: SpyStart) -> int:
-        self.spies.append(watch.spy(message.dotted))
+        self.spies.append(spy(message.dotted))
         return len(self.spies) - 1
 
     def on_spy_count(self, message: SpyCount) -> int:
@@ -240,10 +234,10 @@ class Server:
 
     def on_spy_stop(self, message: SpyStop) -> int:
         spy = self.spies[message.number]
-        if isinstance(spy, watch.Spy):
+        if isinstance(spy, Spy):
             spy.undo()
         else:
-            self.spies[message.number] = watch.OpSpy("aten.")  # recorded calls stay readable; nothing more counts
+            self.spies[message.number] = OpSpy("aten.")  # recorded calls stay readable; nothing more counts
             self.spies[message.number].calls = spy.calls
         return len(spy)
 
@@ -299,7 +293,7 @@ class Server:
         """run() with the tripwires armed and the aten spies recording; a tripwire crossed fails it."""
         with self.tripwires.armed(), contextlib.ExitStack() as stack:
             for spy in self.spies:
-                if isinstance(spy, watch.OpSpy) and spy.op:
+                if isinstance(spy, OpSpy) and spy.op:
                     stack.enter_context(spy)
             result = run()
         self.tripwires.check()

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from kata.harness import progress, target, watch
+from kata.harness import spy as spies
 from kata.harness.curriculum import BY_MODULE, EXERCISES
 from kata.harness.scan import scan_answer_file
 
@@ -243,11 +244,11 @@ def calls_to(request: pytest.FixtureRequest):
     def start(dotted: str):
         if elsewhere is not None:
             return elsewhere(dotted, request.addfinalizer)
-        spy = watch.spy(dotted)
-        if isinstance(spy, watch.OpSpy):
-            spy.__enter__()
-            request.addfinalizer(lambda: spy.__exit__(None, None, None))
+        counter = spies.spy(dotted)
+        if isinstance(counter, spies.OpSpy):
+            counter.__enter__()
+            request.addfinalizer(lambda: counter.__exit__(None, None, None))
         else:
-            request.addfinalizer(spy.undo)
-        return spy
+            request.addfinalizer(counter.undo)
+        return counter
     return start

@@ -13,14 +13,12 @@ Where an exercise is about *how* (the registry's `how`), its answer is watched a
   kernel read every byte of the packed weights.
 The learner's self-check wraps the answer module's watched functions (`install`); in grading the worker's server
 code watches each call the judge makes (kata/grade/worker.py), with the same checks and the same words.
-`Spy` counts calls of a Python function; `OpSpy` records an aten op's operands and results (5.3's fused path).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import os
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -322,77 +320,3 @@ def _wrapped(watched: Watched, target: Any, function: Callable, method: bool = F
         return watched.call(owner, lambda: function(*args, **kwargs), shown)
     call.kata_watch = True
     return call
-
-
-class Spy:
-    """Counts the calls to a Python function named by its dotted path — a module's (torch.x) or a class's
-    (module.Class.method) — until undone; len() is the count."""
-
-    def __init__(self, dotted: str) -> None:
-        parts = dotted.split(".")
-        for cut in range(len(parts) - 1, 0, -1):  # the longest prefix that is a module
-            try:
-                owner = importlib.import_module(".".join(parts[:cut]))
-                break
-            except ImportError:
-                continue
-        for name in parts[cut:-1]:
-            owner = getattr(owner, name)
-        self.owner, self.name, self.calls = owner, parts[-1], []
-        self.own = vars(owner).get(self.name, Spy)  # Spy: inherited, nothing of the owner's own to put back
-        original = getattr(owner, self.name)
-
-        def counted(*args, **kwargs):
-            self.calls.append(None)
-            return original(*args, **kwargs)
-        setattr(owner, self.name, counted)
-
-    def undo(self) -> None:
-        if self.own is Spy:
-            delattr(self.owner, self.name)
-        else:
-            setattr(self.owner, self.name, self.own)
-
-    def __len__(self) -> int:
-        return len(self.calls)
-
-    def __getitem__(self, index: int):
-        return self.calls[index]
-
-
-@dataclass
-class OpCall:
-    """One call of an aten op: its positional operands and its result, copied as they were."""
-
-    args: tuple
-    result: Any
-
-
-class OpSpy(TorchDispatchMode):
-    """Records every call of the aten op `aten.<name>` (its operands and result) until undone, at the dispatcher:
-    however the code reached it (torch.x, torch.ops.aten.x, inside another op)."""
-
-    def __init__(self, dotted: str) -> None:
-        super().__init__()
-        self.op, self.calls = dotted.removeprefix("aten."), []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        if func.__name__.split(".")[0] == self.op:
-            self.calls.append(OpCall(tuple(_detached_copy(a) for a in args), _detached_copy(out)))
-        return out
-
-    def __len__(self) -> int:
-        return len(self.calls)
-
-    def __getitem__(self, index: int) -> OpCall:
-        return self.calls[index]
-
-
-def _detached_copy(value: Any) -> Any:
-    return value.detach().clone() if isinstance(value, torch.Tensor) else value
-
-
-def spy(dotted: str) -> Spy | OpSpy:
-    """calls_to's counter: `aten.<op>` records the op at the dispatcher (enter it as a mode), else a Python Spy."""
-    return OpSpy(dotted) if dotted.startswith("aten.") else Spy(dotted)
