@@ -12,7 +12,10 @@ quantize_activations(x, granularity): 动态对称 INT8（运行时取 scale）/
 int_mm_runs(device, m, k, n): torch._int_mm 能不能算 (m, k) @ (k, n)：CPU 上任何形状都行；CUDA 要 m > 16 且 k、n 是
     8 的倍数；其他设备不行 / any shape on the CPU; on CUDA m > 16 and k, n multiples of 8; nowhere else.
 int8_matmul(a, b): a (M, K) int8 · b (N, K)ᵀ int8 → int32 (M, N)。int_mm_runs 为真时用 torch._int_mm(a, b.T)，
-    否则用 int8_matmul_exact：float64 里算，|Σ| ≤ 127²·K < 2⁵³，逐位精确 / else emulate, exact in float64.
+    否则用 int8_matmul_exact：沿 K 切成至多 EMULATION_CHUNK = 1024 的块，每块用 float32 矩阵乘（块内
+    |Σ| ≤ 128²·1024 = 2²⁴，float32 精确表示这些整数，−128 也行），块与块用 int32 相加：逐位精确，又有 float32 的速度 /
+    else emulate: float32 matmuls over chunks of at most 1024 along K (a chunk's sums stay within 2²⁴, exact in
+    float32), the chunks summed in int32 — bit for bit, at float32's speed (float64 would be exact but slow).
 W8A8Linear: buffers qweight int8 (out, in)（每输出通道对称 / symmetric per output channel, ±127），
     weight_scale float32 (out,)，bias float32 (out,) 或 None。forward：x 展平成 (M, in)，量化激活，int8_matmul，
     y = acc.float() · scale_x · weight_scale + bias，再转回 x 的 dtype 和形状 / back to x's dtype and shape.
@@ -55,6 +58,9 @@ ALPHAS = tuple(i / 10 for i in range(11))  # 0, 0.1, …, 1
 def quantize_activations(x: torch.Tensor, granularity: str = "token") -> tuple[torch.Tensor, torch.Tensor]:
     """动态 INT8 激活量化 / dynamic INT8 activations → (q int8, scale float32)."""
     raise NotImplementedError("5.7: quantize_activations — 提示 / hint: python -m kata hint ex5_7")
+
+
+EMULATION_CHUNK = 1024  # 沿 K 的块长 / chunk length along K: 128²·1024 = 2²⁴
 
 
 def int_mm_runs(device: torch.device | str, m: int, k: int, n: int) -> bool:

@@ -112,6 +112,23 @@ def test_the_int8_product_is_exact_in_int32():
     expect_tensor(int8_matmul_exact(a, b), "emulated a · bᵀ", dtype=torch.int32)
 
 
+@pytest.mark.parametrize("k", [1024, 2500])
+def test_the_emulation_is_exact_at_the_extremes_of_int8(k):
+    """−128 · −128 summed over a whole chunk of 1024 is 2²⁴, float32's last exact integer; K = 2500 spans three
+    chunks. torch._int_mm (the CPU always runs it) is the truth."""
+    a, b = int8((3, k), 4), int8((5, k), 5)
+    a[0, :], b[0, :] = -128, -128  # the largest sum
+    a[1, :], b[1, :] = -128, 127  # the most negative
+    expect_tensor_equal(int8_matmul_exact(a, b), torch._int_mm(a, b.T), f"emulated a · bᵀ, K={k}")
+
+
+def test_the_emulation_multiplies_in_float32_chunks_of_at_most_1024(calls_to):
+    calls = calls_to("aten.mm")
+    int8_matmul_exact(int8((2, 3000), 6), int8((4, 3000), 7))
+    expect_equal(sorted({str(c.args[0].dtype) for c in calls}), ["torch.float32"], "dtypes of the emulation's matmuls")
+    expect_at_most(max(c.args[0].shape[1] for c in calls), 1024, "the longest K of one float32 matmul")
+
+
 @pytest.mark.parametrize("rows", [1, 17, 64])
 def test_the_fast_int8_matmul_equals_the_emulation_bit_for_bit(rows):
     a, b = int8((rows, 256), 2), int8((48, 256), 3)

@@ -33,6 +33,9 @@ def quantize_activations(x: torch.Tensor, granularity: str = "token") -> tuple[t
     return q, scale
 
 
+EMULATION_CHUNK = 1024  # along K: |Σ| ≤ 128²·1024 = 2²⁴, so every partial sum is an integer float32 holds
+
+
 def int_mm_runs(device: torch.device | str, m: int, k: int, n: int) -> bool:
     """Whether torch._int_mm takes (m, k) @ (k, n) on this device: any shape on the CPU; on CUDA m > 16 and k, n
     multiples of 8; nowhere else."""
@@ -41,9 +44,13 @@ def int_mm_runs(device: torch.device | str, m: int, k: int, n: int) -> bool:
 
 
 def int8_matmul_exact(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a (M, K) int8 @ b (N, K)ᵀ int8 → int32, emulated: float64 holds every product sum exactly
-    (|Σ| ≤ 127²·K < 2⁵³), so this is the integer result bit for bit, on any device."""
-    return (a.double() @ b.double().T).to(torch.int32)
+    """a (M, K) int8 @ b (N, K)ᵀ int8 → int32, emulated in float32 over chunks of at most EMULATION_CHUNK along K:
+    a chunk's sums stay within 128²·1024 = 2²⁴, integers float32 holds exactly, and the chunks add up in int32 —
+    the integer result bit for bit, on any device, at float32's speed."""
+    out = torch.zeros(a.shape[0], b.shape[0], dtype=torch.int32, device=a.device)
+    for k in range(0, a.shape[1], EMULATION_CHUNK):
+        out += (a[:, k:k + EMULATION_CHUNK].float() @ b[:, k:k + EMULATION_CHUNK].float().T).to(torch.int32)
+    return out
 
 
 def int8_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -119,8 +119,10 @@ HINTS: dict[str, tuple[tuple[str, str], ...]] = {
     "ex5_7": (
         ("逐 token：scale = x.abs().amax(-1, keepdim=True) / 127；逐张量：x.abs().amax() / 127。",
          "Per token: scale = x.abs().amax(-1, keepdim=True) / 127; per tensor: x.abs().amax() / 127."),
-        ("torch._int_mm(a, b.T) 返回 int32；模拟：(a.double() @ b.double().T).to(torch.int32)，逐位相同。",
-         "torch._int_mm(a, b.T) gives int32; emulate with (a.double() @ b.double().T).to(torch.int32)."),
+        ("torch._int_mm(a, b.T) 返回 int32；模拟：对每个 k 块 "
+         "out += (a[:, k:k+1024].float() @ b[:, k:k+1024].float().T).to(torch.int32)，逐位相同。",
+         "torch._int_mm(a, b.T) gives int32; emulate: for each k chunk, out += (a[:, k:k+1024].float() @ "
+         "b[:, k:k+1024].float().T).to(torch.int32), bit for bit."),
         ("W8A8 前向：y = int8_matmul(q_x, qweight).float() * scale_x * weight_scale，最后才回到浮点。",
          "W8A8 forward: y = int8_matmul(q_x, qweight).float() * scale_x * weight_scale: float only at the end."),
         ("α 搜索：共享输入的权重按行拼起来，max|W_j| 取所有行；先算一次 x @ Wᵀ 作为参照。",
