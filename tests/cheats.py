@@ -494,9 +494,11 @@ def disguised(source: str, keep: tuple[str, ...] = ()) -> str:
         renamer.names.pop(name, None)
     tree = renamer.visit(ast.parse(source))
     heads = [s for s in tree.body if isinstance(s, (ast.Import, ast.ImportFrom))]
-    rest = [s for s in tree.body if s not in heads]
-    random.Random(0).shuffle(rest)
-    rest = [s for s in rest if not isinstance(s, ast.ClassDef)] + [s for s in rest if isinstance(s, ast.ClassDef)]
+    definitions = [s for s in tree.body if isinstance(s, (ast.FunctionDef, ast.ClassDef))]
+    statements = [s for s in tree.body if s not in heads and s not in definitions]  # their order matters
+    random.Random(0).shuffle(definitions)
+    rest = statements + [s for s in definitions if not isinstance(s, ast.ClassDef)] + \
+        [s for s in definitions if isinstance(s, ast.ClassDef)]
     padding = ast.parse("TABLE = " + repr(list(range(5000))) + "\n\n" + "\n\n".join(
         f"def unused_{i}(a, b):\n    c = [a * k + b for k in range({i + 2})]\n    return sum(c) / len(c)"
         for i in range(30)))

@@ -1,18 +1,28 @@
-"""Command line of the grader: `python -m kata.grade` (see kata/grade/run.py for what a grade run does).
+"""Command line of the grader: `python -m kata.grade` (kata/grade/run.py says what grading one fork does,
+kata/grade/cohort.py a whole class).
 
-评分命令行：python -m kata.grade [--answers FORK] [--unsolved] [--only ex2_1,ex5_6] [--out DIR]
+评分命令行 / usage:
+    python -m kata.grade [--answers FORK] [--only ex2_1,ex5_6] [--out DIR] [--classroom]   # one fork
+    python -m kata.grade --roster roster.csv [--deadline 2026-12-20T23:59+08:00] [--shard 1/4] --out DIR  # a class
+    python -m kata.grade --merge shard1/ shard2/ --out DIR      # the shards' gradebooks as one
+    python -m kata.grade --unsolved                              # every graded test fails on the stubs
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import tempfile
 from pathlib import Path
 
-from kata.grade import sandbox
+from kata.grade import classroom, sandbox
+from kata.grade.cohort import grade_class
+from kata.grade.fetch import parse_deadline
+from kata.grade.gradebook import records, write_class
 from kata.grade.results import results_json
+from kata.grade.roster import parse_shard, read_roster, shard
 from kata.grade.run import DEFAULT_MEMORY_GIB, DEFAULT_TIMEOUT_S, Options, grade, run_all
 from kata.harness import target
 from kata.harness.curriculum import EXERCISES, Exercise, find
@@ -37,7 +47,26 @@ def parser() -> argparse.ArgumentParser:
                         help="不做答案扫描，只用于测试其他防线 / no answer scan: only for testing the other defences")
     parser.add_argument("--unsolved", action="store_true",
                         help="检查每个评分测试在原始存根上都失败 / check every graded test fails on the stubs")
+    parser.add_argument("--roster", type=Path, default=None,
+                        help="全班名单（GitHub Classroom 导出或 student,repository[,ref]）/ a class roster (GitHub "
+                             "Classroom's export, or lines student,repository[,ref]): grade every fork")
+    parser.add_argument("--deadline", default=None,
+                        help="截止时间（ISO 8601，不写时区即 UTC）：评每个仓库截止前最后一个提交 / grade each "
+                             "repository's last commit at or before this time (ISO 8601; UTC without a zone)")
+    parser.add_argument("--shard", default="", help="i/N：只评名单的第 i 份 / grade only shard i of N of the roster")
+    parser.add_argument("--merge", type=Path, nargs="+", default=None,
+                        help="把各分片的输出目录合并成一个成绩簿 / merge the shards' output folders into one gradebook")
+    parser.add_argument("--classroom", action="store_true",
+                        help="另写 GitHub Classroom 评分报告的格式 / also write GitHub Classroom's reporter format")
     return parser
+
+
+def missing_dependencies(exercises: list[Exercise]) -> list[str]:
+    """What the graded tests need and this Python lacks (the grader refuses before it scores anything)."""
+    needed = ["torch", "pytest", "hypothesis", "numpy", "gguf", "tokenizers"]
+    if any(ex.id == "ex5_10" for ex in exercises):
+        needed.append("triton")
+    return [name for name in needed if importlib.util.find_spec(name) is None]
 
 
 def unsolved(exercises: list[Exercise], options: Options) -> int:
@@ -66,19 +95,47 @@ def refuse(out: Path, target_name: str, no_sandbox: str) -> int:
     return 2
 
 
+def grade_roster(args: argparse.Namespace, exercises: list[Exercise], options: Options) -> int:
+    """--roster: every student (of one shard), the records, gradebook.csv and summary.md under --out."""
+    students = list(enumerate(read_roster(args.roster)))
+    if args.shard:
+        index, count = parse_shard(args.shard)
+        students = shard(students, index, count)
+    deadline = parse_deadline(args.deadline) if args.deadline else None
+    recs = grade_class(students, args.out, exercises, options, deadline)
+    mine = {i for i, _ in students}
+    write_class(args.out, [r for r in recs if r["index"] in mine], exercises)
+    print((args.out / "summary.md").read_text(encoding="utf-8"))
+    print(f"写入 / wrote {args.out}/gradebook.csv, summary.md, students/*/results.json")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     exercises = [find(name) for name in args.only.split(",") if name] or list(EXERCISES)
+    if args.merge:
+        write_class(args.out, records(*args.merge), exercises)
+        print(f"写入 / wrote {args.out}/gradebook.csv, summary.md ({len(records(*args.merge))} students)")
+        return 0
+    missing = missing_dependencies(exercises)
+    if missing:
+        print(f"拒绝评分：缺少 / refusing to grade: this Python lacks {', '.join(missing)} — pip install -e "
+              "\".[kernel]\" in the grader's environment", file=sys.stderr)
+        return 2
     no_sandbox = sandbox.problem()
     options = Options(args.timeout, args.memory_gib, sandboxed=no_sandbox is None, scan=not args.skip_scan)
     if args.unsolved:  # the untouched stubs are this checkout's own code: a sandbox where there is one
         return unsolved(exercises, options)
+    if no_sandbox and args.target == "exercises" and not args.unsandboxed:
+        return refuse(args.out, args.target, no_sandbox)
+    if args.roster is not None:
+        return grade_roster(args, exercises, options)
     answers = args.answers.resolve() if args.answers else None
     if answers is not None and not (answers / "exercises").is_dir():
         parser().error(f"--answers 应是含 exercises/ 的检出 / --answers must be a checkout with exercises/: {answers}")
-    if no_sandbox and args.target == "exercises" and not args.unsandboxed:
-        return refuse(args.out, args.target, no_sandbox)
     data = grade(args.target, args.out, exercises, options, ROOT, answers, no_sandbox)
+    if args.classroom:
+        classroom.write(args.out, data)
     print((args.out / "summary.md").read_text(encoding="utf-8"))
     print(f"写入 / wrote {args.out}/results.json, junit.xml, summary.md — status {data['status']}")
     return 0

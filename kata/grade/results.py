@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kata.grade.sandbox import DESCRIPTION
-from kata.harness.curriculum import Exercise
+from kata.harness.curriculum import BY_ID, Exercise
 
 
 @dataclass
@@ -49,6 +49,18 @@ class ExerciseResult:
     @property
     def points(self) -> float:
         return round(sum(self.scores()), 1)
+
+    def to_dict(self) -> dict:
+        """Plain data for the class grader's cache (kata/grade/gradebook.py); from_dict reads it back."""
+        junit = None if self.junit is None else ET.tostring(self.junit, encoding="unicode")
+        return {"exercise": self.exercise.id, "tests": [vars(t) for t in self.tests], "junit": junit,
+                "forgery": self.forgery, "similarity": self.similarity}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ExerciseResult:
+        junit = None if data["junit"] is None else ET.fromstring(data["junit"])
+        return cls(BY_ID[data["exercise"]], [CaseResult(**t) for t in data["tests"]], junit, data["forgery"],
+                   data["similarity"])
 
 
 def test_sources(test_file: Path) -> dict[str, str]:
@@ -189,7 +201,8 @@ def summary_markdown(results: list[ExerciseResult], target: str, changes: list[s
     score, top = sum(r.points for r in results), sum(r.exercise.points for r in results)
     lines += ["", f"**总分 / total: {score:g} / {top}**"]
     if any(r.similarity is not None for r in results):
-        lines += ["", "相似度：规范化 token 与公开参考答案之比，改名的抄袭也是 1.00，不影响分数，供老师参考 / "
-                  "similarity: normalised tokens against the public reference (a renamed copy reads 1.00, the "
-                  "untouched stubs 0.2–0.5); for the instructor's eye, it never changes points."]
+        lines += ["", "相似度：逐函数比较编译后的指令与公开参考答案（改名、调换顺序、加死代码的抄袭也 ≥ 0.9，"
+                  "存根 ≤ 0.15，独立写的答案 ≤ 0.4），不影响分数，供老师参考 / similarity: each function's compiled instructions "
+                  "against the public reference (a renamed, reordered or padded copy reads ≥ 0.9, the stubs ≤ 0.15, "
+                  "independent answers ≤ 0.4); for the instructor's eye, it never changes points."]
     return "\n".join(lines) + "\n"

@@ -6,19 +6,20 @@
 Both files are compiled, never run (kata/harness/scan.py refuses code made at run time, so what runs is what is
 compiled). Each function's code object becomes a sequence of instructions: local names, names the file defines
 itself (functions, classes, module constants) and strings are blanked; the library calls, attribute names, numbers
-and operators stay. Every reference function is matched to a different answer function, best pairs first
-(difflib's ratio of the two sequences); the figure is the reference functions' ratios weighted by their length.
-So renaming, reordering and padding (dead functions, data tables) leave a copy at ≈ 1; the untouched stubs read
-≤ 0.5; independently written answers read ≤ 0.6 (tests/test_similarity.py, on answers kept in tests/data/).
+and operators stay. A function is the set of its runs of SHINGLE instructions in a row; every reference function is
+matched to a different answer function, best pairs first, by the share of its runs the answer function holds too;
+the figure is those shares weighted by the reference functions' lengths. So renaming, reordering and padding (dead
+functions, data tables) leave a copy at ≈ 1 (≥ 0.93 measured), the untouched stubs read ≤ 0.15 and independently
+written answers ≤ 0.4 (tests/test_similarity.py, on answers kept in tests/data/independent/).
 """
 
 from __future__ import annotations
 
 import ast
-import difflib
 import dis
 import types
 
+SHINGLE = 4  # instructions in a row: one or two statements
 SKIPPED = {"NOP", "RESUME", "CACHE", "PRECALL", "EXTENDED_ARG", "COPY_FREE_VARS", "MAKE_CELL", "KW_NAMES",
            "RETURN_GENERATOR", "NOT_TAKEN", "POP_TOP"}
 LOCAL = {"LOAD_FAST", "STORE_FAST", "DELETE_FAST", "LOAD_DEREF", "STORE_DEREF", "LOAD_CLOSURE", "LOAD_FAST_CHECK",
@@ -84,15 +85,21 @@ def functions(source: str) -> list[list[str]]:
     return [f for f in found if f]
 
 
+def shingles(instructions: list[str]) -> set[tuple[str, ...]]:
+    """The runs of SHINGLE instructions in a row (a shorter function: itself)."""
+    return {tuple(instructions[i:i + SHINGLE]) for i in range(max(1, len(instructions) - SHINGLE + 1))}
+
+
 def similarity(answer: str, reference: str) -> float:
-    """0 … 1: each reference function paired with a different answer function (best ratios first), the ratios
-    weighted by the reference functions' lengths."""
-    ours, theirs = functions(answer), functions(reference)
+    """0 … 1: each reference function paired with a different answer function (best first) by the share of its
+    shingles the answer function has, the shares weighted by the reference functions' lengths."""
+    ours, theirs = [shingles(f) for f in functions(answer)], functions(reference)
     total = sum(len(f) for f in theirs)
     if not ours or not total:
         return 0.0
-    pairs = sorted(((difflib.SequenceMatcher(None, f, g, autojunk=False).ratio(), i, j)
-                    for i, f in enumerate(theirs) for j, g in enumerate(ours)), reverse=True)
+    runs = [shingles(f) for f in theirs]
+    pairs = sorted(((len(r & g) / len(r), i, j) for i, r in enumerate(runs) for j, g in enumerate(ours)),
+                   reverse=True)
     used_ref, used_answer, score = set(), set(), 0.0
     for ratio, i, j in pairs:
         if i not in used_ref and j not in used_answer:
