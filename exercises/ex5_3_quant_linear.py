@@ -65,7 +65,7 @@ class QuantLinear(nn.Module):
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, num_bits: int = 4, group_size: int | None = 64) -> QuantLinear:
-        """量化一个 nn.Linear / Quantize an nn.Linear."""
+        """量化一个 nn.Linear，返回一个 QuantLinear / Quantize an nn.Linear into a QuantLinear."""
         raise NotImplementedError("5.3: QuantLinear.from_linear — 提示 / hint: python -m kata hint ex5_3")
 
     def dequantized_weight(self) -> torch.Tensor:

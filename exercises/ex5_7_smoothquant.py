@@ -20,8 +20,9 @@ W8A8Linear: buffers qweight int8 (out, in)（每输出通道对称 / symmetric p
     weight_scale float32 (out,)，bias float32 (out,) 或 None。forward：x 展平成 (M, in)，量化激活，int8_matmul，
     y = acc.float() · scale_x · weight_scale + bias，再转回 x 的 dtype 和形状 / back to x's dtype and shape.
 smoothing_scales(act_absmax, weight_absmax, alpha): 上面的 s / the s above.
-fold_smoothing(previous, following, s): RMSNorm 的 weight 除以 s（或前一个 Linear 的输出行除以 s），后面每个
-    Linear 的输入列乘以 s；浮点模型的输出不变 / the float model computes the same function.
+fold_smoothing(previous, following, s): RMSNorm 的 weight 除以 s（或前一个 Linear 的输出行和偏置除以 s），后面每个
+    Linear 的输入列乘以 s；浮点模型的输出不变 / a norm's weight (or a Linear's output rows and bias) divided by s,
+    each following Linear's input columns times s: the float model computes the same function.
 search_alpha(weights, x, granularity, alphas): 在 alphas 里找让 W8A8 输出误差 Σ_linears mean‖x·Wᵀ − W8A8(x/s)‖²
     最小的 α（共享输入的几个 Linear 一起算）；返回 (α, s) / the α with the least W8A8 output error.
 swap_linears(model, granularity, skip): 把名字不含 skip 的 nn.Linear 都换成 W8A8Linear；返回个数

@@ -15,7 +15,14 @@ from exercises.ex5_11_sensitivity import (
     sensitivity,
 )
 from kata.evaluate import evaluate, log_probs
-from kata.harness.check import expect_at_most, expect_close, expect_equal, expect_tensor_equal, raises
+from kata.harness.check import (
+    expect_at_least,
+    expect_at_most,
+    expect_close,
+    expect_equal,
+    expect_tensor_equal,
+    raises,
+)
 from kata.llama import tiny_llama
 from kata.oracles import rtn
 
@@ -86,7 +93,8 @@ def test_plan_bits_of_uniform_w4_g64_is_4_375():
 def test_plan_bits_weights_each_layer_by_its_size():
     shapes = {"a": (64, 64), "b": (64, 192)}  # b holds three times a's weights
     got = plan_bits({"a": (8, None), "b": (4, 64)}, shapes)
-    expected = 8 * (layer_bytes(64, 64, 8, None) + layer_bytes(64, 192, 4, 64)) / (64 * 64 + 64 * 192)
+    # a: 4,096 B of codes + 64 fp16 scales = 4,224 B; b: 6,144 B of codes + 192 groups × 3 B = 6,720 B.
+    expected = 8 * (4224 + 6720) / (64 * 64 + 64 * 192)  # 5.34375; unweighted, a's 8.25 and b's 4.375 give 6.31
     expect_close(got, expected, "bits/weight of a W8 + W4 plan", rel=1e-12)
 
 
@@ -126,17 +134,24 @@ def test_sensitivity_is_the_kl_with_only_that_group_quantized():
 
 def test_sensitivity_restores_every_weight():
     model = tiny_llama()
-    sensitivity(model, IDS, log_probs(model, IDS), {kind: [f"layers.{i}.{kind}" for i in (0, 1)] for kind in KINDS})
+    groups = {kind: [f"layers.{i}.{kind}" for i in (0, 1)] for kind in KINDS}
+    kl = sensitivity(model, IDS, log_probs(model, IDS), groups)
     for (name, got), (_, expected) in zip(model.state_dict().items(), tiny_llama().state_dict().items(), strict=True):
         expect_tensor_equal(got, expected, f"{name} after sensitivity()")
+    # Restored after measuring: every kind, quantized to W3 g64 in both blocks, moved the model (KL > 0).
+    expect_equal(list(kl), list(KINDS), "labels measured, in order")
+    for kind, value in kl.items():
+        expect_at_least(value, 1e-9, f"KL with {kind} quantized")
 
 
 def test_sensitivity_is_measured_at_w3_g64_by_default():
     model = tiny_llama()
     baseline = log_probs(model, IDS)
     groups = {"up": ["layers.0.mlp.up_proj"]}
-    expect_equal(sensitivity(model, IDS, baseline, groups), sensitivity(model, IDS, baseline, groups, 3, 64),
-                 "sensitivity with the default width")
+    got = sensitivity(model, IDS, baseline, groups)
+    expect_equal(got, sensitivity(model, IDS, baseline, groups, 3, 64), "sensitivity with the default width")
+    # Same arithmetic as the oracle's W3 g64, run block by block: float32 rounding only.
+    expect_close(got["up"], kl_with(tiny_llama(), groups["up"], 3, baseline), "default KL of up", rel=1e-4)
 
 
 def test_fewer_bits_hurt_more():

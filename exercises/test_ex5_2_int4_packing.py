@@ -58,8 +58,10 @@ def test_any_codes_round_trip_and_halve_the_last_dim(q):
     expect_equal(packed.nbytes * 2, q.nbytes, "packed bytes × 2 vs one byte per value")
 
 
-def test_unsigned_unpack_returns_uint8():
-    expect_tensor(unpack_int4(torch.tensor([0xFF], dtype=torch.uint8), signed=False), "unpacked", dtype=torch.uint8)
+def test_unsigned_unpack_returns_the_nibbles_as_uint8():
+    got = unpack_int4(torch.tensor([0xE1, 0x0F], dtype=torch.uint8), signed=False)
+    expect_tensor(got, "unsigned unpack of [0xE1, 0x0F]", dtype=torch.uint8)
+    expect_tensor_equal(got, torch.tensor([1, 14, 15, 0]), "unsigned unpack of [0xE1, 0x0F] (low nibble first)")
 
 
 @pytest.mark.bad_input

@@ -56,8 +56,9 @@ def test_outputs_stay_close_to_the_float_layer(num_bits, group_size, bound):
     # (step ≈ 5σ/255) ≈ 0.6 %; 4-bit asymmetric per group (step ≈ 4.5σ/15 for 32 weights) ≈ 8 %.
     float_layer = linear(bias=True)
     x = inputs()
-    got = QuantLinear.from_linear(float_layer, num_bits, group_size)(x)
-    err = relative_error(got, float_layer(x).detach())
+    layer = QuantLinear.from_linear(float_layer, num_bits, group_size)
+    expect_equal(type(layer).__name__, "QuantLinear", "the type QuantLinear.from_linear returns")
+    err = relative_error(layer(x), float_layer(x).detach())
     expect_at_most(err, bound, f"W{num_bits} g{group_size}: relative output error")
 
 
@@ -133,6 +134,8 @@ def test_the_quantized_tiny_model_keeps_its_logits_close(num_bits, bound):
         quantized = copy.deepcopy(model)
         quantize_model(quantized, num_bits, 32)
         err = relative_error(quantized(ids), expected)
+    kinds = {type(m).__name__ for n, m in quantized.named_modules() if n.endswith("_proj")}
+    expect_equal(kinds, {"QuantLinear"}, f"W{num_bits}: types of the *_proj layers whose logits were measured")
     expect_at_most(err, bound, f"W{num_bits}: relative logit error")
 
 
@@ -194,9 +197,12 @@ def test_the_int4_weight_is_packed_once_not_on_every_call(calls_to):
 
 
 def test_float32_inputs_take_the_dequantize_path(calls_to):
+    layer, x = QuantLinear.from_linear(linear(), 4, 64), inputs()
     calls = calls_to("aten._weight_int4pack_mm_for_cpu")
-    QuantLinear.from_linear(linear(), 4, 64)(inputs())
+    got = layer(x)
     expect_equal(len(calls), 0, "fused kernel calls for a float32 input")
+    # Outputs ≈ 0.3: float32 matmuls of the same operands differ by summation order only (≈ 1e-7 each).
+    expect_tensor_close(got, x @ layer.dequantized_weight().T, "float32 output against x · ŵᵀ", atol=1e-5)
 
 
 def test_the_defaults_are_4_bit_groups_of_64_without_bias():

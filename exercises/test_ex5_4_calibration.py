@@ -34,8 +34,16 @@ def test_the_first_q_proj_sees_the_normed_embeddings_in_token_order():
 
 def test_hooks_are_removed_afterwards():
     model = tiny_llama()
-    capture_inputs(model, ["layers.0.mlp.up_proj"], IDS)
-    assert not model.layers[0].mlp.up_proj._forward_pre_hooks, "a hook was left on up_proj"
+    up_proj = model.layers[0].mlp.up_proj
+    got = capture_inputs(model, ["layers.0.mlp.up_proj"], IDS)["layers.0.mlp.up_proj"]
+    assert not up_proj._forward_pre_hooks, "a hook was left on up_proj"
+    seen = []  # what up_proj receives, seen by a hook of our own once the capture's hooks are gone
+    handle = up_proj.register_forward_pre_hook(lambda module, args: seen.append(args[0].reshape(-1, 64)))
+    with torch.no_grad():
+        model(IDS)
+    handle.remove()
+    # The same forward of the same model: float32 rounding at most.
+    expect_tensor_close(got, torch.cat(seen), "the up_proj inputs captured before the hooks came off", atol=1e-6)
 
 
 @pytest.mark.bad_input

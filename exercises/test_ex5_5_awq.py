@@ -38,13 +38,21 @@ def test_the_worked_scales():
                         atol=1e-6)
 
 
-def test_ratio_zero_gives_unit_scales_that_is_plain_rtn():
-    expect_tensor_close(awq_scales(torch.tensor([0.1, 3.0, 7.0]), 0.0), torch.ones(3), "s for ratio 0", atol=0)
+def test_the_ratio_is_the_exponent_and_zero_gives_unit_scales_that_is_plain_rtn():
+    act = torch.tensor([0.1, 3.0, 7.0])
+    expect_tensor_close(awq_scales(act, 0.0), torch.ones(3), "s for ratio 0", atol=0)
+    # Ratio 0.5: s = √mean|x| / √(max · min) = [0.1, 3, 7]^0.5 / (0.7)^0.25; float32 rounding only.
+    expect_tensor_close(awq_scales(act, 0.5), act.sqrt() / 0.7**0.25, "s for ratio 0.5", atol=0, rtol=1e-6)
 
 
 def test_scales_are_normalised_so_max_times_min_is_one():
-    s = awq_scales(torch.rand(50, generator=torch.Generator().manual_seed(1)) + 0.01, 0.6)
+    act = torch.rand(50, generator=torch.Generator().manual_seed(1)) + 0.01
+    s = awq_scales(act, 0.6)
     expect_close((s.max() * s.min()).item(), 1.0, "max(s) · min(s)", rel=1e-5)
+    # Normalising divides every s by one number: s stays mean|x|^0.6 up to that factor (float32 rounding only).
+    unnormalised = act.pow(0.6)
+    expect_tensor_close(s, unnormalised / (unnormalised.max() * unnormalised.min()).sqrt(), "s for ratio 0.6",
+                        atol=0, rtol=1e-5)
 
 
 def test_the_search_returns_a_ratio_from_the_grid_and_its_scales():
@@ -102,11 +110,20 @@ def test_folding_into_the_norm_leaves_the_float_block_unchanged(seed, low, sprea
     with torch.no_grad():
         before = block(x, cos, sin)
         s = low * spread ** torch.rand(64, generator=g)  # positive scales in [low, low · spread]
-        attn = block.self_attn
+        attn, mlp = block.self_attn, block.mlp
+        weights = {name: p.clone() for name, p in block.named_parameters()}
         fold_scales(block.input_layernorm, [attn.q_proj, attn.k_proj, attn.v_proj], s)
         s2 = low * spread ** torch.rand(128, generator=g)
-        fold_scales(block.mlp.up_proj, [block.mlp.down_proj], s2)
+        fold_scales(mlp.up_proj, [mlp.down_proj], s2)
         after = block(x, cos, sin)
+    # The factors are in the weights: one float32 multiplication or division each (a reciprocal taken first
+    # rounds once more), so 1e-6 relative.
+    folded = {"input_layernorm.weight": weights["input_layernorm.weight"] / s,
+              "mlp.up_proj.weight": weights["mlp.up_proj.weight"] / s2[:, None],
+              "mlp.down_proj.weight": weights["mlp.down_proj.weight"] * s2}
+    folded |= {f"self_attn.{p}_proj.weight": weights[f"self_attn.{p}_proj.weight"] * s for p in "qkv"}
+    for name, expected in folded.items():
+        expect_tensor_close(block.get_parameter(name), expected, f"{name} after folding", atol=0, rtol=1e-6)
     # Folding only moves factors between a weight and the next one: float32 rounding, relative to the output.
     expect_tensor_close(after, before, "block output after folding", atol=1e-5 * before.abs().max().item(),
                         rtol=1e-4)
@@ -150,6 +167,7 @@ def test_the_model_flow_beats_round_to_nearest_on_the_tiny_model():
         model.embed_tokens.weight[:, [3, 17, 40]] *= 20  # three loud channels, as LLM activations have (5.4)
     calib = torch.randint(0, 256, (8, 64), generator=torch.Generator().manual_seed(0))
     ours, plain = logit_error_against_rtn(model, lambda m: awq_quantize_model(m, calib, 3, 32), calib, 3, 32)
+    expect_linears_on_grid(model, 3, 32, "the AWQ model whose logits were measured: ")
     # W3 g32, measured on the calibration ids: AWQ 0.0052 against RTN 0.0076 relative logit error (0.68×).
     expect_at_most(ours, 0.8 * plain, f"AWQ's relative logit error (RTN: {plain:.4f})")
 
@@ -221,7 +239,14 @@ def test_folding_into_a_linear_with_bias_keeps_its_function():
     x, s = torch.randn(5, 8, generator=g), 0.5 + torch.rand(6, generator=g)
     with torch.no_grad():
         before = second(first(x))
+        weight, bias, following = first.weight.clone(), first.bias.clone(), second.weight.clone()
         fold_scales(first, [second], s)
+        # The factors are in the weights, one float32 rounding each: 1/s in the output rows and the bias, s in
+        # the following columns.
+        expect_tensor_close(first.weight, weight / s[:, None], "the Linear's weight after folding", atol=0,
+                            rtol=1e-6)
+        expect_tensor_close(first.bias, bias / s, "its bias after folding", atol=0, rtol=1e-6)
+        expect_tensor_close(second.weight, following * s, "the following weight after folding", atol=0, rtol=1e-6)
         expect_tensor_close(second(first(x)), before, "output after folding into a Linear with bias", atol=1e-5)
 
 
@@ -302,6 +327,7 @@ def test_the_searches_see_whole_windows_spread_evenly(max_tokens, windows):
     ids = torch.randint(0, 256, (6, 32), generator=torch.Generator().manual_seed(2))
     ours, on_those_windows = tiny_llama(), tiny_llama()
     awq_quantize_model(ours, ids, 4, 32, max_tokens=max_tokens)
+    expect_linears_on_grid(ours, 4, 32, f"max_tokens={max_tokens}: ")
     awq_quantize_model(on_those_windows, ids[windows], 4, 32, max_tokens=10**6)
     expect_same_weights(ours, on_those_windows, f"max_tokens={max_tokens}: the searches should see windows {windows}")
 

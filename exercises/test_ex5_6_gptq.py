@@ -38,6 +38,17 @@ def output_error(w, w_hat, x) -> float:
     return ((x @ (w - w_hat).T).pow(2).sum() / (x @ w.T).pow(2).sum()).item()
 
 
+def expect_gptq_result(w_hat, w, x, what, num_bits=4, group_size=32) -> None:
+    """ŵ is w quantized by GPTQ: w's shape in float32, at most 2^num_bits distinct values in each group (each row
+    where group_size is None), and less output error on the calibration inputs x than round-to-nearest (GPTQ
+    measured 0.02–0.37× RTN's on these problems: the bound only rules out not quantizing, or not compensating)."""
+    expect_tensor(w_hat, what, shape=tuple(w.shape), dtype=torch.float32)
+    distinct = distinct_per_group(w_hat, group_size or w.shape[1])
+    expect_at_most(distinct, 2**num_bits, f"{what}: distinct values in a group ({num_bits}-bit grid)")
+    baseline = output_error(w, rtn(w, num_bits, group_size), x)
+    expect_at_most(output_error(w, w_hat, x), baseline, f"{what}: relative output error (RTN: {baseline:.5f})")
+
+
 def explicit_inverse_gptq(w, H, num_bits=4, group_size=32, damp=0.01):
     """A slow oracle (OBS with an explicit inverse): quantize column q, spread its error with H⁻¹, then
     eliminate q from H⁻¹. Group parameters are fitted when a group starts, from the updated weights."""
@@ -56,9 +67,9 @@ def explicit_inverse_gptq(w, H, num_bits=4, group_size=32, damp=0.01):
     return Q.float()
 
 
-def test_the_result_has_the_weights_shape_and_dtype():
-    w, _, H = layer_problem()
-    expect_tensor(gptq_quantize_layer(w, H, 4, 32), "ŵ", shape=tuple(w.shape), dtype=torch.float32)
+def test_the_result_is_a_quantized_weight_of_ws_shape_and_dtype():
+    w, x, H = layer_problem()
+    expect_gptq_result(gptq_quantize_layer(w, H, 4, 32), w, x, "ŵ (W4 g32)")
 
 
 @pytest.mark.parametrize("symmetric", [False, True])
@@ -72,43 +83,47 @@ def test_with_uncorrelated_inputs_gptq_is_round_to_nearest(symmetric):
 @pytest.mark.parametrize("act_order", [False, True])
 def test_the_output_error_on_calibration_inputs_is_below_rtn(act_order):
     w, x, H = layer_problem()
-    ours = output_error(w, gptq_quantize_layer(w, H, 4, 32, act_order=act_order), x)
-    baseline = output_error(w, rtn(w, 4, 32), x)
+    w_hat = gptq_quantize_layer(w, H, 4, 32, act_order=act_order)
+    expect_at_most(distinct_per_group(w_hat, 32), 16, "distinct values in a group of ŵ (4-bit grid)")
+    ours, baseline = output_error(w, w_hat, x), output_error(w, rtn(w, 4, 32), x)
     expect_at_most(ours, 0.7 * baseline, f"GPTQ's relative output error (RTN: {baseline:.5f})")
 
 
 def test_act_order_quantizes_the_columns_by_decreasing_hessian_diagonal():
     # Per channel, the grid is fixed before the first column, so act-order is exactly: permute the columns of W
     # and H by decreasing diag(H), run plain GPTQ, and put the columns back.
-    w, _, H = layer_problem()
+    w, x, H = layer_problem()
     perm = torch.argsort(H.diagonal(), descending=True)
     plain = gptq_quantize_layer(w[:, perm], H[perm][:, perm], 4, None, act_order=False)
     expected = plain[:, torch.argsort(perm)]
-    expect_tensor_close(gptq_quantize_layer(w, H, 4, None, act_order=True), expected, "act_order=True, per channel",
-                        atol=1e-4)
+    got = gptq_quantize_layer(w, H, 4, None, act_order=True)
+    expect_gptq_result(got, w, x, "act_order=True, per channel", group_size=None)
+    expect_tensor_close(got, expected, "act_order=True, per channel", atol=1e-4)
 
 
 def test_act_order_lowers_the_error_when_the_loud_inputs_come_last():
     # correlated_inputs grows channel size left to right: in plain order the largest columns go last, with
     # nobody left to absorb their error. Measured: 0.00014 with act-order against 0.0022 without.
     w, x, H = layer_problem()
-    with_order = output_error(w, gptq_quantize_layer(w, H, 4, 32, act_order=True), x)
+    w_hat = gptq_quantize_layer(w, H, 4, 32, act_order=True)
+    expect_at_most(distinct_per_group(w_hat, 32), 16, "distinct values in a group of ŵ with act-order (4-bit grid)")
+    with_order = output_error(w, w_hat, x)
     without = output_error(w, gptq_quantize_layer(w, H, 4, 32, act_order=False), x)
     expect_at_most(with_order, 0.5 * without, f"output error with act-order (without: {without:.5f})")
 
 
 def test_the_result_sits_on_a_4_bit_grid_per_contiguous_group():
-    w, _, H = layer_problem()
-    for act_order in (False, True):
-        got = distinct_per_group(gptq_quantize_layer(w, H, 4, 32, act_order=act_order), 32)
-        assert got <= 16, f"act_order={act_order}: a group holds {got} distinct values, a 4-bit grid has 16"
+    w, x, H = layer_problem()
+    for act_order in (False, True):  # 16 values at most in each group of 32 contiguous columns, w's own grid
+        expect_gptq_result(gptq_quantize_layer(w, H, 4, 32, act_order=act_order), w, x, f"act_order={act_order}: ŵ")
 
 
 @given(block_size=st.integers(2, 160), act_order=st.booleans(), seed=st.integers(0, 3))
 def test_lazy_blocks_give_the_same_result_as_one_column_at_a_time(block_size, act_order, seed):
-    w, _, H = layer_problem(out=16, seed=seed)
+    w, x, H = layer_problem(out=16, seed=seed)
     one = gptq_quantize_layer(w, H, 4, 32, block_size=1, act_order=act_order)
     got = gptq_quantize_layer(w, H, 4, 32, block_size=block_size, act_order=act_order)
+    expect_gptq_result(got, w, x, f"block_size={block_size} (act_order={act_order})")
     # Lazy updates only reorder float32 sums: the same grid points, up to rounding of the weights themselves.
     expect_tensor_close(got, one, f"block_size={block_size} vs 1 (act_order={act_order})", atol=1e-4)
 
@@ -124,6 +139,7 @@ def test_dead_inputs_get_zero_weights():
     x[:, 7] = 0  # an input channel that never fires
     got = gptq_quantize_layer(w, (2 / x.shape[0]) * x.T @ x, 4, 32)
     expect_tensor_close(got[:, 7], torch.zeros(48), "column of a dead input", atol=1e-6)
+    expect_gptq_result(got, w, x, "ŵ with a dead input")  # the live columns are quantized as ever
 
 
 @pytest.mark.bad_input
@@ -154,6 +170,7 @@ def test_the_model_flow_beats_round_to_nearest_on_the_tiny_model():
     model = tiny_llama()
     calib = torch.randint(0, 256, (8, 64), generator=torch.Generator().manual_seed(0))
     ours, plain = logit_error_against_rtn(model, lambda m: gptq_quantize_model(m, calib, 3, 32), calib, 3, 32)
+    expect_linears_on_grid(model, 3, 32, "the GPTQ model whose logits were measured: ")
     # W3 g32, measured on the calibration ids: GPTQ 0.093 against RTN 0.138 relative logit error.
     expect_at_most(ours, 0.8 * plain, f"GPTQ's relative logit error (RTN: {plain:.4f})")
 
@@ -169,9 +186,11 @@ def test_on_the_real_model_gptq_beats_rtn(smollm2, smollm2_reference, record_pro
 
 
 def test_the_defaults_are_asymmetric_4_bit_groups_of_64_in_blocks_of_128():
-    w, _, H = layer_problem(dim=256)
-    expect_tensor_equal(gptq_quantize_layer(w, H), gptq_quantize_layer(w, H, 4, 64, symmetric=False, damp=0.01,
-                                                                        block_size=128, act_order=False),
+    w, x, H = layer_problem(dim=256)
+    got = gptq_quantize_layer(w, H)
+    expect_gptq_result(got, w, x, "gptq_quantize_layer(w, H)", 4, 64)
+    expect_tensor_equal(got, gptq_quantize_layer(w, H, 4, 64, symmetric=False, damp=0.01, block_size=128,
+                                                 act_order=False),
                         "gptq_quantize_layer(w, H) against the explicit defaults")
 
 

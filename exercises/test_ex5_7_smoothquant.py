@@ -155,18 +155,19 @@ def test_the_int8_matmul_wants_m_by_k_and_n_by_k(a_shape, b_shape):
         int8_matmul(int8(a_shape, 0), int8(b_shape, 1))
 
 
-@pytest.mark.parametrize(("device", "m", "k", "n", "runs"), [
-    ("cpu", 1, 3, 5, True),  # the CPU takes any shape
-    (torch.device("cpu"), 16, 64, 64, True),
-    ("cuda", 17, 64, 64, True),
-    ("cuda:0", 17, 8, 8, True),
-    ("cuda", 16, 64, 64, False),  # CUDA wants more than 16 rows …
-    ("cuda", 17, 60, 64, False),  # … and k, n multiples of 8
-    ("cuda", 17, 64, 60, False),
-    ("meta", 32, 64, 64, False),  # and no other device has it
-])
-def test_where_torch_int_mm_runs(device, m, k, n, runs):
-    expect_equal(int_mm_runs(device, m, k, n), runs, f"int_mm_runs({device!r}, m={m}, k={k}, n={n})")
+def test_where_torch_int_mm_runs():
+    # One table, not one test per case: an answer that always says no (or always yes) gets half of them right.
+    for device, m, k, n, runs in [
+        ("cpu", 1, 3, 5, True),  # the CPU takes any shape
+        (torch.device("cpu"), 16, 64, 64, True),
+        ("cuda", 17, 64, 64, True),
+        ("cuda:0", 17, 8, 8, True),
+        ("cuda", 16, 64, 64, False),  # CUDA wants more than 16 rows …
+        ("cuda", 17, 60, 64, False),  # … and k, n multiples of 8
+        ("cuda", 17, 64, 60, False),
+        ("meta", 32, 64, 64, False),  # and no other device has it
+    ]:
+        expect_equal(int_mm_runs(device, m, k, n), runs, f"int_mm_runs({device!r}, m={m}, k={k}, n={n})")
 
 
 def test_where_torch_int_mm_does_not_run_the_emulation_answers(monkeypatch):
@@ -371,6 +372,8 @@ def test_on_the_real_model_smoothquant_halves_naive_w8a8s_kl(smollm2, smollm2_re
     swap_linears(naive.layers, "token")
     naive_result = evaluate(naive, ids, baseline)
     smoothquant_model(smollm2, calibration_windows(32)[::8], "token")
+    kinds = {type(m).__name__ for n, m in smollm2.layers.named_modules() if n.endswith("_proj")}
+    expect_equal(kinds, {"W8A8Linear"}, "types of the *_proj layers of the SmoothQuant model measured")
     ours = evaluate(smollm2, ids, baseline)
     record_property("measured", f"5.7 W8A8 per-token KL: SmoothQuant {ours['kl']:.4f}, naive "
                                 f"{naive_result['kl']:.4f}; perplexity {ours['ppl']:.2f}")
@@ -383,7 +386,14 @@ def test_folding_into_a_linear_with_bias_keeps_its_function():
     x, s = torch.randn(5, 8, generator=g), 0.5 + torch.rand(6, generator=g)
     with torch.no_grad():
         before = second(first(x))
+        weight, bias, following = first.weight.clone(), first.bias.clone(), second.weight.clone()
         fold_smoothing(first, [second], s)
+        # The factors are in the weights, one float32 rounding each: 1/s in the output rows and the bias, s in
+        # the following columns.
+        expect_tensor_close(first.weight, weight / s[:, None], "the Linear's weight after folding", atol=0,
+                            rtol=1e-6)
+        expect_tensor_close(first.bias, bias / s, "its bias after folding", atol=0, rtol=1e-6)
+        expect_tensor_close(second.weight, following * s, "the following weight after folding", atol=0, rtol=1e-6)
         expect_tensor_close(second(first(x)), before, "output after folding into a Linear with bias", atol=1e-5)
 
 

@@ -56,6 +56,10 @@ def test_fake_quantization_puts_every_weight_on_its_groups_grid():
     codes = w_hat.reshape(8, 2, 32) / step[..., None]
     expect_tensor_close(codes, torch.round(codes), "ŵ / s (integers)", atol=1e-4)
     expect_at_most(codes.abs().max().item(), 8.0, "largest |code| (symmetric 4-bit: -8 … 7)")
+    # The grid point nearest each weight (s = max|w| / qmax: nothing is clamped): half a step away at most, plus
+    # float32 rounding of w / s · s.
+    half_step = (step[..., None] / 2 * (1 + 1e-5)).expand(8, 2, 32).reshape(8, 64)
+    expect_at_most(((w_hat - w).abs() - half_step).max().item(), 0.0, "|ŵ − w| beyond half a step")
 
 
 def test_the_weight_gradient_passes_inside_the_range_and_stops_outside():
@@ -158,9 +162,15 @@ def test_qat_beats_round_to_nearest_on_held_out_text():
 def test_qat_trains_only_the_quantized_layers():
     teacher, student = tiny_llama(), qat_student()
     embedding = student.embed_tokens.weight.detach().clone()
+    before = {name: p.detach().clone() for name, p in student.named_parameters()}
+    kinds = [f"self_attn.{p}_proj" for p in "qkvo"] + [f"mlp.{p}_proj" for p in ("gate", "up", "down")]
+    # The 14 QATLinear layers' parameters (tiny_llama's linears have no bias).
+    quantized = {f"layers.{i}.{kind}.{p}" for i in (0, 1) for kind in kinds for p in ("weight", "step")}
     qat_finetune(student, teacher, torch.randint(0, 256, (4, 16), generator=torch.Generator().manual_seed(7)),
                  steps=3)
     expect_tensor_close(student.embed_tokens.weight.detach(), embedding, "embedding after QAT", atol=0)
+    changed = {name for name, p in student.named_parameters() if not torch.equal(p.detach(), before[name])}
+    expect_equal(sorted(changed), sorted(quantized), "the parameters QAT changed (every QATLinear's weight and step)")
 
 
 def test_progress_is_reported_every_25_steps():
@@ -288,5 +298,7 @@ def test_freezing_keeps_a_bias():
     x = torch.randn(3, 64, generator=torch.Generator().manual_seed(10))
     with torch.no_grad():
         before = model(x)
+        w_hat = model[0].quantized_weight().clone()
         freeze(model)
+        expect_tensor_close(model[0].weight, w_hat, "frozen weight = ŵ", atol=0)
         expect_tensor_close(model(x), before, "output of the frozen layer with its bias", atol=1e-6)

@@ -202,7 +202,7 @@ def summary_markdown(results: list[ExerciseResult], target: str, changes: list[s
     lines += ["", f"**总分 / total: {score:g} / {top}**"]
     if any(r.similarity is not None for r in results):
         lines += ["", "相似度：逐函数比较编译后的指令与公开参考答案（改名、调换顺序、加死代码的抄袭也 ≥ 0.9，"
-                  "存根 ≤ 0.15，独立写的答案 ≤ 0.4），不影响分数，供老师参考 / similarity: each function's compiled instructions "
-                  "against the public reference (a renamed, reordered or padded copy reads ≥ 0.9, the stubs ≤ 0.15, "
-                  "independent answers ≤ 0.4); for the instructor's eye, it never changes points."]
+                  "存根 ≤ 0.15，独立写的答案 ≤ 0.4），不影响分数，供老师参考 / similarity: each function's compiled "
+                  "instructions against the public reference (a renamed, reordered or padded copy reads ≥ 0.9, the "
+                  "stubs ≤ 0.15, independent answers ≤ 0.4); for the instructor's eye, it never changes points."]
     return "\n".join(lines) + "\n"

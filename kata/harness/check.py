@@ -152,16 +152,28 @@ def expect_tensor_close(actual: object, expected: torch.Tensor, what: str, *, at
                              f"(atol={atol:g}, rtol={rtol:g})")
 
 
+def _distinct_per_group(w: torch.Tensor, group_size: int) -> int:
+    """The largest number of distinct values in any (row, group) of w (kata.oracles.distinct_per_group's count, all
+    groups at once: a real model's millions of groups take seconds, not minutes)."""
+    from kata.validate import check_group_size
+
+    groups = w.detach().reshape(w.shape[0], -1, check_group_size(group_size, w.shape[1]))
+    ordered = groups.sort(dim=-1).values
+    return int((1 + (ordered.diff(dim=-1) != 0).sum(dim=-1)).max())
+
+
 def expect_linears_on_grid(model: torch.nn.Module, num_bits: int, group_size: int, what: str = "") -> int:
     """Every `*_proj` linear of `model` holds at most 2^num_bits distinct values in each group of `group_size`
     input columns; returns how many it checked, and fails when the model has none (a loop that saw nothing)."""
     __tracebackhide__ = True
-    from kata.oracles import distinct_per_group
-
     checked = 0
     for name, module in model.named_modules():
         if name.endswith("_proj"):
-            distinct = distinct_per_group(module.weight, group_size)
+            weight = getattr(module, "weight", None)
+            if not isinstance(weight, torch.Tensor):
+                raise AssertionError(f"{what}{name}: 期望浮点权重 / expected a float weight, 实际 / got "
+                                     f"{type(module).__name__} without one")
+            distinct = _distinct_per_group(weight, group_size)
             if distinct > 2**num_bits:
                 raise AssertionError(f"{what}{name}: 不在 {num_bits} 比特网格上 / not on a {num_bits}-bit grid: "
                                      f"期望每组至多 / expected at most {2**num_bits} distinct values per group of "
@@ -175,11 +187,13 @@ def expect_linears_on_grid(model: torch.nn.Module, num_bits: int, group_size: in
 def expect_beats_rtn_on_the_real_model(record_property, label: str, model: torch.nn.Module, quantize,
                                        reference: tuple[torch.Tensor, list[torch.Tensor]], ratio: float = 0.75) -> None:
     """`quantize(model)` (in place, W4 g64) must land at most `ratio` × plain RTN's KL to the float baseline on the
-    evaluation windows of `reference` = (ids, baseline log-probs); both KLs are recorded as measured."""
+    evaluation windows of `reference` = (ids, baseline log-probs); both KLs are recorded as measured. The model
+    measured must be the quantized one: every `*_proj` linear on the W4 g64 grid (a float model's KL is 0)."""
     __tracebackhide__ = True
     from kata.oracles import kl_against_rtn
 
     ids, baseline = reference
     ours, theirs = kl_against_rtn(model, quantize, ids, baseline)
     record_property("measured", f"{label} W4 g64 KL to the baseline: {ours:.4f}, RTN {theirs:.4f}")
+    expect_linears_on_grid(model, 4, 64, f"{label}, the model whose KL was measured: ")
     expect_at_most(ours, ratio * theirs, f"{label}'s KL to the baseline (RTN: {theirs:.4f})")
