@@ -494,7 +494,9 @@ def disguised(source: str, keep: tuple[str, ...] = ()) -> str:
         renamer.names.pop(name, None)
     tree = renamer.visit(ast.parse(source))
     heads = [s for s in tree.body if isinstance(s, (ast.Import, ast.ImportFrom))]
-    definitions = [s for s in tree.body if isinstance(s, (ast.FunctionDef, ast.ClassDef))]
+    last = {s.name: s for s in tree.body if isinstance(s, (ast.FunctionDef, ast.ClassDef))}  # as Python keeps them
+    definitions = list(last.values())
+    tree.body = [s for s in tree.body if not isinstance(s, (ast.FunctionDef, ast.ClassDef)) or last[s.name] is s]
     statements = [s for s in tree.body if s not in heads and s not in definitions]  # their order matters
     random.Random(0).shuffle(definitions)
     rest = statements + [s for s in definitions if not isinstance(s, ast.ClassDef)] + \

@@ -218,7 +218,7 @@ def test_an_unreachable_repository_gets_a_row_that_says_why(graded):
 
 def test_the_cheat_is_flagged_and_earns_nothing(graded):
     row = _rows(graded["out"])["cheat"]
-    assert row["ex1_1"] == "0" and "vars()" in row["flags"]
+    assert row["ex1_1"] == "0" and row["flags"].startswith("ex1_1: line") and "imports base64" in row["flags"]
 
 
 def test_a_renamed_and_reordered_copy_of_a_classmates_answer_is_listed_as_a_pair(graded):
@@ -268,3 +268,21 @@ def test_the_classroom_output_has_the_fields_the_reporter_reads(tmp_path):
     assert data["max_score"] == 20 and data["status"] == "fail"
     assert all(isinstance(t["score"], float) and {"name", "status", "message"} <= set(t) for t in data["tests"])
     assert sum(t["score"] for t in data["tests"]) == 5.0
+
+
+@pytest.mark.parametrize("name", ["grade.yml", "grade-class.yml", "classroom.yml"])
+def test_every_grading_workflow_installs_what_grading_needs(name):
+    text = (ROOT / ".github/workflows" / name).read_text(encoding="utf-8")
+    assert '[kernel]"' in text, f"{name} must install the kata with its kernel extra (5.10's Triton)"
+
+
+@pytest.mark.parametrize("name", ["grade.yml", "classroom.yml"])
+def test_a_student_side_workflow_refuses_its_own_repository_as_upstream(name):
+    text = (ROOT / ".github/workflows" / name).read_text(encoding="utf-8")
+    assert '= "${{ github.repository }}" ]' in text and "exit 1" in text
+
+
+def test_the_classroom_workflow_reports_to_the_check_run_classroom_reads():
+    text = (ROOT / ".github/workflows/classroom.yml").read_text(encoding="utf-8")
+    assert "name: Autograding Tests" in text and "checks: write" in text and "KATA_RESULTS:" in text
+    assert "runners: kata" in text and "--classroom" in text
