@@ -11,8 +11,9 @@ TEXT = (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8")
 PATHS = sorted({p for p in re.findall(r"`([\w./-]+\.(?:py|md))`", TEXT) if "exN_M" not in p})
 NAMES = {  # a name the recipes give → the file that must define it
     "EXERCISES": "kata/harness/curriculum.py", "HINTS": "kata/harness/hints.py",
-    "BACKDOORS": "kata/harness/curriculum.py", "ANSWER_MODULES": "kata/harness/curriculum.py", "HOW_TEXT": "kata/harness/curriculum.py",
-    "HOW_RULES": "kata/harness/curriculum.py", "CHECKS": "kata/harness/watch.py",
+    "BACKDOORS": "kata/harness/curriculum.py", "ANSWER_MODULES": "kata/harness/curriculum.py",
+    "HOW_TEXT": "kata/harness/curriculum.py", "HOW_RULES": "kata/harness/curriculum.py",
+    "CHECKS": "kata/harness/watch.py",
 }
 
 
