@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from kata.llama import Llama
-from kata.smollm2 import gguf_path, state_key
+from kata.smollm2 import _unpermute, gguf_path, state_key
 
 LINEAR_FORMATS = ("Q8_0", "Q4_0", "Q4_1", "F16", "F32")
 FILE_TYPES = {"Q8_0": "MOSTLY_Q8_0", "Q4_0": "MOSTLY_Q4_0", "Q4_1": "MOSTLY_Q4_1", "F16": "MOSTLY_F16",
@@ -32,8 +32,7 @@ FILE_TYPES = {"Q8_0": "MOSTLY_Q8_0", "Q4_0": "MOSTLY_Q4_0", "Q4_1": "MOSTLY_Q4_1
 
 def permute(w: torch.Tensor, n_heads: int) -> torch.Tensor:
     """llama.cpp's q/k row order from the usual one: (heads, 2, hd/2) → (heads, hd/2, 2) (kata.smollm2 undoes it)."""
-    out_features, in_features = w.shape
-    return w.reshape(n_heads, 2, out_features // n_heads // 2, in_features).transpose(1, 2).reshape_as(w)
+    return _unpermute(w, n_heads, inverse=True)
 
 
 def export_gguf(model: Llama, path: str | Path, fmt: str = "Q4_1", source: str | Path | None = None) -> Path:

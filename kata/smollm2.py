@@ -76,10 +76,12 @@ def gguf_path() -> Path:
     return target
 
 
-def _unpermute(w: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """Undo llama.cpp's q/k row interleaving: (heads, 2, hd/2) ← (heads, hd/2, 2)."""
+def _unpermute(w: torch.Tensor, n_heads: int, *, inverse: bool = False) -> torch.Tensor:
+    """Undo llama.cpp's q/k row interleaving, each head's rows (hd/2, 2) → (2, hd/2); `inverse` interleaves them
+    again, (2, hd/2) → (hd/2, 2), as a GGUF stores them (kata.gguf_export.permute)."""
     out_features, in_features = w.shape
-    return w.reshape(n_heads, out_features // n_heads // 2, 2, in_features).transpose(1, 2).reshape_as(w)
+    pairs, halves = (out_features // n_heads // 2, 2), (2, out_features // n_heads // 2)
+    return w.reshape(n_heads, *(halves if inverse else pairs), in_features).transpose(1, 2).reshape_as(w)
 
 
 def _field(reader, key: str):

@@ -88,3 +88,15 @@ def test_a_later_exercise_passes_with_every_other_exercise_unsolved(tmp_path, mo
     shutil.copy(ROOT / "reference" / f"{module}.py", tmp_path / "exercises" / f"{module}.py")
     proc = run_python("-m", "pytest", f"exercises/test_{module}.py", "-m", "not slow", "-q", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:]
+
+
+@pytest.mark.slow
+def test_the_lab_runs_to_the_end_in_a_copy_without_reference(tmp_path):
+    # A class copy: the instructor deleted reference/; the lab falls back to the stubs and says so.
+    copy_kata(tmp_path)
+    shutil.rmtree(tmp_path / "reference")
+    proc = run_python("-m", "kata.lab", "--quick", "--out", str(tmp_path / "report.md"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "target: exercises (the default without reference/" in proc.stdout, proc.stdout[:2000]
+    report = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert report.count("not implemented yet") == 5 and "target `exercises`" in report, report

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from kata.lab import context, formats, run
+from kata.harness import target
+from kata.lab import context, format_registry, formats, run
 from kata.llama import Llama, LlamaConfig
 from kata.smollm2 import ModelUnavailable, check_model_path
 from tests.helpers import run_python
@@ -45,6 +46,64 @@ def test_each_finished_section_is_written_before_the_next_starts(tmp_path, monke
     with pytest.raises(KeyboardInterrupt):
         run.main(["--out", str(out), "--threads", "1"])
     assert out.read_text(encoding="utf-8") == "# report\n\n## 1. first\n\nbody\n\n"
+
+
+def lab_without_running(monkeypatch) -> list[context.Settings]:
+    """run.main parses, chooses and announces, but loads no model and computes no section; the settings it made."""
+    made = []
+    monkeypatch.setattr(context.Context, "__init__", lambda self, settings: made.append(settings))
+    monkeypatch.setattr(run, "sections", lambda ctx, quality_sections=True: iter(()))
+    monkeypatch.delenv(target.ENV_VAR, raising=False)
+    return made
+
+
+def without_reference(monkeypatch, tmp_path) -> None:
+    """A class copy of the kata: exercises/ and no reference/."""
+    (tmp_path / "exercises").mkdir()
+    monkeypatch.setattr(target, "ROOT", tmp_path)
+
+
+def test_the_lab_runs_the_reference_where_it_exists_and_says_so(monkeypatch, capsys, tmp_path):
+    made = lab_without_running(monkeypatch)
+    run.main(["--out", str(tmp_path / "report.md"), "--threads", "1"])
+    assert made[0].target == "reference"
+    assert "目标：reference（默认：有 reference/ 文件夹）/ target: reference (the default where reference/ exists)" \
+        in capsys.readouterr().out
+
+
+def test_a_class_copy_without_reference_runs_the_exercises_and_says_why(monkeypatch, capsys, tmp_path):
+    made = lab_without_running(monkeypatch)
+    without_reference(monkeypatch, tmp_path)
+    run.main(["--out", str(tmp_path / "report.md"), "--threads", "1"])
+    assert made[0].target == "exercises"
+    assert "target: exercises (the default without reference/; unsolved sections say so)" in capsys.readouterr().out
+
+
+def test_kata_target_chooses_the_labs_target_too(monkeypatch, capsys, tmp_path):
+    made = lab_without_running(monkeypatch)
+    monkeypatch.setenv(target.ENV_VAR, "exercises")
+    run.main(["--out", str(tmp_path / "report.md"), "--threads", "1"])
+    assert made[0].target == "exercises"
+    assert "target: exercises (chosen with $KATA_TARGET)" in capsys.readouterr().out
+
+
+def test_an_explicit_reference_target_without_reference_is_a_one_line_error(monkeypatch, capsys, tmp_path):
+    lab_without_running(monkeypatch)
+    without_reference(monkeypatch, tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        run.main(["--target", "reference", "--out", str(tmp_path / "report.md")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1, err
+    assert "no reference/ folder here" in err and "Traceback" not in err, err
+
+
+def test_an_unknown_target_is_a_one_line_error_naming_the_valid_ones(monkeypatch, capsys, tmp_path):
+    lab_without_running(monkeypatch)
+    with pytest.raises(SystemExit) as stop:
+        run.main(["--target", "solutions", "--out", str(tmp_path / "report.md")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1, err
+    assert "'solutions'" in err and "exercises, reference" in err, err
 
 
 def test_a_model_path_that_does_not_exist_is_a_plain_usage_error(capsys):
@@ -165,12 +224,15 @@ def test_a_thread_count_below_one_is_a_usage_error(capsys):
     assert stop.value.code == 2 and "--threads" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("fmt", formats.BLOCK_FORMATS)
+BLOCK_FORMATS = [cls.block for cls in format_registry.FORMATS.values() if issubclass(cls, format_registry.GGUFBlocks)]
+
+
+@pytest.mark.parametrize("fmt", BLOCK_FORMATS)
 def test_a_block_format_linear_stores_the_formats_bytes_and_multiplies_by_their_values(fmt):
     import reference.ex5_12_gguf_formats as q512
 
     layer = torch.nn.Linear(128, 64, bias=False)
-    block = formats.BlockFormatLinear(layer, q512, fmt)
+    block = format_registry.BlockFormatLinear(layer, q512, fmt)
     size, nbytes = q512.BLOCKS[fmt]
     assert block.data.dtype == torch.uint8 and block.data.numel() == 64 * 128 // size * nbytes, "the format's bytes"
     from kata.llama import weight_bytes

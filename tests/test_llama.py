@@ -1,11 +1,13 @@
 """The support model: a KV-cached decode gives the logits of the full forward. 支撑代码：KV 缓存解码。"""
 
 import itertools
+import types
 
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from kata import decode
 from kata.decode import decode_speed, generate
 from kata.harness.check import expect_equal, expect_tensor_close
 from kata.llama import KVCache, tiny_llama
@@ -50,10 +52,17 @@ def test_greedy_generation_matches_argmax_of_the_full_forward():
     expect_equal(new.tolist(), ids[:, 6:].tolist(), "generated ids")
 
 
-def test_decode_speed_counts_every_decoded_token_of_the_batch():
+def test_decode_speed_counts_every_decoded_token_of_the_batch(monkeypatch):
+    ticks = itertools.count()  # a clock one second later at every reading: prefill 1 s, decode 1 s, every run
+    monkeypatch.setattr(decode, "time", types.SimpleNamespace(perf_counter=lambda: float(next(ticks))))
+    speed = decode_speed(tiny_llama(), torch.zeros(2, 4, dtype=torch.long), new_tokens=3, runs=2)
+    # 2 sequences × 2 tokens after the prefill's first one, in the 1 s of the decode
+    expect_equal((speed["tokens_per_s"], speed["prefill_s"]), (4.0, 1.0), "tokens/s and prefill seconds")
+
+
+def test_decode_speed_reports_its_batch_runs_and_threads():
     speed = decode_speed(tiny_llama(), torch.zeros(2, 4, dtype=torch.long), new_tokens=3, runs=2)
     expect_equal((speed["batch"], speed["runs"], speed["threads"]), (2, 2, torch.get_num_threads()), "speed info")
-    assert speed["tokens_per_s"] > 0
 
 
 def test_perplexity_from_stored_log_probs_equals_evaluate():

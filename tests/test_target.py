@@ -26,9 +26,42 @@ def test_the_default_target_is_the_learners_stubs():
     assert proc.returncode == 1 and "quant-kata target: exercises" in proc.stdout, proc.stdout[-2000:]
 
 
-def test_an_unknown_target_is_refused():
-    with pytest.raises(ValueError, match="target"):
+def test_an_unknown_target_is_refused_naming_the_valid_ones():
+    with pytest.raises(ValueError, match="must be one of exercises, reference; got 'solutions'"):
         target.resolve("solutions")
+
+
+@pytest.mark.parametrize(("option", "environment", "chosen"), [
+    ("reference", "exercises", ("reference", "option")),
+    (None, "reference", ("reference", "environment")),
+    (None, None, ("reference", "default")),
+])
+def test_the_option_beats_the_environment_which_beats_the_commands_default(monkeypatch, option, environment, chosen):
+    monkeypatch.delenv(target.ENV_VAR, raising=False)
+    if environment:
+        monkeypatch.setenv(target.ENV_VAR, environment)
+    assert target.choose(option, default="reference") == chosen
+
+
+def test_without_a_default_the_target_is_the_learners_stubs(monkeypatch):
+    monkeypatch.delenv(target.ENV_VAR, raising=False)
+    assert target.resolve(None) == "exercises"
+
+
+def test_a_target_whose_folder_is_missing_is_refused(monkeypatch, tmp_path):
+    (tmp_path / "exercises").mkdir()
+    monkeypatch.setattr(target, "ROOT", tmp_path)  # a class copy: no reference/
+    with pytest.raises(ValueError, match="no reference/ folder here"):
+        target.resolve("reference")
+
+
+@pytest.mark.parametrize(("folders", "default"), [(("exercises", "reference"), "reference"),
+                                                   (("exercises",), "exercises")])
+def test_the_labs_default_is_the_reference_where_it_exists(monkeypatch, tmp_path, folders, default):
+    for name in folders:
+        (tmp_path / name).mkdir()
+    monkeypatch.setattr(target, "ROOT", tmp_path)
+    assert target.reference_if_present() == default
 
 
 def test_wrong_origins_names_a_module_from_the_other_folder():

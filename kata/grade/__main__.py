@@ -32,7 +32,8 @@ from kata.harness.target import ROOT
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m kata.grade",
                                      description="quant-kata 评分 / grade a checkout's exercises")
-    parser.add_argument("--target", choices=target.TARGETS, default="exercises")
+    parser.add_argument("--target", default=None,
+                        help="评哪个目录 / which folder to grade: exercises (default) or reference; also $KATA_TARGET")
     parser.add_argument("--out", type=Path, default=Path("grade-results"))
     parser.add_argument("--only", default="", help="逗号分隔的练习 / comma-separated exercise ids")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="每个练习的秒数 / s per exercise")
@@ -112,6 +113,11 @@ def grade_roster(args: argparse.Namespace, exercises: list[Exercise], options: O
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    try:
+        args.target = target.resolve(args.target, default="exercises")
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 2
     exercises = [find(name) for name in args.only.split(",") if name] or list(EXERCISES)
     if args.merge:
         write_class(args.out, records(*args.merge), exercises)

@@ -36,7 +36,6 @@ settings.load_profile("kata")
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.getgroup("quant-kata").addoption(
         "--target",
-        choices=target.TARGETS,
         default=None,
         help="测试哪个目录 / which folder the exercise tests import: exercises (default) or reference; "
         f"also ${target.ENV_VAR}",

@@ -22,12 +22,33 @@ ENV_VAR = "KATA_TARGET"
 _EXERCISE_MODULE = re.compile(r"^exercises\.(ex\d+_\d+_\w+)$")
 
 
-def resolve(option: str | None) -> str:
-    """The chosen target: the command-line option, else $KATA_TARGET, else "exercises"."""
-    target = option or os.environ.get(ENV_VAR) or "exercises"
+def choose(option: str | None, default: str = "exercises") -> tuple[str, str]:
+    """The one target rule, for every command: (target, where it came from). The command-line option wins, then
+    $KATA_TARGET, then the command's `default`; the origin is "option", "environment" or "default". A target not
+    in TARGETS, or one whose folder is missing (a class copy ships without reference/), raises ValueError."""
+    if option:
+        target, origin = option, "option"
+    elif os.environ.get(ENV_VAR):
+        target, origin = os.environ[ENV_VAR], "environment"
+    else:
+        target, origin = default, "default"
     if target not in TARGETS:
-        raise ValueError(f"target 只能是 / must be one of {TARGETS}, got {target!r}")
-    return target
+        raise ValueError(f"目标只能是 {' 或 '.join(TARGETS)}，不是 {target!r} / the target must be one of "
+                         f"{', '.join(TARGETS)}; got {target!r}")
+    if not folder(target).is_dir():
+        raise ValueError(f"目标 {target}：这里没有 {target}/ 文件夹（班级版不带参考答案）/ target {target}: there is "
+                         f"no {target}/ folder here (a class copy of the kata ships without reference/)")
+    return target, origin
+
+
+def resolve(option: str | None, default: str = "exercises") -> str:
+    """The chosen target: the option, else $KATA_TARGET, else `default` (see choose)."""
+    return choose(option, default)[0]
+
+
+def reference_if_present() -> str:
+    """The lab's default target: "reference" where reference/ exists, else "exercises"."""
+    return "reference" if folder("reference").is_dir() else "exercises"
 
 
 def folder(target: str) -> Path:

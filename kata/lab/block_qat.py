@@ -81,6 +81,22 @@ class GridLinear(nn.Module):
         return linear.requires_grad_(False)
 
 
+def grid_linears(block: nn.Module, num_bits: int, group_size: int, qat: ModuleType) -> list[GridLinear]:
+    """Swap the block's linears for GridLinears, in place, and return them, the only trainable part of the block
+    (its norms stay as they are). Raises ValueError unless each starts exactly at its PTQ weights: ŵ = w."""
+    replace_modules(block, lambda name, m: isinstance(m, nn.Linear),
+                    lambda linear: GridLinear(linear, num_bits, group_size, qat))
+    layers = [m for m in block.modules() if isinstance(m, GridLinear)]
+    block.requires_grad_(False)
+    for layer in layers:
+        layer.requires_grad_(True)
+        with torch.no_grad():
+            if not torch.allclose(layer.quantized_weight(), layer.weight, atol=1e-6, rtol=1e-4):
+                raise ValueError(f"model 的线性层不在 {num_bits} 比特网格上：先做 PTQ / the model's linears are "
+                                 f"not on a {num_bits}-bit grid of groups of {group_size}: quantize it first")
+    return layers
+
+
 def block_qat(model: Llama, teacher: Llama, calib_ids: torch.Tensor, num_bits: int, group_size: int = 64, *,
               qat: ModuleType, steps: int = 100, lr: float = 3e-3, step_lr: float = 1e-5, batch_size: int = 2,
               progress: Callable[[str], None] = print) -> dict[str, float]:
@@ -103,16 +119,7 @@ def block_qat(model: Llama, teacher: Llama, calib_ids: torch.Tensor, num_bits: i
         target = run_block(float_block, x_float, cos, sin, dtype=None)
         with torch.no_grad():
             before = F.mse_loss(run_block(block, x, cos, sin, dtype=None), target).item()
-        replace_modules(block, lambda name, m: isinstance(m, nn.Linear),
-                        lambda linear: GridLinear(linear, num_bits, group_size, qat))
-        layers = [m for m in block.modules() if isinstance(m, GridLinear)]
-        block.requires_grad_(False)  # norms stay as they are; only the linears' weights, steps and zeros train
-        for layer in layers:
-            layer.requires_grad_(True)
-            with torch.no_grad():  # the start must be the PTQ result itself
-                if not torch.allclose(layer.quantized_weight(), layer.weight, atol=1e-6, rtol=1e-4):
-                    raise ValueError(f"model 的线性层不在 {num_bits} 比特网格上：先做 PTQ / the model's linears are "
-                                     f"not on a {num_bits}-bit grid of groups of {group_size}: quantize it first")
+        layers = grid_linears(block, num_bits, group_size, qat)
         optimizer = torch.optim.Adam([{"params": [m.weight for m in layers], "lr": lr},
                                       {"params": [p for m in layers for p in (m.step, m.zero)], "lr": step_lr}])
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)

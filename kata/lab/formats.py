@@ -9,23 +9,17 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from types import ModuleType
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from kata.decode import NEW_TOKENS, RUNS, decode_speed
 from kata.lab.context import GROUP_SIZE, Context, say
-from kata.llama import replace_linears
+from kata.lab.format_registry import BF16, FORMATS, W4A16RTN, smoothquant_windows
 from kata.report import markdown_table
 
 PROMPT_TOKENS = 64
-BLOCK_FORMATS = ("Q8_0", "Q4_0", "Q4_1", "MXFP4", "NVFP4")  # 5.12: llama.cpp's blocks and the microscaling formats
-FORMAT_NAMES = ("BF16", "FP8 E4M3 weight-only", "W8A16 int8 per channel", "W8A8 naive, per-tensor",
-                "W8A8 naive, per-token", "W8A8 SmoothQuant, per-tensor", "W8A8 SmoothQuant, per-token",
-                f"W4A16 RTN g{GROUP_SIZE}", f"NF4 g{GROUP_SIZE}", *(f"{f} (GGUF)" for f in BLOCK_FORMATS))
-BENCH_RESULTS = (Path("bench-results"), Path("tests/benchmarks/results"))  # nox -s bench's JSON; the committed run
+BENCH_RESULTS = (Path("bench-results"), Path("docs/results"))  # nox -s bench's JSON here; the committed run
 
 
 def gpu_note(folders: tuple[Path, ...] = BENCH_RESULTS) -> str:
@@ -111,105 +105,100 @@ def draw_formats(rows: list[dict], path: Path) -> list[str]:
     return labels
 
 
-class BlockFormatLinear(nn.Module):
-    """A linear whose weight is stored as 5.12's block bytes (and NVFP4's tensor scale), dequantized by the
-    target's 5.12 on every call: the real bytes of the format, the readable path, no fused kernel."""
-
-    def __init__(self, layer: nn.Linear, q512: ModuleType, fmt: str) -> None:
-        super().__init__()
-        name = fmt.lower()
-        stored = getattr(q512, f"quantize_{name}")(layer.weight.detach().float())
-        data, self.tensor_scale = stored if isinstance(stored, tuple) else (stored, None)
-        self.register_buffer("data", data)
-        self.dequantize = getattr(q512, f"dequantize_{name}")
-        self.bias = layer.bias
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.dequantize(self.data) if self.tensor_scale is None else self.dequantize(self.data, self.tensor_scale)
-        return F.linear(x, w.to(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
+CALIBRATED = ((f"W4 AWQ + clip g{GROUP_SIZE}", "W4 AWQ + clip search"),  # (section 7's label, section 6's)
+              (f"W4 GPTQ + act-order g{GROUP_SIZE}", "W4 GPTQ + act-order"),
+              (f"W3 GPTQ + act-order g{GROUP_SIZE}", "W3 GPTQ + act-order"))
+W4_NOTE = "section 6 (fp32 activations); stored and run as W4A16 RTN g64"
+W3_NOTE = "section 6 (fp32 activations); no 3-bit storage or kernel here"
 
 
 def formats_table(ctx: Context, calibrated: dict[str, dict]) -> str:
-    """Every format on the same model: bits (formula), measured bytes, perplexity, KL, CPU decode tokens/s; the
-    calibrated W4 / W3 results of section 6 (`calibrated`, by label) join as rows of their own."""
-    q53, q57, q58, q512 = (ctx.module(n) for n in ("ex5_3_quant_linear", "ex5_7_smoothquant",
-                                                    "ex5_8_compare_formats", "ex5_12_gguf_formats"))
-    bits = ctx.module("ex1_1_weight_memory").bits_per_weight
-    Format = q58.Format
-    ids, picture = ctx.eval_ids, ctx.settings.picture
-    prompt = ids[:1, :PROMPT_TOKENS]
-    calib = ctx.calib_ids[::16]  # 2 windows, far apart in the text
+    """Every registered format (kata/lab/format_registry.py; those --formats names) on the same model: bits
+    (formula), measured bytes, perplexity, KL, CPU decode tokens/s; the calibrated W4 / W3 results of section 6
+    (`calibrated`, by label) join as rows of their own."""
     linears = [m for n, m in ctx.fresh_model().named_modules() if n.endswith("_proj")]
+    only = ctx.settings.only_formats
+    chosen = [cls(ctx, linears).target_format() for name, cls in FORMATS.items() if not only or name in only]
+    rows = [baseline_row(ctx, linears)]
+    rows += measure_formats(ctx, chosen)
+    rows += calibrated_rows(calibrated, w4_row(ctx, linears, rows))
+    bf16 = next((r["tokens_per_s"] for r in rows if r["format"] == BF16.name), None)
+    ctx.points.extend({**r, "section": 7} for r in rows)
+    return rows_table(rows, bf16) + formats_note(ctx, fastest_line(rows, bf16) + picture_line(ctx))
 
-    def per_row(dtype: str, scale_bits: int) -> float:  # one scale per output row: the row is the group
-        total = sum(m.weight.numel() for m in linears)
-        return sum(m.weight.numel() * bits(dtype, group_size=m.in_features, scale_bits=scale_bits)
-                   for m in linears) / total
 
-    no_kernel = "no fused CPU kernel in torch (dequantizes every call) / torch 没有融合 CPU 核"
-    formats = [
-        Format("BF16", 16.0),
-        Format("FP8 E4M3 weight-only", per_row("fp8", 32),
-               lambda m: replace_linears(m.layers, q58.FP8Linear.from_linear), no_speed=no_kernel),
-        Format("W8A16 int8 per channel", per_row("int8", 16), lambda m: q53.quantize_model(m, 8, None)),
-        *[Format(f"W8A8 naive, per-{g}", per_row("int8", 32), lambda m, g=g: q57.swap_linears(m.layers, g))
-          for g in ("tensor", "token")],
-        *[Format(f"W8A8 SmoothQuant, per-{g}", per_row("int8", 32),
-                 lambda m, g=g: q57.smoothquant_model(m, calib, g)) for g in ("tensor", "token")],
-        Format(f"W4A16 RTN g{GROUP_SIZE}", bits("int4", group_size=GROUP_SIZE, zero_point_bits=8),
-               lambda m: q53.quantize_model(m, 4, GROUP_SIZE)),
-        Format(f"NF4 g{GROUP_SIZE}", bits("int4", group_size=GROUP_SIZE),
-               lambda m: replace_linears(m.layers, lambda layer: q58.NF4Linear.from_linear(layer, GROUP_SIZE)),
-               no_speed=no_kernel),
-        *[Format(f"{fmt} (GGUF)", q512.bits_per_weight(fmt),
-                 lambda m, fmt=fmt: replace_linears(m.layers, lambda layer: BlockFormatLinear(layer, q512, fmt)),
-                 no_speed="llama.cpp runs these; here they dequantize every call / llama.cpp 有内核，这里每次反量化")
-          for fmt in BLOCK_FORMATS],
-    ]
-    if [f.name for f in formats] != list(FORMAT_NAMES):
-        raise RuntimeError("FORMAT_NAMES 与第 7 节的格式不一致 / FORMAT_NAMES disagrees with section 7's formats")
-    if ctx.settings.only_formats:
-        formats = [f for f in formats if f.name in ctx.settings.only_formats]
-    rows = [{"format": "baseline (fp32)", "bits_per_weight": 32.0, "ppl": ctx.baseline_ppl, "kl": 0.0,
-             "weight_bytes": sum(m.weight.nbytes for m in linears), "tokens_per_s": None,
-             "note": "section 6; the reference for every KL"}]
+def baseline_row(ctx: Context, linears: list[nn.Linear]) -> dict:
+    """The fp32 model itself: the reference for every KL."""
+    return {"format": "baseline (fp32)", "bits_per_weight": 32.0, "ppl": ctx.baseline_ppl, "kl": 0.0,
+            "weight_bytes": sum(m.weight.nbytes for m in linears), "tokens_per_s": None,
+            "note": "section 6; the reference for every KL"}
+
+
+def measure_formats(ctx: Context, formats: list) -> list[dict]:
+    """The target's 5.8 compare_formats over `formats` (its Format objects): one row each, CPU decode speed on
+    a PROMPT_TOKENS-token prompt."""
+    prompt = ctx.eval_ids[:1, :PROMPT_TOKENS]
     started = time.perf_counter()
-    rows += q58.compare_formats(ctx.fresh_model, formats, ids, baseline=ctx.baseline,
-                                progress=lambda message: say(f"{message} ({time.perf_counter() - started:.0f} s)"),
-                                speed=lambda m: decode_speed(m, prompt)["tokens_per_s"])
-    by_name = {row["format"]: row for row in rows}
-    w4 = by_name.get(f"W4A16 RTN g{GROUP_SIZE}", {"bits_per_weight": bits("int4", group_size=GROUP_SIZE,
-                                                                          zero_point_bits=8),
-                                                   "weight_bytes": None, "tokens_per_s": None})
-    for label, name in ((f"W4 AWQ + clip g{GROUP_SIZE}", "W4 AWQ + clip search"),
-                        (f"W4 GPTQ + act-order g{GROUP_SIZE}", "W4 GPTQ + act-order"),
-                        (f"W3 GPTQ + act-order g{GROUP_SIZE}", "W3 GPTQ + act-order")):
-        if name in calibrated:  # computed in section 6; same storage as RTN, only the codes differ
-            result, w4_like = calibrated[name], name.startswith("W4")
-            bpw = w4["bits_per_weight"] if w4_like else 3 + (16 + 8) / GROUP_SIZE  # 3-bit codes, same metadata
-            rows.append({"format": label, "bits_per_weight": bpw, "ppl": result["ppl"], "kl": result["kl"],
-                         "weight_bytes": w4["weight_bytes"] if w4_like else None,
-                         "tokens_per_s": w4["tokens_per_s"] if w4_like else None,
-                         "note": "section 6 (fp32 activations); stored and run as W4A16 RTN g64" if w4_like
-                         else "section 6 (fp32 activations); no 3-bit storage or kernel here"})
-    bf16 = by_name.get("BF16", {}).get("tokens_per_s")
-    table = markdown_table(
+    return ctx.module("ex5_8_compare_formats").compare_formats(
+        ctx.fresh_model, formats, ctx.eval_ids, baseline=ctx.baseline,
+        progress=lambda message: say(f"{message} ({time.perf_counter() - started:.0f} s)"),
+        speed=lambda m: decode_speed(m, prompt)["tokens_per_s"])
+
+
+def w4_row(ctx: Context, linears: list[nn.Linear], rows: list[dict]) -> dict:
+    """W4A16 RTN's measured row, or, where --formats left it out, its bits with nothing measured."""
+    measured = next((r for r in rows if r["format"] == W4A16RTN.name), None)
+    return measured or {"bits_per_weight": W4A16RTN(ctx, linears).bits_per_weight(), "weight_bytes": None,
+                        "tokens_per_s": None}
+
+
+def calibrated_rows(calibrated: dict[str, dict], w4: dict) -> list[dict]:
+    """Section 6's calibrated results that ran, as rows: a W4 one is stored and runs as W4A16 RTN (`w4`, its row:
+    same storage, only the codes differ); W3 has 3-bit codes with W4's metadata and no storage or kernel here."""
+    w3 = {"bits_per_weight": 3 + (16 + 8) / GROUP_SIZE, "weight_bytes": None, "tokens_per_s": None}
+    rows = []
+    for label, name in CALIBRATED:
+        if name in calibrated:
+            stored, note = (w4, W4_NOTE) if name.startswith("W4") else (w3, W3_NOTE)
+            rows.append({"format": label, "bits_per_weight": stored["bits_per_weight"],
+                         "ppl": calibrated[name]["ppl"], "kl": calibrated[name]["kl"],
+                         "weight_bytes": stored["weight_bytes"], "tokens_per_s": stored["tokens_per_s"], "note": note})
+    return rows
+
+
+def rows_table(rows: list[dict], bf16: float | None) -> str:
+    """The rows as Markdown; speeds also as a ratio to BF16's tokens/s (`bf16`, None when it was not measured)."""
+    return markdown_table(
         ("format", "bits/weight (formula)", "linear bytes (measured)", "perplexity", "KL to baseline",
          "CPU decode tok/s", "vs BF16", "note"),
         [(r["format"], f"{r['bits_per_weight']:.3f}",
           f"{r['weight_bytes']:,}" if r["weight_bytes"] is not None else "—", f"{r['ppl']:.2f}",
           f"{r['kl']:.4f}", f"{r['tokens_per_s']:.1f}" if r["tokens_per_s"] else "—",
           f"{r['tokens_per_s'] / bf16:.2f}×" if r["tokens_per_s"] and bf16 else "—", r["note"]) for r in rows])
-    fastest = max((r for r in rows if r["tokens_per_s"] and r["format"] not in ("BF16", "baseline (fp32)")),
+
+
+def fastest_line(rows: list[dict], bf16: float | None) -> str:
+    """The fastest quantized format against BF16 ("" when nothing was timed)."""
+    fastest = max((r for r in rows if r["tokens_per_s"] and r["format"] not in (BF16.name, "baseline (fp32)")),
                   key=lambda r: r["tokens_per_s"], default=None)
-    summary = (f" Fastest quantized format: {fastest['format']}, {fastest['tokens_per_s']:.1f} tok/s = "
-               f"{fastest['tokens_per_s'] / bf16:.2f}× BF16." if fastest and bf16 else "")
-    ctx.points.extend({**r, "section": 7} for r in rows)
-    if picture is not None:
-        drawn = draw_formats(ctx.points, picture)
-        summary += f"\n\n![formats: KL against bits and speed]({picture.name})" if drawn else (
-            "\n\n_(matplotlib 未安装，没有画图 / matplotlib not installed: no picture)_")
-    return table + (
+    return (f" Fastest quantized format: {fastest['format']}, {fastest['tokens_per_s']:.1f} tok/s = "
+            f"{fastest['tokens_per_s'] / bf16:.2f}× BF16." if fastest and bf16 else "")
+
+
+def picture_line(ctx: Context) -> str:
+    """Draw the picture of every point so far where the settings ask for one; the Markdown that shows it."""
+    picture = ctx.settings.picture
+    if picture is None:
+        return ""
+    if draw_formats(ctx.points, picture):
+        return f"\n\n![formats: KL against bits and speed]({picture.name})"
+    return "\n\n_(matplotlib 未安装，没有画图 / matplotlib not installed: no picture)_"
+
+
+def formats_note(ctx: Context, summary: str) -> str:
+    """What the table measured and how, then `summary` and the GPU benchmark's figures."""
+    ids, calib = ctx.eval_ids, smoothquant_windows(ctx)
+    return (
         f"\n\nSame model, same {ids.shape[0]} × {ids.shape[1]} evaluation windows; KL to the fp32 baseline. "
         f"Every format but the baseline runs as deployed: bf16 activations (W8A8: int8 activations into "
         f"torch._int_mm), embeddings, norms and lm_head in bf16. Bits/weight from 1.1's formula (per-channel "

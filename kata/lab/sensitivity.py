@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
 
 import torch
 
@@ -22,11 +24,24 @@ MAX_KL = 0.15  # self-check Q3's quality bar, in nats per token (about W4 GPTQ's
 TOP_LAYERS = 12
 
 
-def sensitivity_table(ctx: Context, calibrated: dict[str, dict]) -> str:
-    """Which layers can take fewer bits (5.11): KL per kind and per layer at W3 / W4 g64, mixed-precision plans
-    against uniform formats at equal bytes, and self-check Q3 decided from these numbers (the best PTQ KL from
-    section 6's `calibrated` results where it ran, else RTN's)."""
-    m = ctx.module("ex5_11_sensitivity")
+@dataclass(frozen=True)
+class Sensitivity:
+    """Section 8's measurements: KL to the float model on `ids` with one kind of layer (`by_kind`) or one layer
+    (`by_layer`) quantized, by bits (3, 4) then name; `kl` by layer name then bits (W8 per row taken as lossless,
+    0.0), as 5.11's plan_precision takes it."""
+
+    ids: torch.Tensor
+    shapes: dict[str, tuple[int, int]]
+    kinds: dict[str, list[str]]
+    by_kind: dict[int, dict[str, float]]
+    by_layer: dict[int, dict[str, float]]
+    kl: dict[str, dict[int, float]]
+    seconds: float
+
+
+def measure_sensitivity(ctx: Context, m: ModuleType) -> Sensitivity:
+    """KL per kind and per layer at W3 and W4 g64 by the target's 5.11, on SENSITIVITY_WINDOWS × SENSITIVITY_TOKENS
+    evaluation tokens."""
     model = ctx.fresh_model()
     ids = ctx.eval_ids[:SENSITIVITY_WINDOWS, :SENSITIVITY_TOKENS]
     baseline = log_probs(model, ids)
@@ -38,63 +53,114 @@ def sensitivity_table(ctx: Context, calibrated: dict[str, dict]) -> str:
     for bits in (3, 4):
         by_layer[bits] = m.sensitivity(model, ids, baseline, {name: [name] for name in shapes}, bits, GROUP_SIZE,
                                        lambda message: say(f"{message} ({time.perf_counter() - started:.0f} s)"))
-    sensitivity_seconds = time.perf_counter() - started
     kl = {name: {**{bits: by_layer[bits][name] for bits in (3, 4)}, 8: 0.0} for name in shapes}
+    return Sensitivity(ids, shapes, kinds, by_kind, by_layer, kl, time.perf_counter() - started)
 
-    full_ids, full_baseline = ctx.eval_ids, ctx.baseline
-    w4, w3 = (dict.fromkeys(shapes, (bits, GROUP_SIZE)) for bits in (4, 3))
-    budget = m.plan_bits(w4, shapes)
-    plan_a, plan_b = m.plan_precision(kl, shapes, budget), m.plan_precision(kl, shapes, MIXED_BITS)
+
+def uniform_plan(shapes: dict[str, tuple[int, int]], bits: int) -> dict[str, tuple]:
+    """Every layer at W`bits` g64."""
+    return dict.fromkeys(shapes, (bits, GROUP_SIZE))
+
+
+def plans_to_compare(shapes: dict[str, tuple[int, int]], budget: float, plan_a: dict, plan_b: dict) -> dict[str, dict]:
+    """The plans section 8 measures, by label: uniform W4 g64 / g128 / W3 g64, and the mixed plans at W4 g64's
+    bytes (`plan_a`, `budget` bits) and at MIXED_BITS (`plan_b`), each by RTN and by GPTQ + act-order."""
     a, b = f"mixed at {budget:.3f} bits (W4 g{GROUP_SIZE}'s bytes)", f"mixed at {MIXED_BITS} bits"
     g128 = {name: (4, max(g for g in range(32, 129, 32) if shapes[name][1] % g == 0)) for name in shapes}
-    plans = {f"uniform W4 g{GROUP_SIZE} RTN": w4, a: plan_a, f"{a}, GPTQ + act-order": plan_a,
-             "uniform W4 g128 RTN (g96 where 128 does not divide)": g128, b: plan_b,
-             f"{b}, GPTQ + act-order": plan_b, f"uniform W3 g{GROUP_SIZE} RTN": w3}
-    calib = ctx.calib_ids
+    return {f"uniform W4 g{GROUP_SIZE} RTN": uniform_plan(shapes, 4), a: plan_a, f"{a}, GPTQ + act-order": plan_a,
+            "uniform W4 g128 RTN (g96 where 128 does not divide)": g128, b: plan_b,
+            f"{b}, GPTQ + act-order": plan_b, f"uniform W3 g{GROUP_SIZE} RTN": uniform_plan(shapes, 3)}
+
+
+def measure_plans(ctx: Context, m: ModuleType, sens: Sensitivity, plans: dict[str, dict]) -> tuple[list, dict]:
+    """Each plan on a fresh model (5.11's quantize_layers, or GPTQ + act-order where the label says so), measured
+    on the whole evaluation windows: the table's rows, and each plan's evaluate() result by label."""
     gptq_layer = ctx.module("ex5_6_gptq").gptq_quantize_layer
     rows, measured = [], {}
     for label, plan in plans.items():
         quantized = ctx.fresh_model()
         if label.endswith("GPTQ + act-order"):
             with block_progress(quantized, label):
-                gptq_with_plan(gptq_layer, quantized, calib, plan)
+                gptq_with_plan(gptq_layer, quantized, ctx.calib_ids, plan)
         else:
             m.quantize_layers(quantized, plan)
-        result = measured[label] = evaluate(quantized, full_ids, full_baseline)
-        ctx.points.append({"format": label, "bits_per_weight": m.plan_bits(plan, shapes), "kl": result["kl"],
+        result = measured[label] = evaluate(quantized, ctx.eval_ids, ctx.baseline)
+        ctx.points.append({"format": label, "bits_per_weight": m.plan_bits(plan, sens.shapes), "kl": result["kl"],
                            "tokens_per_s": None, "section": 8})
-        counts = ", ".join(f"{sum(1 for f in plan.values() if f[0] == bits)} × W{bits}" for bits in (3, 4, 8)
-                           if any(f[0] == bits for f in plan.values()))
-        predicted = sum(kl[name][fmt[0]] for name, fmt in plan.items()) if all(
-            fmt[1] in (GROUP_SIZE, None) for fmt in plan.values()) else None
-        rows.append((label, f"{m.plan_bits(plan, shapes):.3f}",
-                     f"{sum(m.layer_bytes(*shapes[n], *f) for n, f in plan.items()):,}",
-                     "—" if predicted is None else f"{predicted:.4f}", f"{result['kl']:.4f}",
-                     f"{result['ppl']:.2f}", counts))
+        rows.append(plan_row(m, sens, label, plan, result))
         say(f"{label}: KL {result['kl']:.4f}, perplexity {result['ppl']:.2f}")
-    kind_rows = [(kind, *(f"{by_kind[bits][kind]:.4f}" for bits in (3, 4)),
-                  f"{by_kind[3][kind] / by_kind[4][kind]:.1f}×",
-                  f"{sum(by_layer[3][n] for n in names):.4f}") for kind, names in kinds.items()]
-    top = sorted(shapes, key=lambda n: -by_layer[3][n])[:TOP_LAYERS]
-    layer_rows = [(name, f"{by_layer[3][name]:.4f}", f"{by_layer[4][name]:.4f}",
-                   f"W{plan_a[name][0]} ({kl[name][plan_a[name][0]]:.4f})",
-                   f"W{plan_b[name][0]} ({kl[name][plan_b[name][0]]:.4f})") for name in top]
-    ranked = sorted(by_layer[3].values(), reverse=True)
-    share = sum(ranked[: round(0.1 * len(ranked))]) / sum(ranked)
+    return rows, measured
+
+
+def plan_row(m: ModuleType, sens: Sensitivity, label: str, plan: dict, result: dict) -> tuple[str, ...]:
+    """A plan's row: bits per weight, bytes (formula), the KL its layers predict (Σ of their KLs, for plans of g64
+    and per-row layers only), the measured KL and perplexity, how many layers at each width."""
+    counts = ", ".join(f"{sum(1 for f in plan.values() if f[0] == bits)} × W{bits}" for bits in (3, 4, 8)
+                       if any(f[0] == bits for f in plan.values()))
+    predicted = sum(sens.kl[name][fmt[0]] for name, fmt in plan.items()) if all(
+        fmt[1] in (GROUP_SIZE, None) for fmt in plan.values()) else None
+    return (label, f"{m.plan_bits(plan, sens.shapes):.3f}",
+            f"{sum(m.layer_bytes(*sens.shapes[n], *f) for n, f in plan.items()):,}",
+            "—" if predicted is None else f"{predicted:.4f}", f"{result['kl']:.4f}", f"{result['ppl']:.2f}", counts)
+
+
+def kind_rows(sens: Sensitivity) -> list[tuple[str, ...]]:
+    """Per kind: KL at W3 and W4, their ratio, and the sum of its layers' W3 KLs."""
+    by_kind, by_layer = sens.by_kind, sens.by_layer
+    return [(kind, *(f"{by_kind[bits][kind]:.4f}" for bits in (3, 4)), f"{by_kind[3][kind] / by_kind[4][kind]:.1f}×",
+             f"{sum(by_layer[3][n] for n in names):.4f}") for kind, names in sens.kinds.items()]
+
+
+def layer_rows(sens: Sensitivity, plan_a: dict, plan_b: dict) -> list[tuple[str, ...]]:
+    """The TOP_LAYERS layers with the largest W3 KL, and what each mixed plan gives them."""
+    top = sorted(sens.shapes, key=lambda n: -sens.by_layer[3][n])[:TOP_LAYERS]
+    return [(name, f"{sens.by_layer[3][name]:.4f}", f"{sens.by_layer[4][name]:.4f}",
+             f"W{plan_a[name][0]} ({sens.kl[name][plan_a[name][0]]:.4f})",
+             f"W{plan_b[name][0]} ({sens.kl[name][plan_b[name][0]]:.4f})") for name in top]
+
+
+def self_check_q3(m: ModuleType, sens: Sensitivity, calibrated: dict[str, dict], measured: dict[str, dict],
+                  budget: float) -> list[tuple[str, ...]]:
+    """Self-check Q3 at three budgets, decided by 5.11's choose_scheme from the best PTQ KL at that width (section
+    6's `calibrated` results where they ran, else this section's uniform RTN) and the layer sensitivities."""
     ptq = {bits: min((r["kl"] for label, r in calibrated.items() if label.startswith(f"W{bits} ")),
                      default=measured[f"uniform W{bits} g{GROUP_SIZE} RTN"]["kl"]) for bits in (4, 3)}
-    questions = ((4, budget), (3, m.plan_bits(w3, shapes)), (3, MIXED_BITS))
-    decisions = [(f"W{bits}, budget {budget_bits:.3f} bits", f"{ptq[bits]:.4f}",
-                  *m.choose_scheme(ptq[bits], MAX_KL, by_layer[bits], bits, budget_bits))
-                 for bits, budget_bits in questions]
+    questions = ((4, budget), (3, m.plan_bits(uniform_plan(sens.shapes, 3), sens.shapes)), (3, MIXED_BITS))
+    return [(f"W{bits}, budget {budget_bits:.3f} bits", f"{ptq[bits]:.4f}",
+             *m.choose_scheme(ptq[bits], MAX_KL, sens.by_layer[bits], bits, budget_bits))
+            for bits, budget_bits in questions]
+
+
+def sensitivity_note(ctx: Context, sens: Sensitivity) -> str:
+    """How the sensitivities were measured, how concentrated they are, and how the plans count bytes."""
+    ranked = sorted(sens.by_layer[3].values(), reverse=True)
+    share = sum(ranked[: round(0.1 * len(ranked))]) / sum(ranked)
+    return (f"\n\nSensitivity: KL to the float model on {sens.ids.shape[0]} × {sens.ids.shape[1]} evaluation "
+            f"tokens, {2 * len(sens.shapes) + 2 * len(sens.kinds)} runs in {sens.seconds:.0f} s (each starts at the "
+            f"first block it changes). The top 10 % of layers hold {share:.0%} of the summed W3 layer KL. Plans: "
+            f"greedy on these KLs (W8 per row taken as lossless), options W3 g{GROUP_SIZE}, W4 g{GROUP_SIZE}, W8 per "
+            f"row; bytes = codes + fp16 scale (+ uint8 zero point below 8 bits) per group, as 5.3 stores them "
+            f"(3-bit codes counted at 3 bits). Baseline perplexity {perplexity(ctx.eval_ids, ctx.baseline):.2f}.")
+
+
+def sensitivity_table(ctx: Context, calibrated: dict[str, dict]) -> str:
+    """Which layers can take fewer bits (5.11): KL per kind and per layer at W3 / W4 g64, mixed-precision plans
+    against uniform formats at equal bytes, and self-check Q3 decided from these numbers (the best PTQ KL from
+    section 6's `calibrated` results where it ran, else RTN's)."""
+    m = ctx.module("ex5_11_sensitivity")
+    sens = measure_sensitivity(ctx, m)
+    budget = m.plan_bits(uniform_plan(sens.shapes, 4), sens.shapes)
+    plan_a, plan_b = m.plan_precision(sens.kl, sens.shapes, budget), m.plan_precision(sens.kl, sens.shapes, MIXED_BITS)
+    rows, measured = measure_plans(ctx, m, sens, plans_to_compare(sens.shapes, budget, plan_a, plan_b))
+    full_ids = ctx.eval_ids
     return (
         "**每类层 / per kind** (all 30 layers of a kind quantized together, nothing else):\n\n"
         + markdown_table(("kind", *(f"KL W{b} g{GROUP_SIZE}" for b in (3, 4)), "W3 / W4",
-                          "Σ of its layers' W3 KL"), kind_rows)
+                          "Σ of its layers' W3 KL"), kind_rows(sens))
         + f"\n\n**最敏感的层 / the {TOP_LAYERS} most sensitive layers** (one layer quantized, nothing else; "
           f"in brackets the KL the plan predicts for it):\n\n"
         + markdown_table(("layer", "KL W3", "KL W4", "plan at W4's bytes", f"plan at {MIXED_BITS} bits"),
-                         layer_rows)
+                         layer_rows(sens, plan_a, plan_b))
         + f"\n\n**混合精度 vs 统一格式 / mixed precision against uniform formats** (RTN unless the row says "
           f"GPTQ; measured on the {full_ids.shape[0]} × {full_ids.shape[1]} evaluation windows; section 6 has "
           f"uniform GPTQ + act-order):\n\n"
@@ -102,13 +168,9 @@ def sensitivity_table(ctx: Context, calibrated: dict[str, dict]) -> str:
                           "measured KL", "perplexity", "layers"), rows)
         + "\n\n**自测题 3 / self-check Q3** (choose_scheme on these measurements; best PTQ KL from section 6, "
           f"quality bar KL ≤ {MAX_KL}):\n\n"
-        + markdown_table(("question", "best PTQ KL", "scheme", "reason"), decisions)
-        + f"\n\nSensitivity: KL to the float model on {ids.shape[0]} × {ids.shape[1]} evaluation tokens, "
-          f"{2 * len(shapes) + 2 * len(kinds)} runs in {sensitivity_seconds:.0f} s (each starts at the first "
-          f"block it changes). The top 10 % of layers hold {share:.0%} of the summed W3 layer KL. Plans: greedy "
-          f"on these KLs (W8 per row taken as lossless), options W3 g{GROUP_SIZE}, W4 g{GROUP_SIZE}, W8 per "
-          f"row; bytes = codes + fp16 scale (+ uint8 zero point below 8 bits) per group, as 5.3 stores them "
-          f"(3-bit codes counted at 3 bits). Baseline perplexity {perplexity(full_ids, full_baseline):.2f}.")
+        + markdown_table(("question", "best PTQ KL", "scheme", "reason"),
+                         self_check_q3(m, sens, calibrated, measured, budget))
+        + sensitivity_note(ctx, sens))
 
 
 @torch.no_grad()

@@ -5,8 +5,9 @@ GPU 速度：同一次运行里并排测 FP16、5.3 的反量化再乘（eager �
 Two times per format (kata/timing.py): device time — a CUDA graph of n × (L2 flush, call) minus a
 graph of n flushes, so no host work can hide in it — and, in its own column, the host-inclusive time of one eager
 call, which a decode loop without graphs pays. Speed-ups against FP16 from the same run, on device time;
-bandwidth = weight bytes read / device time, against the measured copy bandwidth. Results: bench-results/*.json,
-then Markdown tables written from those JSON files.
+bandwidth = weight bytes read / device time, against the measured copy bandwidth. Results: bench-results/*.json
+($KATA_BENCH_DIR), then Markdown tables written from those JSON files. The committed run is in docs/results/,
+where the lab reads it: `KATA_BENCH_DIR=docs/results nox -s bench` replaces it.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ SHAPES = {  # name → (K = in_features, N = out_features)
     "SmolLM2 down 1536→576": (1536, 576),
 }
 ROWS = (1, 16, 64)
-OUT = Path(os.environ.get("KATA_BENCH_DIR", "bench-results"))
+OUT = Path(os.environ.get("KATA_BENCH_DIR", "bench-results"))  # docs/results for the committed run
 
 
 def w4_buffers(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
