@@ -13,7 +13,8 @@ NAMES = {  # a name the recipes give → the file that must define it
     "EXERCISES": "kata/harness/curriculum.py", "HINTS": "kata/harness/hints.py",
     "BACKDOORS": "kata/harness/curriculum.py", "ANSWER_MODULES": "kata/harness/curriculum.py",
     "HOW_TEXT": "kata/harness/curriculum.py", "HOW_RULES": "kata/harness/curriculum.py",
-    "CHECKS": "kata/harness/watch.py",
+    "CHECKS": "kata/harness/watch.py", "FORMATS": "kata/lab/format_registry.py",
+    "BITS": "tests/test_format_registry.py",
 }
 
 
