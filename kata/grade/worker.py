@@ -2,14 +2,11 @@
 
 答案一侧：worker 进程导入答案模块，执行评判进程的请求，结果按协议（kata/grade/protocol.py）传回；导入答案之前先
 在本练习“自己的工作”（登记表的 own_job）上布好绊线，每次调用都在服务端代码里检查“怎么做的”。
-Objects the answer builds stay here behind handles (numbers into OBJECTS); models the judge sends are reported back
-with the answer's changes; the judge's callables are called back; a call whose tensors require grad keeps its graph
-for the judge's backward. Before the answer is imported, every function under the exercise's own job (the
-registry's `own_job`: kata.oracles for 2.1, gguf for 5.12, torch's quantized matmuls for 5.10) is wrapped in a
-tripwire, so that a call the scan could not see (from inside the learner API, or through a name it could not
-resolve) still fails the call; the exercise's checks of how (kata/harness/watch.py) watch each call the judge
-makes. Both live here, in the server's code, not in anything the answer imports. The judge's side is
-kata/grade/boundary.py.
+Objects the answer builds stay here behind handles (numbers into OBJECTS); models the judge sends come back with
+the answer's changes; the judge's callables are called back; a call whose tensors require grad keeps its graph for
+the judge's backward. Tripwires on the exercise's own job (kata/grade/tripwire.py) are laid before the answer is
+imported, and its checks of how (kata/harness/watch.py) watch each call the judge makes: server code, not anything
+the answer imports. The judge's side is kata/grade/boundary.py.
 """
 
 from __future__ import annotations
@@ -63,6 +60,7 @@ from kata.grade.protocol import (
 from kata.grade.tripwire import Tripwires
 from kata.harness import watch
 from kata.harness.curriculum import BY_MODULE
+from kata.harness.dot_rule import nvidia_dot_rule
 from kata.harness.spy import OpSpy, Spy, spy
 
 OBJECTS: list[Any] = []  # the worker's objects behind handles, by number
@@ -332,6 +330,8 @@ def serve(tree: str, name: str) -> None:
     sys.stdout = sys.stderr
     sys.path.insert(0, tree)
     ex = BY_MODULE.get(name)
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        nvidia_dot_rule()  # a tl.dot a GPU refuses fails in the interpreter too
     tripwires = Tripwires(ex.own_job if ex is not None else ())
     try:
         with tripwires.armed():

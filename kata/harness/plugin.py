@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, settings
 from kata.harness import progress, target, watch
 from kata.harness import spy as spies
 from kata.harness.curriculum import BY_MODULE, EXERCISES
+from kata.harness.dot_rule import nvidia_dot_rule
 from kata.harness.scan import scan_answer_file
 
 _TARGET = pytest.StashKey[str]()
@@ -53,8 +54,9 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(err)) from None
     config.stash[_TARGET] = chosen
     target.install(chosen)
-    if not _cuda_available():  # Triton kernels (5.10) then run in Triton's CPU interpreter
+    if not _cuda_available():  # Triton kernels (5.10) then run in Triton's CPU interpreter, under a GPU's rules
         os.environ.setdefault("TRITON_INTERPRET", "1")
+        nvidia_dot_rule()
     config.pluginmanager.register(_ProgressRecorder(chosen), "quant-kata-progress")
 
 
