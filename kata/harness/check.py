@@ -155,10 +155,10 @@ def expect_tensor_close(actual: object, expected: torch.Tensor, what: str, *, at
 def _distinct_per_group(w: torch.Tensor, group_size: int) -> int:
     """The largest number of distinct values in any (row, group) of w (kata.oracles.distinct_per_group's count, all
     groups at once: a real model's millions of groups take seconds, not minutes)."""
-    from kata.validate import check_group_size
-
-    groups = w.detach().reshape(w.shape[0], -1, check_group_size(group_size, w.shape[1]))
-    ordered = groups.sort(dim=-1).values
+    if w.dim() != 2 or w.shape[1] % group_size:
+        raise AssertionError(f"权重形状 / weight shape {tuple(w.shape)}: 期望 (out, in)，in 是 {group_size} 的倍数 / "
+                             f"expected (out, in) with in a multiple of {group_size}")
+    ordered = w.detach().reshape(w.shape[0], -1, group_size).sort(dim=-1).values
     return int((1 + (ordered.diff(dim=-1) != 0).sum(dim=-1)).max())
 
 
