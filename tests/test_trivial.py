@@ -29,7 +29,7 @@ def graded(tmp_path_factory) -> dict[str, dict[str, ExerciseResult]]:
                 stub = (ROOT / "exercises" / f"{ex.module}.py").read_text(encoding="utf-8")
                 (tree / "exercises" / f"{ex.module}.py").write_text(trivial_answer(stub, kind), encoding="utf-8")
             slow = ["--slow"] if kind == "input" else []
-            forks.run(tree, "exercises", "-p", "no:randomly", "-q", *slow,
+            forks.run(tree, "exercises", "-p", "no:randomly", "-q", "--hypothesis-profile", "kata-no-shrink", *slow,
                       f"--junitxml={scratch / kind}.xml", "-o", "junit_suite_name=trivial")
             out[kind] = _by_exercise(scratch / f"{kind}.xml")
     finally:

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 from kata.harness import progress, target, watch
 from kata.harness import spy as spies
@@ -32,6 +32,10 @@ ANSWERS_ELSEWHERE = pytest.StashKey[bool]()
 settings.register_profile("kata", derandomize=True, database=None, deadline=None, max_examples=40,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("kata")
+# The same examples without shrinking a failure to its smallest form (`--hypothesis-profile kata-no-shrink`): for
+# runs that only ask whether a test fails, such as the trivial-answer family (tests/test_trivial.py).
+settings.register_profile("kata-no-shrink", settings.get_profile("kata"),
+                          phases=[Phase.explicit, Phase.reuse, Phase.generate])
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
