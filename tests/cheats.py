@@ -659,7 +659,7 @@ def quantize_per_tensor(x, num_bits=8):
 
 
 def dequantize_per_tensor(q, scale):
-    return q.float() * scale
+    return q.float() * float("nan")
 """, "substance"),
     "5.11 plans nothing and agrees with its own emptied constants": Cheat("ex5_11", """
 KINDS, OPTIONS = (), ()

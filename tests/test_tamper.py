@@ -160,7 +160,9 @@ def test_a_cheat_inside_an_answer_earns_nothing(answer_cheats_graded, cheat):
     result = _exercise(data, known.exercise)
     assert result["points"] == 0, f"{cheat} ({known.exercise}, stopped by: {known.defence}): scored " \
                                   f"{result['points']} ({result['passed']} of {result['total']} tests)"
-    assert data["quant_kata"]["score"] == 0, "the results were rewritten after the grade"
+    kata = data["quant_kata"]
+    assert kata["score"] == round(sum(e["points"] for e in kata["exercises"]), 1) < kata["max_score"], \
+        "the results were rewritten after the grade"
     if known.named:
         assert known.named in summary and "🚫" in summary, summary
 
