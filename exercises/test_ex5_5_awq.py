@@ -176,7 +176,7 @@ def test_the_model_flow_beats_round_to_nearest_on_the_tiny_model():
 def test_on_the_real_model_awq_beats_rtn(smollm2, smollm2_reference, record_property):
     from kata.evaluate import calibration_windows
 
-    calib = calibration_windows(8)
+    calib = calibration_windows(4)
     expect_beats_rtn_on_the_real_model(record_property, "5.5 AWQ", smollm2,
                                        lambda m: awq_quantize_model(m, calib, 4, 64), smollm2_reference)
 

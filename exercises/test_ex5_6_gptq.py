@@ -179,7 +179,7 @@ def test_the_model_flow_beats_round_to_nearest_on_the_tiny_model():
 def test_on_the_real_model_gptq_beats_rtn(smollm2, smollm2_reference, record_property):
     from kata.evaluate import calibration_windows
 
-    calib = calibration_windows(8)
+    calib = calibration_windows(4)
     expect_beats_rtn_on_the_real_model(record_property, "5.6 GPTQ + act-order", smollm2,
                                        lambda m: gptq_quantize_model(m, calib, 4, 64, act_order=True),
                                        smollm2_reference)

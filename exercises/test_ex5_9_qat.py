@@ -162,14 +162,14 @@ def test_qat_beats_round_to_nearest_on_held_out_text():
 def test_qat_trains_only_the_quantized_layers():
     teacher, student = tiny_llama(), qat_student()
     embedding = student.embed_tokens.weight.detach().clone()
-    before = {name: p.detach().clone() for name, p in student.named_parameters()}
+    before = {name: value.detach().clone() for name, value in student.state_dict().items()}
     kinds = [f"self_attn.{p}_proj" for p in "qkvo"] + [f"mlp.{p}_proj" for p in ("gate", "up", "down")]
     # The 14 QATLinear layers' parameters (tiny_llama's linears have no bias).
     quantized = {f"layers.{i}.{kind}.{p}" for i in (0, 1) for kind in kinds for p in ("weight", "step")}
     qat_finetune(student, teacher, torch.randint(0, 256, (4, 16), generator=torch.Generator().manual_seed(7)),
                  steps=3)
     expect_tensor_close(student.embed_tokens.weight.detach(), embedding, "embedding after QAT", atol=0)
-    changed = {name for name, p in student.named_parameters() if not torch.equal(p.detach(), before[name])}
+    changed = {name for name, value in student.state_dict().items() if not torch.equal(value.detach(), before[name])}
     expect_equal(sorted(changed), sorted(quantized), "the parameters QAT changed (every QATLinear's weight and step)")
 
 

@@ -113,6 +113,7 @@ def grade_class(students: list[tuple[int, Student]], out: Path, exercises: list[
                 jobs.append((sub, ex, key))
             else:
                 sub.results[ex.id] = result
+    jobs.sort(key=lambda job: not job[1].heavy)  # the long runs first (longest processing time first)
     side_by_side, threads = slots(len(jobs))
     print(f"班级 / class: {len(subs)} students, {len(jobs)} exercise runs to do ({side_by_side} side by side)",
           flush=True)

@@ -53,7 +53,7 @@ from kata.harness.target import ROOT
 DEFAULT_TIMEOUT_S = 900
 DEFAULT_MEMORY_GIB = 12  # address space per exercise; the real-model tests need about 4
 FILE_LIMIT_BYTES = 1 << 30  # no single file (captured output, XML) may grow past 1 GiB
-KEPT_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "KATA_CACHE", "CUDA_VISIBLE_DEVICES")
+KEPT_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "KATA_CACHE", "KATA_CPU", "CUDA_VISIBLE_DEVICES")
 
 
 @dataclass(frozen=True)
@@ -163,22 +163,29 @@ def run_exercise(ex: Exercise, target: str, workdir: Path, options: Options, roo
     return result
 
 
+def heaviest_first(exercises: list[Exercise]) -> list[Exercise]:
+    """The heavy exercises (the registry's `heavy`: real-model calibration) first, so that the long runs start at
+    once and the short ones fill in around them (longest processing time first)."""
+    return sorted(exercises, key=lambda ex: not ex.heavy)
+
+
 def run_all(exercises: list[Exercise], target: str, workdir: Path, options: Options, root: Path = ROOT,
             answers: Path | None = None) -> list[ExerciseResult]:
-    """Every exercise in its own process, a line printed as each one finishes; results in curriculum order."""
+    """Every exercise in its own process, the heaviest first, a line printed as each one finishes; results in
+    curriculum order."""
     started = time.perf_counter()
     print(f"评分 {len(exercises)} 个练习 / grading {len(exercises)} exercises (target {target}) …", flush=True)
     cores = os.cpu_count() or 1
     side_by_side = max(1, min(cores, len(exercises)))
     with ThreadPoolExecutor(max_workers=side_by_side) as pool:
-        futures = {pool.submit(run_exercise, ex, target, workdir, options, root, answers,
-                               max(1, cores // side_by_side)): ex for ex in exercises}
-        for future in as_completed(futures):
+        futures = {ex.id: pool.submit(run_exercise, ex, target, workdir, options, root, answers,
+                                      max(1, cores // side_by_side)) for ex in heaviest_first(exercises)}
+        for future in as_completed(futures.values()):
             r = future.result()
             flag = "  ⚠️ " + r.forgery[0] if r.forgery else ""
             print(f"  {r.exercise.id:<6} {r.passed:>3}/{len(r.tests):<3} {r.points:g}/{r.exercise.points} points  "
                   f"({time.perf_counter() - started:.0f} s){flag}", flush=True)
-        return [future.result() for future in futures]
+        return [futures[ex.id].result() for ex in exercises]
 
 
 def grade(target: str, out: Path, exercises: list[Exercise], options: Options, root: Path = ROOT,

@@ -65,6 +65,7 @@ class Exercise:
     own_job: tuple[str, ...] = ()  # dotted symbols (and what is under them) that do this exercise's job
     how: tuple[str, ...] = ()  # checks of how a result was made: keys of HOW_TEXT (kata/harness/watch.py)
     points: int = 10
+    heavy: bool = False  # its real-model tests calibrate and evaluate the whole model: graded first
     hint_keys: tuple[tuple[str, int], ...] = field(default=())  # (words in a test's name, the hint it is about)
 
     @property
@@ -118,12 +119,12 @@ EXERCISES: tuple[Exercise, ...] = (
              "forward hook 捕获输入、通道统计、流式 Hessian / hooks, channel stats, streaming Hessian",
              own_job=("kata.sequential",)),
     Exercise("ex5_5", "ex5_5_awq", "实践 (b)", "AWQ：激活感知缩放与截断", "AWQ scales and clipping",
-             "AWQ：缩放搜索、截断搜索、折叠进 RMSNorm / scale search, clip search, folding"),
+             "AWQ：缩放搜索、截断搜索、折叠进 RMSNorm / scale search, clip search, folding", heavy=True),
     Exercise("ex5_6", "ex5_6_gptq", "实践 (b)", "GPTQ：误差反馈的逐列量化", "GPTQ",
-             "GPTQ：阻尼、死列、Cholesky、lazy block、分组、act-order；逐块整模型 / GPTQ, layer and model"),
+             "GPTQ：阻尼、死列、Cholesky、lazy block、分组、act-order；逐块整模型 / GPTQ, layer and model", heavy=True),
     Exercise("ex5_7", "ex5_7_smoothquant", "实践 (c)", "W8A8 与 SmoothQuant", "W8A8 and SmoothQuant",
              "逐 token 动态 INT8 激活、整数矩阵乘（`torch._int_mm` 与逐位精确的模拟）、SmoothQuant 折叠与 α 搜索 / "
-             "W8A8 with integer matmuls, SmoothQuant"),
+             "W8A8 with integer matmuls, SmoothQuant", heavy=True),
     Exercise("ex5_8", "ex5_8_compare_formats", "实践 (c)", "同一模型上比较所有格式", "every format on one model",
              "NF4、FP8 E4M3，同一模型上的格式对比表 / NF4, FP8 and one table of every format on one model"),
     Exercise("ex5_9", "ex5_9_qat", "3.2 · 4.1 Q3", "量化感知训练：STE 与 LSQ", "quantization-aware training",
