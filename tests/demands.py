@@ -8,6 +8,8 @@ A demand is stated when the stub's docstrings say it:
 - assert "text" in …, re.search(r"\\btext\\b", …): the text appears in the stub's docstrings. Numbers the test
   passed in and expects quoted back ("0.1197", "85%") are left out; counted progress ("25/25", "(1/3)") needs the
   stub to show the count's form, "i/n" or "(i/n)".
+- @pytest.mark.demands("text", …) on a test: what it asks that no call shows plainly (an argument of another
+  dtype than the usual one, an attribute a layer may lack) — each text appears in the stub's docstrings.
 A bad input is paired when kata's raises is given valid=, the nearest input that must not raise (`unpaired`).
 The answer rules are demands too (`rules_unstated`): the stub names `python -m kata rules`, every symbol of the
 exercise's own job (the registry's own_job) and, for each check of how, the words that rule turns on (HOW_RULES).
@@ -65,6 +67,8 @@ def demands(test_source: str) -> list[tuple[int, str, tuple[str, ...]]]:
             text = _text(node.left)
             if text is not None:
                 found.append((node.lineno, "text", (text,)))
+        elif isinstance(node, ast.Call) and ast.unparse(node.func) == "pytest.mark.demands":
+            found += [(node.lineno, "text", (arg.value,)) for arg in node.args if isinstance(arg, ast.Constant)]
         elif isinstance(node, ast.Call) and ast.unparse(node.func) == "re.search" and node.args:
             text = _text(node.args[0])
             if text is not None and "{}" not in text:

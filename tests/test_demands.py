@@ -13,6 +13,16 @@ def test_every_demand_of_the_tests_is_stated_in_the_stub(ex):
     assert not missing, f"exercises/{ex.module}.py does not state:\n  " + "\n  ".join(missing)
 
 
+def test_a_declared_demand_must_be_in_the_stub(tmp_path):
+    stub, test = tmp_path / "ex9_9_planted.py", tmp_path / "test_ex9_9_planted.py"
+    stub.write_text('"""9.9 — planted: scale may come as float16."""\n', encoding="utf-8")
+    test.write_text('import pytest\n\n\n@pytest.mark.demands("float32 scale")\ndef test_f():\n    pass\n',
+                    encoding="utf-8")
+    assert [m.split(" ", 1)[1] for m in unstated(stub, test)] == ["expects the text 'float32 scale'"]
+    stub.write_text('"""9.9 — planted: scale may come as float16 or a float32 scale."""\n', encoding="utf-8")
+    assert unstated(stub, test) == []
+
+
 def test_a_planted_unstated_demand_is_caught(tmp_path):
     stub, test = tmp_path / "ex9_9_planted.py", tmp_path / "test_ex9_9_planted.py"
     stub.write_text('"""9.9 — planted.\n\n坏输入 / bad input: x 为空 → ValueError.\n"""\n\n\ndef f(x, y):\n'
