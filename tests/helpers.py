@@ -50,9 +50,11 @@ class PytestForks:
     """pytest runs in fresh forks of one process that imported torch, pytest and hypothesis once: a plain
     `python -m pytest` spends most of its seconds importing them. One run at a time."""
 
-    def __init__(self, scratch: Path) -> None:
+    def __init__(self, scratch: Path, threads: int | None = None) -> None:
         env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
         env.pop("KATA_TARGET", None)
+        if threads is not None:  # servers side by side: torch's threads each, so that they do not fight over cores
+            env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         self.scratch, self.runs = scratch, 0
         self.process = subprocess.Popen([sys.executable, "-c", FORK_SERVER], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, env=env, text=True)

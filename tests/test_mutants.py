@@ -179,7 +179,7 @@ def verdicts(request, tmp_path_factory) -> dict:
     workers = max(1, min(os.cpu_count() or 1, len(selected)))
     sandboxes, servers = queue.Queue(), []
     for i in range(workers):
-        servers.append(PytestForks(tmp_path_factory.mktemp(f"runs{i}")))
+        servers.append(PytestForks(tmp_path_factory.mktemp(f"runs{i}"), max(1, (os.cpu_count() or 1) // workers)))
         sandboxes.put((copy_kata(tmp_path_factory.mktemp(f"mutants{i}")), servers[-1]))
     try:
         with ThreadPoolExecutor(workers) as pool:

@@ -2,10 +2,18 @@
 exercise's answer is that trivial function, its tests run, and the grader's own scoring (kata/grade/results.py:
 bad-input tests pay only as far as the value tests pass) gives 0 for every exercise.
 
-The six kinds run as six pytest runs over all exercises (forks of one process that imported torch once), each
-exercise's tests in the learner's in-process harness; the real-model tests run for the answer that does nothing
-(returns its input), the one kind a model-level test could mistake for the float model.
+The untouched stubs are graded the same way, and there every graded test must fail, bad-input tests included
+(what `nox -s unsolved` checks through the whole grading pipeline).
+
+The kinds run as pytest runs over all exercises (forks of processes that imported torch once, one per core side by
+side), each exercise's tests in the learner's in-process harness, hypothesis failures not shrunk; the real-model
+tests run for the answer that does nothing (returns its input), the one kind a model-level test could mistake for
+the float model, and for the stubs.
 """
+
+import os
+import queue
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -15,26 +23,43 @@ from kata.harness.target import ROOT
 from tests.helpers import PytestForks, copy_kata
 from tests.trivial import KINDS, trivial_answer
 
+UNTOUCHED = "untouched stub"
+
+
+def _grade_kind(servers: queue.Queue, scratch, kind: str) -> dict[str, ExerciseResult]:
+    tree = copy_kata(scratch / kind.replace(" ", "_"))
+    if kind != UNTOUCHED:
+        for ex in EXERCISES:
+            stub = (ROOT / "exercises" / f"{ex.module}.py").read_text(encoding="utf-8")
+            (tree / "exercises" / f"{ex.module}.py").write_text(trivial_answer(stub, kind), encoding="utf-8")
+    slow = ["--slow"] if kind in ("input", UNTOUCHED) else []
+    xml = scratch / f"{kind.replace(' ', '_')}.xml"
+    forks = servers.get()
+    try:
+        forks.run(tree, "exercises", "-p", "no:randomly", "-q", "--hypothesis-profile", "kata-no-shrink", *slow,
+                  f"--junitxml={xml}", "-o", "junit_suite_name=trivial")
+    finally:
+        servers.put(forks)
+    return _by_exercise(xml)
+
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory) -> dict[str, dict[str, ExerciseResult]]:
     """kind → exercise id → its result under the grader's scoring."""
     scratch = tmp_path_factory.mktemp("trivial")
-    forks = PytestForks(scratch)
-    out = {}
+    workers = max(1, min(2, os.cpu_count() or 1))
+    servers: queue.Queue = queue.Queue()
+    cores = os.cpu_count() or 1
+    started = [PytestForks(tmp_path_factory.mktemp(f"runs{i}"), max(1, cores // workers)) for i in range(workers)]
+    for forks in started:
+        servers.put(forks)
     try:
-        for kind in KINDS:
-            tree = copy_kata(scratch / kind)
-            for ex in EXERCISES:
-                stub = (ROOT / "exercises" / f"{ex.module}.py").read_text(encoding="utf-8")
-                (tree / "exercises" / f"{ex.module}.py").write_text(trivial_answer(stub, kind), encoding="utf-8")
-            slow = ["--slow"] if kind == "input" else []
-            forks.run(tree, "exercises", "-p", "no:randomly", "-q", "--hypothesis-profile", "kata-no-shrink", *slow,
-                      f"--junitxml={scratch / kind}.xml", "-o", "junit_suite_name=trivial")
-            out[kind] = _by_exercise(scratch / f"{kind}.xml")
+        with ThreadPoolExecutor(workers) as pool:
+            runs = {kind: pool.submit(_grade_kind, servers, scratch, kind) for kind in (*KINDS, UNTOUCHED)}
+        return {kind: run.result() for kind, run in runs.items()}
     finally:
-        forks.close()
-    return out
+        for forks in started:
+            forks.close()
 
 
 def _by_exercise(xml) -> dict[str, ExerciseResult]:
@@ -56,6 +81,12 @@ def test_a_trivial_answer_earns_nothing_in_any_exercise(graded, kind):
     earned = {i: (r.points, [t.name for t in r.tests if t.status == "pass" and not t.bad_input])
               for i, r in results.items() if r.points > 0}
     assert not earned, f"{kind}: {earned}"
+
+
+def test_every_graded_test_fails_on_the_untouched_stubs(graded):
+    passing = [f"{i}::{t.name}" for i, r in graded[UNTOUCHED].items() for t in r.tests if t.status == "pass"]
+    assert not passing, f"these graded tests pass on the stubs: {passing}"
+    assert all(r.tests for r in graded[UNTOUCHED].values())
 
 
 def test_a_trivial_answer_keeps_the_stubs_names():

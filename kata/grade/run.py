@@ -71,12 +71,14 @@ BOOTSTRAP = "import sys; sys.path.insert(0, sys.argv.pop(1)); import pytest; sys
 
 
 def _limits(memory_gib: float):
-    """Resource limits for the child, set between fork and exec (POSIX)."""
+    """Resource limits for the child, set between fork and exec: the address space on Linux only (macOS refuses
+    RLIMIT_AS), the largest file on every POSIX system; none elsewhere."""
     def apply() -> None:
         import resource
 
-        memory = int(memory_gib * (1 << 30))
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        if sys.platform.startswith("linux"):
+            memory = int(memory_gib * (1 << 30))
+            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
         resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_LIMIT_BYTES, FILE_LIMIT_BYTES))
     return apply if os.name == "posix" else None
 
