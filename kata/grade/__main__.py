@@ -89,8 +89,8 @@ def refuse(out: Path, target_name: str, no_sandbox: str) -> int:
     """No sandbox and no --unsandboxed: say why, write the refusal as results.json, exit 2."""
     print(f"拒绝评分 / refusing to grade: {no_sandbox}\n没有沙箱时答案能读到参考答案、改写结果；只在可信的机器上、"
           "确需评分时加 --unsandboxed（沙箱与内存上限只在 Linux 上有）/ without a sandbox an answer can read the "
-          "reference and rewrite results; on a trusted machine pass --unsandboxed to grade anyway (the sandbox and the memory "
-          "limit exist on Linux only; kata/grade/sandbox.py says what the sandbox needs)", file=sys.stderr)
+          "reference and rewrite results; on a trusted machine pass --unsandboxed to grade anyway (the sandbox and "
+          "the memory limit exist on Linux only; kata/grade/sandbox.py says what the sandbox needs)", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     refusal = results_json([], target_name, f"refused: no sandbox: {no_sandbox}", no_sandbox=no_sandbox)
     (out / "results.json").write_text(json.dumps(refusal, ensure_ascii=False, indent=2), encoding="utf-8")
