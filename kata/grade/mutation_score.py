@@ -24,6 +24,7 @@ from collections import Counter
 from pathlib import Path
 
 from kata.grade.mutation_equivalents import SURVIVORS, Survivor
+from kata.harness import syntax
 from kata.harness.curriculum import EXERCISES
 from kata.harness.target import ROOT
 from kata.report import markdown_table
@@ -48,7 +49,7 @@ def results(mutants: Path = ROOT / "mutants") -> dict[str, dict[str, int | None]
 def mutated_lines(source: str) -> dict[str, str]:
     """Mutant function name (as in mutmut's names, e.g. x_quantize__mutmut_3) → the line(s) it changed, stripped."""
     functions = {node.name: ast.get_source_segment(source, node).splitlines()
-                 for node in ast.walk(ast.parse(source)) if isinstance(node, ast.FunctionDef)}
+                 for node in ast.walk(syntax.parse(source)) if isinstance(node, ast.FunctionDef)}
     out = {}
     for name, lines in functions.items():
         base, _, number = name.rpartition("__mutmut_")

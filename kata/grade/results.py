@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kata.grade.sandbox import DESCRIPTION
+from kata.harness import syntax
 from kata.harness.curriculum import BY_ID, Exercise
 
 
@@ -67,7 +68,7 @@ def test_sources(test_file: Path) -> dict[str, str]:
     """Source of each top-level test function, for the v3 `test_code` field (empty if unparsable)."""
     try:
         text = test_file.read_text(encoding="utf-8")
-        tree = ast.parse(text)
+        tree = syntax.parse(text)
     except (OSError, SyntaxError, ValueError):
         return {}
     return {node.name: ast.get_source_segment(text, node) or "" for node in tree.body
@@ -78,7 +79,7 @@ def bad_input_tests(test_file: Path) -> frozenset[str]:
     """The test functions of an upstream test module marked @pytest.mark.bad_input (read from its source, never
     from the run)."""
     try:
-        tree = ast.parse(test_file.read_text(encoding="utf-8"))
+        tree = syntax.parse(test_file.read_text(encoding="utf-8"))
     except (OSError, SyntaxError, ValueError):
         return frozenset()
     return frozenset(node.name for node in tree.body if isinstance(node, ast.FunctionDef)
@@ -91,7 +92,7 @@ def skip_reasons(*files: Path) -> frozenset[str]:
     reasons = set()
     for file in files:
         try:
-            tree = ast.parse(file.read_text(encoding="utf-8"))
+            tree = syntax.parse(file.read_text(encoding="utf-8"))
         except (OSError, SyntaxError, ValueError):
             continue
         reasons |= {node.value for node in ast.walk(tree)

@@ -19,6 +19,8 @@ import ast
 import dis
 import types
 
+from kata.harness import syntax
+
 SHINGLE = 4  # instructions in a row: one or two statements
 SKIPPED = {"NOP", "RESUME", "CACHE", "PRECALL", "EXTENDED_ARG", "COPY_FREE_VARS", "MAKE_CELL", "KW_NAMES",
            "RETURN_GENERATOR", "NOT_TAKEN", "POP_TOP"}
@@ -72,8 +74,8 @@ def instructions(code: types.CodeType, own: set[str]) -> list[str]:
 def functions(source: str) -> list[list[str]]:
     """Each function's (and method's) normalised instructions; [] for a file that does not compile."""
     try:
-        tree = ast.parse(source)
-        module = compile(tree, "<answer>", "exec", dont_inherit=True)
+        tree = syntax.parse(source)
+        module = syntax.compile_tree(tree, "<answer>")
     except (SyntaxError, ValueError):
         return []
     own, found, todo = own_names(tree), [], [module]

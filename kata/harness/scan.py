@@ -23,6 +23,7 @@ import io
 import tokenize
 from pathlib import Path
 
+from kata.harness import syntax
 from kata.harness.curriculum import ANSWER_MODULES, BACKDOORS, LEARNER_API, Exercise
 
 KATA = Path(__file__).resolve().parents[1]
@@ -59,7 +60,7 @@ def _matches(symbol: str, rule: str) -> bool:
 @functools.cache
 def api_names(module: str) -> frozenset[str]:
     """The public names kata/<module>.py defines itself (functions, classes, constants): its part of the API."""
-    tree = ast.parse((KATA / f"{module}.py").read_text(encoding="utf-8"))
+    tree = syntax.parse((KATA / f"{module}.py").read_text(encoding="utf-8"))
     names = set()
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
@@ -209,7 +210,7 @@ def scan_answer(source: str, ex: Exercise | None = None) -> list[str]:
     """The findings in an answer module's source, one line each: "line 3: 用了 / uses kata.oracles.rtn — …"; empty
     when it keeps every rule. `ex` adds the exercise's own job to the rules."""
     try:
-        tree = ast.parse(source)
+        tree = syntax.parse(source)
     except SyntaxError:
         return []  # it cannot import: the test run reports the syntax error itself
     scan = _Scan(tree, ex.own_job if ex is not None else ())
