@@ -5,7 +5,8 @@ M 很小时（逐 token 解码），矩阵乘的耗时由读权重的字节决�
 
 prepare(qweight, scale, zero_point, num_bits, group_size) → KernelWeights：把 5.3 的 buffer 一次性重排 / repack
 5.3's buffers once (W4: qweight uint8 (N, K/2)，偶数 k 在低 4 位；scale、zero_point (N, G)。
-W8: int8 (N, K)，scale (N, 1))：
+W8: int8 (N, K)，scale (N, 1)，zero_point 为 None)。scale 和 zero_point 也可能是 float32（或 uint8 的零点），一律转成
+fp16 存 / scale and zero_point may arrive as float32 (the zero point also as uint8): store them as fp16：
 
     4 比特 / bits: qweight int32 (K/8, N)   word[j, n] = code[n, 8j] | code[n, 8j+1] << 4 | … | code[n, 8j+7] << 28
               n → （连续 / contiguous）     一个字里的 8 个码是同一输出 n 的 8 个相邻 k；一行字沿 n 连续，
@@ -19,15 +20,26 @@ quantized_matmul(x, weights): x (..., K) float16/bfloat16 → (..., N)，dtype �
     M ≤ GEMV_MAX_M: GEMV —— 每个程序算一段输出 n、一段 K：x[k]·ŵ[k, n] 在寄存器里相乘再沿 K 求和；
         在 GPU 上可以 split-K（多个程序分 K，用 tl.atomic_add 累加到 float32 的 y）/ split-K with atomics;
         K 只有一段时（不分 K）也要对 / also right when K is a single chunk (nothing to split)
-    M > GEMV_MAX_M: tl.dot —— (BLOCK_M, BLOCK_K) 的 x 乘反量化后的 (BLOCK_K, BLOCK_N) ŵ 块，float32 累加
-    一个 K 块不能跨组：BLOCK_K 取能整除 group_size 的 64 / 32 / 16 / a K block stays inside one group.
+    M > GEMV_MAX_M: tl.dot —— (BLOCK_M, BLOCK_K) 的 x 乘 (BLOCK_K, BLOCK_N) 的码块，float32 累加 / tl.dot tiles.
+    NVIDIA 的规则：tl.dot 的内维 K 至少 16（fp16 / bf16 输入；int8 输入 32），CPU 解释器按同样规则检查 / NVIDIA's
+    rule, which the CPU interpreter enforces too: tl.dot's inner size K ≥ 16 for fp16 / bf16 inputs (32 for int8).
+    BLOCK_K 取能整除 group_size（W8：K）的 64 / 32 / 16，一个 K 块只有一组：x·ŵ = (x·(q − z))·s / a K block
+    divides the group, so the scale can multiply the block's dot. 每个字只读一次，在寄存器里把 8 个码展开成
+    (BLOCK_K, BLOCK_N) 的码块再做一个 BLOCK_K 深的 tl.dot；别拆成 8 个 BLOCK_K/8 深的子块（g32 时只有 4 深，GPU
+    编译不过）/ read each word once and spread its 8 codes into a (BLOCK_K, BLOCK_N) tile for one tl.dot of depth
+    BLOCK_K; 8 sub-tiles of depth BLOCK_K/8 break the rule (4 deep at g32).
     CPU 上用 Triton 解释器跑（TRITON_INTERPRET=1，kata 的 pytest 插件会设置）/ runs in Triton's CPU interpreter.
 triton_runs(x): x 是 fp16/bf16，且在 CUDA 上，或在 CPU 上而 TRITON_INTERPRET=1 / where the kernel takes x.
-KernelLinear(layer): 包住一个 5.3 QuantLinear；triton_runs(x) → 第一次调用时 prepare，之后走内核（再加 bias）；
+KernelLinear(layer): 包住一个 5.3 QuantLinear（8 比特的层没有 zero_point 属性；bias 可能是 float32，输出仍是 x 的
+    dtype / an 8-bit layer has no zero_point attribute; a bias may be float32, the output keeps x's dtype）；
+    triton_runs(x) → 第一次调用时 prepare，之后走内核（再加 bias）；
     否则调用 layer 自己的 forward，并先 warnings.warn 一行提示（UserWarning，消息含 "dequantize"）/ wraps a
     QuantLinear: the kernel where Triton runs; elsewhere a one-line UserWarning naming "dequantize", then the layer's
     own forward (Python shows a warning once per place, so a model warns once, not once per layer).
 use_kernel(model): 把模型里每个有 qweight、scale、num_bits 的模块包成 KernelLinear（只包一次），返回个数。
+部署提速（不是本练习的工作）/ deploying for speed (not this exercise's job): kata.static_decode.pack_projections(model,
+    prepare, quantized_matmul) 把 q/k/v、gate/up 各自的 prepare 结果沿 N 拼成一个 KernelWeights，一次启动；所以布局
+    必须是上面那样 N 在最后一维 / concatenates your prepared q/k/v (gate/up) along N into one launch: keep N last.
 
 坏输入 / bad input: num_bits 不是 4/8 → ValueError; K 放不进布局（4 比特：不是 8 的倍数；8 比特：不是 16 的倍数）→
     ValueError（消息含 "in_features"，先于 group_size 检查）; group_size 不整除 K 或不是 16 的倍数 → ValueError;

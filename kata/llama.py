@@ -96,16 +96,25 @@ class Attention(nn.Module):
 
     def project(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """q (B, nh, T, hd), k and v (B, nkv, T, hd) of x (B, T, hidden); RoPE's cos / sin rows applied to q, k."""
-        B, T, _ = x.shape
+        return self.heads(self.q_proj(x), self.k_proj(x), self.v_proj(x), cos, sin)
+
+    def heads(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor,
+              sin: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The projections' outputs (B, T, width) as heads: q (B, nh, T, hd), k and v (B, nkv, T, hd), RoPE on q, k."""
+        B, T, _ = q.shape
         cfg, hd = self.cfg, self.cfg.head_dim
-        q = self.q_proj(x).view(B, T, cfg.num_heads, hd).transpose(1, 2)
-        k = self.k_proj(x).view(B, T, cfg.num_kv_heads, hd).transpose(1, 2)
-        v = self.v_proj(x).view(B, T, cfg.num_kv_heads, hd).transpose(1, 2)
+        q = q.view(B, T, cfg.num_heads, hd).transpose(1, 2)
+        k = k.view(B, T, cfg.num_kv_heads, hd).transpose(1, 2)
+        v = v.view(B, T, cfg.num_kv_heads, hd).transpose(1, 2)
         return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **sdpa: object) -> torch.Tensor:
         """Attention of q (B, nh, T, hd) over k, v (B, nkv, S, hd), projected back to (B, T, hidden); sdpa goes to
         F.scaled_dot_product_attention (is_causal or attn_mask)."""
+        return self.o_proj(self.mix(q, k, v, **sdpa))
+
+    def mix(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **sdpa: object) -> torch.Tensor:
+        """attend before o_proj: the heads' outputs side by side, (B, T, nh·hd)."""
         B, nh, T, hd = q.shape
         nkv = k.shape[1]  # grouped-query attention: query head h reads K/V head h // (nh / nkv)
         k, v = k.to(q.dtype), v.to(q.dtype)
@@ -114,7 +123,7 @@ class Attention(nn.Module):
         else:
             k, v = k.repeat_interleave(nh // nkv, dim=1), v.repeat_interleave(nh // nkv, dim=1)
             y = F.scaled_dot_product_attention(q, k, v, **sdpa).transpose(1, 2)
-        return self.o_proj(y.reshape(B, T, nh * hd))
+        return y.reshape(B, T, nh * hd)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 cache: KVCache | None = None) -> torch.Tensor:

@@ -18,8 +18,12 @@ import time
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
-from kata.llama import Attention, Llama, rope_tables
+from kata.llama import MLP, Attention, Llama, rope_tables
+
+PACKS = {"self_attn": (("q_proj", "k_proj", "v_proj"), ("o_proj",)), "mlp": (("gate_proj", "up_proj"), ("down_proj",))}
 
 
 class StaticDecoder:
@@ -56,11 +60,17 @@ class StaticDecoder:
 
     def _attention(self, attn: Attention, x: torch.Tensor, layer: int, where: torch.Tensor) -> torch.Tensor:
         """x (B, T, hidden) at positions `where` (T,): write their K/V there, attend over the whole cache."""
-        q, k, v = attn.project(x, self.cos[where], self.sin[where])
+        q, k, v = attn.heads(*projections(attn, PACKS["self_attn"][0], x), self.cos[where], self.sin[where])
         self.keys[layer].index_copy_(2, where, k.to(self.keys.dtype))  # (B, nkv, max_len, hd)
         self.values[layer].index_copy_(2, where, v.to(self.values.dtype))
         visible = self.positions[None, :] <= where[:, None]  # (T, max_len): key j for the query at where[i]
-        return attn.attend(q, self.keys[layer], self.values[layer], attn_mask=visible)
+        mixed = attn.mix(q, self.keys[layer], self.values[layer], attn_mask=visible)
+        return projections(attn, PACKS["self_attn"][1], mixed)[0]
+
+    @staticmethod
+    def _mlp(mlp: MLP, x: torch.Tensor) -> torch.Tensor:
+        gate, up = projections(mlp, PACKS["mlp"][0], x)
+        return projections(mlp, PACKS["mlp"][1], F.silu(gate) * up)[0]  # SwiGLU
 
     def _forward(self, ids: torch.Tensor) -> torch.Tensor:
         """The greedy next token after each row of ids (B, T), placed at pos …; advances pos by T."""
@@ -69,7 +79,7 @@ class StaticDecoder:
         x = model.embed_tokens(ids)
         for layer, block in enumerate(model.layers):
             x = x + self._attention(block.self_attn, block.input_layernorm(x), layer, where)
-            x = x + block.mlp(block.post_attention_layernorm(x))
+            x = x + self._mlp(block.mlp, block.post_attention_layernorm(x))
         logits = model.lm_head(model.norm(x[:, -1:]))  # (B, 1, vocab): only the last position is needed
         self.pos += ids.shape[1]
         return logits.argmax(-1)  # (B, 1), on the device
@@ -115,9 +125,10 @@ def generate_static(model: Llama, prompt: torch.Tensor, new_tokens: int) -> torc
 def _compiled(forward: Callable[[torch.Tensor], torch.Tensor], model: Llama) -> Callable[[torch.Tensor], torch.Tensor]:
     """forward under torch.compile: the model's own glue (norms, RoPE, cache writes, residual adds, SwiGLU's
     product) fused into a few generated kernels. Layers from outside torch and kata — a learner's quantized linears
-    and their kernels — run as they are: the compiler calls them and never traces into them."""
+    and their kernels — run as they are: the compiler calls them and never traces into them, unless the layer
+    declares `traceable = True` (its forward is made of ops torch.compile knows, such as a registered custom op)."""
     for module in model.modules():
-        outside = not type(module).__module__.startswith(("torch.", "kata."))
+        outside = not type(module).__module__.startswith(("torch.", "kata.")) and not getattr(module, "traceable", 0)
         if outside and not getattr(module.forward, "_torchdynamo_disable", False):
             module.forward = torch.compiler.disable(module.forward)
     return torch.compile(forward, dynamic=False)
@@ -198,3 +209,75 @@ def graphed_generation(model: Llama, prompt: torch.Tensor, new_tokens: int,
     step = GraphedStep(decoder)
     torch.cuda.synchronize()
     return (lambda: timed_generation(decoder, step, prompt, new_tokens)), time.perf_counter() - started
+
+
+# The deploy step for speed: the quantized projections that read one input run as one kernel launch.
+_KERNELS: list[tuple[Callable, type]] = []  # (a target's quantized_matmul, its KernelWeights class), by index
+
+
+@torch.library.custom_op("kata::packed_matmul", mutates_args=())
+def _packed_matmul(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor, num_bits: int,
+                   group_size: int, kernel: int) -> torch.Tensor:
+    """x · ŵᵀ through kernel number `kernel` (_KERNELS): one opaque op to torch.compile, so the step compiles as
+    one graph (no break at each quantized layer) and the glue between the matmuls fuses across them."""
+    matmul, weights_type = _KERNELS[kernel]
+    return matmul(x, weights_type(qweight, scales, zeros, num_bits, group_size))
+
+
+@_packed_matmul.register_fake
+def _(x, qweight, scales, zeros, num_bits, group_size, kernel):
+    return x.new_empty(*x.shape[:-1], qweight.shape[1])
+
+
+class PackedProjections(nn.Module):
+    """Quantized projections of one input (q, k, v; gate, up; or one alone) as one 5.10 kernel launch: each layer
+    prepared once, here, and the results concatenated along N; forward splits the output back."""
+
+    def __init__(self, layers: list[nn.Module], prepare: Callable, matmul: Callable) -> None:
+        super().__init__()
+        parts = [prepare(q.qweight, q.scale, getattr(q, "zero_point", None), q.num_bits, q.group_size) for q in layers]
+        joined = [torch.cat([getattr(p, name) for p in parts], dim=1) for name in ("qweight", "scales", "zeros")]
+        self.weights = type(parts[0])(*joined, parts[0].num_bits, parts[0].group_size)  # an attribute, not a buffer
+        self.widths = [p.qweight.shape[1] for p in parts]
+        biases = [q.bias if q.bias is not None else torch.zeros(w, device=q.qweight.device)
+                  for q, w in zip(layers, self.widths, strict=True)]
+        self.bias = None if all(q.bias is None for q in layers) else torch.cat([b.float() for b in biases])
+        if (matmul, type(parts[0])) not in _KERNELS:
+            _KERNELS.append((matmul, type(parts[0])))
+        self.kernel = _KERNELS.index((matmul, type(parts[0])))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        w = self.weights
+        y = torch.ops.kata.packed_matmul(x, w.qweight, w.scales, w.zeros, w.num_bits, w.group_size, self.kernel)
+        if self.bias is not None:
+            y = y + self.bias.to(y.dtype)
+        return y.split(self.widths, dim=-1)
+
+
+def quantized_layer(module: nn.Module) -> nn.Module | None:
+    """The 5.3 QuantLinear in module: itself, or the layer a wrapper (5.10's KernelLinear) holds; None if none."""
+    return next((m for m in module.modules() if all(hasattr(m, a) for a in ("qweight", "scale", "num_bits"))), None)
+
+
+def pack_projections(model: Llama, prepare: Callable, matmul: Callable) -> int:
+    """Deploy for decode speed, once, at load: in every block, q/k/v and gate/up (each group of one format) become
+    one PackedProjections each, o_proj and down_proj one each, all prepared by 5.10's `prepare` now and run by its
+    `matmul` (quantized_matmul). The model keeps q_proj … down_proj, which the exercises, the lab and the GGUF
+    export address; the decoders here run the packs (`projections`). Returns how many packs were made."""
+    made = 0
+    for block in model.layers:
+        for part, groups in PACKS.items():
+            module, packs = getattr(block, part), {}
+            for names in groups:
+                layers = [quantized_layer(getattr(module, name)) for name in names]
+                if None not in layers and len({(q.num_bits, q.group_size) for q in layers}) == 1:
+                    packs[names] = PackedProjections(layers, prepare, matmul)
+            module.packed = packs
+            made += len(packs)
+    return made
+
+
+def projections(module: nn.Module, names: tuple[str, ...], x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The outputs of module's projections `names` for x: one packed launch where pack_projections made one."""
+    pack = getattr(module, "packed", {}).get(names)
+    return pack(x) if pack is not None else tuple(getattr(module, name)(x) for name in names)

@@ -1,4 +1,9 @@
-"""GPU timing helpers: device time without the host, the host-inclusive time of one eager call, the copy limit.
+"""GPU helpers: the choices a GPU path makes from the device, device time without the host, the host-inclusive
+time of one eager call, the copy limit.
+
+gpu_paths(): dtype 与内核按设备选择——不原生支持 bf16 的卡（T4 等，计算能力 < 8.0）用 fp16，tinygemm 只在它存在
+（计算能力 ≥ 8.0）时使用；KATA_GPU=sm75 让任何 GPU 都按 T4 的选择走 / every GPU path takes its dtype and kernels
+from gpu_paths(); KATA_GPU=sm75 makes a T4's (compute capability 7.5) choices on any GPU, to test them.
 
 GPU 计时：两种时间分开报。
 - graph_time_us: 设备时间——把 n × (冲刷 L2, 调用) 录成一个 CUDA graph 回放，减去 n 次冲刷的 graph。
@@ -12,16 +17,52 @@ Every timed call sees a cold L2 (a 256 MiB write evicts it): small INT4 weights 
 
 from __future__ import annotations
 
+import functools
+import os
+import re
 import statistics
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
 L2_FLUSH_BYTES = 256 * 2**20  # larger than any current L2 (H100: 50 MB, H200: 60 MB)
+NATIVE_BF16 = (8, 0)  # Ampere on: bf16 arithmetic and tensor cores, and torch's tinygemm INT4 kernel
+
+
+@dataclass(frozen=True)
+class GpuPaths:
+    """What a GPU path uses on this device, and why."""
+
+    capability: tuple[int, int]
+    dtype: torch.dtype  # activations and unquantized weights: bf16 where native, else fp16
+    tinygemm: bool  # torch._weight_int4pack_mm (CUDA, compute capability ≥ 8.0)
+    why: str
+
+
+def gpu_paths(device: int | None = None) -> GpuPaths:
+    """The device's choices, or those of compute capability X.Y under KATA_GPU=smXY (e.g. sm75, a T4)."""
+    forced = os.environ.get("KATA_GPU", "")
+    match = re.fullmatch(r"sm(\d)(\d)", forced)
+    if forced and not match:
+        raise ValueError(f"KATA_GPU 应为 smXY（如 sm75）/ KATA_GPU must read smXY (e.g. sm75), got {forced!r}")
+    capability = (int(match[1]), int(match[2])) if match else torch.cuda.get_device_capability(device)
+    native = capability >= NATIVE_BF16
+    tinygemm = native and hasattr(torch, "_weight_int4pack_mm")
+    source = f"KATA_GPU={forced}" if match else torch.cuda.get_device_name(device)
+    why = (f"{source}: compute capability {capability[0]}.{capability[1]}, "
+           + ("bf16 native, tinygemm available" if native else "no native bf16 (fp16 instead), no tinygemm"))
+    return GpuPaths(capability, torch.bfloat16 if native else torch.float16, tinygemm, why)
 
 
 def _flush_buffer() -> torch.Tensor:
-    return torch.empty(L2_FLUSH_BYTES, dtype=torch.uint8, device="cuda")
+    """The L2 flush buffer of the current device, allocated once and kept: a call timed later allocates nothing."""
+    return _flush_buffer_of(torch.cuda.current_device())
+
+
+@functools.cache
+def _flush_buffer_of(device: int) -> torch.Tensor:
+    return torch.empty(L2_FLUSH_BYTES, dtype=torch.uint8, device=device)
 
 
 def _replay_ms(graph: torch.cuda.CUDAGraph) -> float:

@@ -15,20 +15,23 @@ Layout after prepare() (K = in_features, N = out_features, G = K / group_size):
     8 bits: qweight int8 (K, N), scales fp16 (1, N), zeros 0: one group spanning all of K (per channel, symmetric)
 
 Two kernels, launch constants chosen per (shape, device) by timing a few candidates (_candidates, _launch):
-- M ≤ GEMV_MAX_M: a GEMV. Each thread owns 4 neighbouring outputs, so a row of words is one 128-bit load per thread
-  and the sum over K never leaves its registers; nibbles become floats by OR-ing them into 1.0f's mantissa
-  (1 + q/16, no integer-to-float instruction); scale and zero point once per group: s·(Σ x·q − z·Σ x).
-- larger M: tl.dot on the tensor cores, the word tile read as 8 nibble sub-tiles, each turned into fp16 by the
-  0x6400 trick (1024 + q) and multiplied with its columns of x.
-Both split K across programs so that small-M problems fill the GPU; the partial sums meet in fp32 atomics and the
-last program to arrive writes y (_finish), so one kernel launch does everything.
+- M ≤ GEMV_MAX_M: a GEMV. A program reads (ROWS, BLOCK_N) tiles of codes, 16 bytes a thread along n, and keeps
+  its partial sums in registers until one reduction at the end; nibbles become floats by OR-ing them into 1.0f's
+  mantissa (1 + q/16, no integer-to-float instruction; int8 codes likewise, 1 + (c + 128)/256); scale and zero
+  point once per group: s·(Σ x·q − z·Σ x).
+- larger M: tl.dot on the tensor cores. A K block divides the group, so x·ŵ = (x·(q − z))·s: the (BLOCK_K,
+  BLOCK_N) tile of q − z (each word read once, its 8 nibbles spread to rows 8r … 8r + 7 in registers; fp16 by
+  the 0x6400 trick, 1024 + q) goes into one tl.dot of depth BLOCK_K ≥ 16, the scale multiplies its result.
+Both split K across programs where N alone leaves SMs idle; the partial sums meet in fp32 atomics and the last
+program to arrive writes y (_finish), so one kernel launch does everything.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import triton
@@ -38,7 +41,7 @@ from torch import nn
 from kata.llama import replace_modules
 from kata.timing import graph_time_us
 
-GEMV_MAX_M = 4  # at most this many rows: the GEMV kernel (tl.dot wants tiles of at least 16 rows)
+GEMV_MAX_M = 4  # at most this many rows of x: the GEMV kernel (a tl.dot tile has at least 16 rows of x)
 
 
 @dataclass
@@ -84,8 +87,9 @@ def prepare(qweight: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor
 
 
 @triton.jit
-def _load_row(ptrs, mask, EVEN_N: tl.constexpr):
-    """One row of BLOCK_N values; no mask when N divides into whole blocks (masks cost vectorised loads)."""
+def _load_tile(ptrs, mask, EVEN_N: tl.constexpr):
+    """A tile of codes, read once and evicted first (a weight is not read again); no mask when N divides into whole
+    blocks (masks cost vectorised loads)."""
     if EVEN_N:
         return tl.load(ptrs, eviction_policy="evict_first")
     return tl.load(ptrs, mask=mask, other=0, eviction_policy="evict_first")
@@ -100,6 +104,13 @@ def _one_plus_code_over_16(word, i: tl.constexpr):
     else:
         bits = ((word >> (4 * i - 19)) & 0x780000) | 0x3F800000
     return bits.to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _one_plus_int8_over_256(codes):
+    """1 + (c + 128)/256 as float32 for int8 codes c, with no integer-to-float conversion: c + 128 (0 … 255) lands
+    in the mantissa's top 8 bits (bits 15…22) of 1.0f, and c·2¹⁵ + 0x3FC00000 puts it there in one multiply-add."""
+    return (codes.to(tl.int32) * 32768 + 0x3FC00000).to(tl.float32, bitcast=True)
 
 
 @triton.jit
@@ -122,91 +133,100 @@ def _finish(acc, y_ptrs, sums_ptrs, mask, arrivals_ptr, SPLIT, ATOMIC: tl.conste
 
 @triton.jit
 def _gemv_kernel(x_ptr, w_ptr, s_ptr, z_ptr, y_ptr, sums_ptr, arrivals_ptr, N, K_SLICE, SPLIT, stride_x,
-                 GROUP: tl.constexpr, BITS: tl.constexpr, CHUNK: tl.constexpr, BLOCK_N: tl.constexpr,
+                 GROUP: tl.constexpr, BITS: tl.constexpr, ROWS: tl.constexpr, BLOCK_N: tl.constexpr,
                  EVEN_N: tl.constexpr, ATOMIC: tl.constexpr):
-    """y[m, n-block] (+)= Σ_k x[m, k]·ŵ[k, n] over this program's K_SLICE rows; grid (N / BLOCK_N, M, SPLIT).
+    """y[m, n-block] (+)= Σ_k x[m, k]·ŵ[k, n] over this program's K_SLICE; grid (N / BLOCK_N, M, SPLIT).
 
-    Each thread owns BLOCK_N / (32·num_warps) neighbouring outputs, so one row of words is one 128-bit load per
-    thread and the sum over K stays in the thread's registers: no reduction across threads. x[m, k] is one scalar,
-    the same for every thread. Inside a group ŵ = (q − z)·s, hence Σ_k x_k·ŵ_k = s·(Σ_k x_k·q_k − z·Σ_k x_k):
-    scale and zero point are read once per CHUNK rows, not once per weight."""
+    Each step reads a (ROWS, BLOCK_N) tile of codes — ROWS rows of words (W4: 8 k each) or of int8 codes (W8) —
+    spread over the program's threads, 16 bytes a thread along n; every thread keeps its own partial sums in
+    registers and the rows meet once, at the end (tl.sum). x[m, k] is the same for every output. A step stays
+    inside one group, where ŵ = (q − z)·s, hence Σ_k x_k·ŵ_k = s·(Σ_k x_k·q_k − z·Σ_k x_k): scale and zero
+    point once per row of the tile and group, not once per weight."""
     pid_n, m, pid_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     offs_n = tl.max_contiguous(tl.multiple_of(pid_n * BLOCK_N + tl.arange(0, BLOCK_N), BLOCK_N), BLOCK_N)
     mask_n = offs_n < N
+    rows = tl.arange(0, ROWS)
+    STEP: tl.constexpr = 8 * ROWS if BITS == 4 else ROWS  # k per step
     x_row = x_ptr + m * stride_x
-    acc = tl.zeros((BLOCK_N,), dtype=tl.float32)
-    for k0 in range(pid_k * K_SLICE, (pid_k + 1) * K_SLICE, CHUNK):
-        part = tl.zeros((BLOCK_N,), dtype=tl.float32)
-        x_sum = 0.0
+    acc = tl.zeros((ROWS, BLOCK_N), dtype=tl.float32)
+    x_total = tl.zeros((ROWS, 1), dtype=tl.float32)  # W8: Σ x, for the offset of 1 + (c + 128)/256
+    for k0 in range(pid_k * K_SLICE, (pid_k + 1) * K_SLICE, STEP):
         if BITS == 4:
-            for j in tl.static_range(CHUNK // 8):  # one word: 8 consecutive k of each of this thread's outputs
-                word = _load_row(w_ptr + (k0 // 8 + j) * N + offs_n, mask_n, EVEN_N)
-                for i in tl.static_range(8):
-                    x_k = tl.load(x_row + k0 + 8 * j + i).to(tl.float32)
-                    part += x_k * _one_plus_code_over_16(word, i)
-                    x_sum += x_k
-            part = 16.0 * (part - x_sum)  # Σ x·(1 + q/16) = Σx + Σ x·q / 16
-        else:
-            for r in tl.static_range(CHUNK):
-                x_k = tl.load(x_row + k0 + r).to(tl.float32)
-                part += x_k * _load_row(w_ptr + (k0 + r) * N + offs_n, mask_n, EVEN_N).to(tl.float32)
+            word = _load_tile(w_ptr + (k0 // 8 + rows)[:, None] * N + offs_n[None, :], mask_n[None, :], EVEN_N)
+            part = tl.zeros((ROWS, BLOCK_N), dtype=tl.float32)
+            x_sum = tl.zeros((ROWS, 1), dtype=tl.float32)
+            for i in tl.static_range(8):  # nibble i of row r is k = k0 + 8r + i
+                x_k = tl.load(x_row + k0 + 8 * rows + i).to(tl.float32)[:, None]
+                part += x_k * _one_plus_code_over_16(word, i)
                 x_sum += x_k
-        group = k0 // GROUP  # a chunk never straddles two groups
-        s = tl.load(s_ptr + group * N + offs_n, mask=mask_n, other=0.0).to(tl.float32)
-        z = tl.load(z_ptr + group * N + offs_n, mask=mask_n, other=0.0).to(tl.float32)
-        acc += s * (part - z * x_sum)
-    _finish(acc, y_ptr + m * N + offs_n, sums_ptr + m * N + offs_n, mask_n,
+            part = 16.0 * (part - x_sum)  # Σ x·(1 + q/16) = Σx + Σ x·q / 16
+            group = k0 // GROUP  # a step never straddles two groups
+            s = tl.load(s_ptr + group * N + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
+            z = tl.load(z_ptr + group * N + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
+            acc += s * (part - z * x_sum)
+        else:
+            codes = _load_tile(w_ptr + (k0 + rows)[:, None] * N + offs_n[None, :], mask_n[None, :], EVEN_N)
+            x_k = tl.load(x_row + k0 + rows).to(tl.float32)[:, None]
+            acc += (256.0 * x_k) * _one_plus_int8_over_256(codes)  # 256·x·v = x·c + 384·x
+            x_total += x_k
+    if BITS == 8:  # Σ x·c = Σ 256·x·v − 384·Σ x, then one scale per output channel
+        acc = tl.load(s_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :] * (acc - 384.0 * x_total)
+    _finish(tl.sum(acc, axis=0), y_ptr + m * N + offs_n, sums_ptr + m * N + offs_n, mask_n,
             arrivals_ptr + m * tl.num_programs(0) + pid_n, SPLIT, ATOMIC)
 
 
 @triton.jit
-def _dot_kernel(x_ptr, w_ptr, s_ptr, z_ptr, y_ptr, sums_ptr, arrivals_ptr, M, N, K, K_SLICE, SPLIT, stride_x,
+def _dot_kernel(x_ptr, w_ptr, s_ptr, z_ptr, y_ptr, sums_ptr, arrivals_ptr, M, N, K_SLICE, SPLIT, stride_x,
                 GROUP: tl.constexpr, BITS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                BLOCK_K: tl.constexpr, X_INTERLEAVED: tl.constexpr, ATOMIC: tl.constexpr):
+                BLOCK_K: tl.constexpr, ATOMIC: tl.constexpr):
     """A (BLOCK_M, BLOCK_N) tile of y over this program's K_SLICE; grid (N / BLOCK_N, M / BLOCK_M, SPLIT).
 
-    4 bits: a (BLOCK_K/8, BLOCK_N) tile of words is loaded once and read as 8 sub-tiles, sub-tile i holding
-    nibble i of every word, i.e. rows k0 + 8·j + i. Each is dequantized to x's dtype and multiplied on the tensor
-    cores with the matching columns of x: 8 tl.dot of depth BLOCK_K/8 and no register shuffle. Those columns are
-    a stride-8 gather, unless the caller interleaved x once per call (X_INTERLEAVED: column k0 + BLOCK_K/8·i + j of
-    the copy holds k0 + 8·j + i) so that each sub-tile's x is one contiguous load.
-    8 bits: the codes are already one row per k, one tl.dot of depth BLOCK_K."""
+    BLOCK_K divides the group (W8: K), so a K block has one scale and one zero point per column and
+    x·ŵ = (x·(q − z))·s: the integers q − z, exact in fp16, go through the tensor cores in one tl.dot of depth
+    BLOCK_K (≥ 16, NVIDIA's least for 16-bit inputs) and the scale multiplies the block's result. W4: the
+    (BLOCK_K/8, BLOCK_N) words are read once and spread in registers to (BLOCK_K/8, 8, BLOCK_N) — nibble i of
+    word row r is k = 8r + i — then reshaped to the (BLOCK_K, BLOCK_N) code tile in k order."""
     pid_n, pid_m, pid_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_n = tl.max_contiguous(tl.multiple_of(pid_n * BLOCK_N + tl.arange(0, BLOCK_N), BLOCK_N), BLOCK_N)
     mask_m, mask_n = offs_m < M, offs_n < N
+    word_rows, shifts = tl.arange(0, BLOCK_K // 8), 4 * tl.arange(0, 8)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    ROWS: tl.constexpr = BLOCK_K // 8 if BITS == 4 else BLOCK_K
-    rows = tl.arange(0, ROWS)
     for k0 in range(pid_k * K_SLICE, (pid_k + 1) * K_SLICE, BLOCK_K):
+        k = k0 + tl.arange(0, BLOCK_K)
+        x = tl.load(x_ptr + offs_m[:, None] * stride_x + k[None, :], mask=mask_m[:, None], other=0.0)
+        group = k0 // GROUP
+        s = tl.load(s_ptr + group * N + offs_n, mask=mask_n, other=0.0).to(tl.float32)
         if BITS == 4:
-            k_rows = k0 + 8 * rows  # the first k of each word row
-            inside = (k_rows < K)[:, None] & mask_n[None, :]
-            words = tl.load(w_ptr + (k0 // 8 + rows)[:, None] * N + offs_n[None, :], mask=inside, other=0)
-            groups = (k_rows // GROUP)[:, None] * N + offs_n[None, :]  # a word's 8 k share one group
-            s = tl.load(s_ptr + groups, mask=inside, other=0.0)
-            z = tl.load(z_ptr + groups, mask=inside, other=0.0)
+            words = tl.load(w_ptr + (k0 // 8 + word_rows)[:, None] * N + offs_n[None, :], mask=mask_n[None, :],
+                            other=0, eviction_policy="evict_first")
+            z = tl.load(z_ptr + group * N + offs_n, mask=mask_n, other=0.0)
             z = z + 1024.0  # see below: the codes arrive as 1024 + q
-            for i in tl.static_range(8):
-                x_cols = k0 + ROWS * i + rows if X_INTERLEAVED else k_rows + i  # the k of nibble i in each row
-                x = tl.load(x_ptr + offs_m[:, None] * stride_x + x_cols[None, :],
-                            mask=mask_m[:, None] & (k_rows < K)[None, :], other=0.0)
-                # 0x6400 is fp16's 1024.0 with an empty mantissa: OR-ing q (0 … 15) into its low bits gives
-                # exactly 1024 + q, no integer-to-float conversion (a quarter-rate instruction).
-                q = (((words >> (4 * i)) & 0xF) | 0x6400).to(tl.int16).to(tl.float16, bitcast=True)
-                acc += tl.dot(x, ((q - z) * s).to(x.dtype))
+            # 0x6400 is fp16's 1024.0 with an empty mantissa: OR-ing q (0 … 15) into its low bits gives
+            # exactly 1024 + q, no integer-to-float conversion (a quarter-rate instruction).
+            q = ((words[:, None, :] >> shifts[None, :, None]) & 0xF) | 0x6400  # (BLOCK_K/8, 8, BLOCK_N)
+            q = tl.reshape(q, (BLOCK_K, BLOCK_N)).to(tl.int16).to(tl.float16, bitcast=True)
+            codes = (q - z.to(tl.float16)[None, :]).to(x.dtype)  # q − z: small integers, exact in fp16 and bf16
         else:
-            k_rows = k0 + rows
-            q = tl.load(w_ptr + k_rows[:, None] * N + offs_n[None, :], mask=(k_rows < K)[:, None] & mask_n[None, :],
-                        other=0)
-            x = tl.load(x_ptr + offs_m[:, None] * stride_x + k_rows[None, :],
-                        mask=mask_m[:, None] & (k_rows < K)[None, :], other=0.0)
-            acc += tl.dot(x, q.to(x.dtype))  # −127 … 127: exact in fp16 and bf16; the scale comes after
-    if BITS == 8:
-        acc *= tl.load(s_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
+            codes = tl.load(w_ptr + k[:, None] * N + offs_n[None, :], mask=mask_n[None, :], other=0,
+                            eviction_policy="evict_first").to(x.dtype)
+        acc += tl.dot(x, codes) * s[None, :]
     tile = offs_m[:, None] * N + offs_n[None, :]
     _finish(acc, y_ptr + tile, sums_ptr + tile, mask_m[:, None] & mask_n[None, :],
             arrivals_ptr + pid_m * tl.num_programs(0) + pid_n, SPLIT, ATOMIC)
+
+
+# Launch shapes, from a sweep on an H100 (2026-12-05): the best few per kernel, which _launch times per problem.
+# GEMV (ROWS, BLOCK_N, warps): a thread reads 16 bytes of a code row at a time, 4 int32 words (W4) or 16 int8
+# codes (W8); a wider BLOCK_N gives each thread more outputs for the same x values. tl.dot (BLOCK_K, BLOCK_N,
+# warps, stages): BLOCK_M is 16 rows of x (the tensor cores' least) up to M = 16, else 64. K is split until
+# about _PROGRAMS_PER_SM programs run on each SM; _candidates offers that split and its neighbours.
+_GEMV_TILES: dict[int, tuple[tuple[int, int, int], ...]] = {
+    4: ((8, 1024, 8), (4, 1024, 8), (8, 2048, 8), (8, 256, 2)),
+    8: ((8, 1024, 2), (32, 256, 2), (8, 2048, 4)),
+}
+_DOT_TILES: tuple[tuple[int, int, int, int], ...] = ((64, 64, 4, 3), (64, 128, 4, 3), (64, 64, 4, 4))
+_PROGRAMS_PER_SM: int = 4
 
 
 @dataclass(frozen=True)
@@ -216,40 +236,53 @@ class _Launch:
     gemv: bool
     block_n: int
     split: int  # programs sharing each output along K (their sums meet in fp32 atomics)
-    chunk: int  # K rows per loop step (GEMV: a CHUNK inside one group; tl.dot: BLOCK_K)
+    rows: int  # GEMV: code rows per step (W4 rows of words, 8 k each); tl.dot: BLOCK_K
     block_m: int = 1
-    num_warps: int = 1
+    num_warps: int = 4
+    num_stages: int = 1
 
     def grid(self, M: int, N: int) -> tuple[int, int, int]:
         rows = M if self.gemv else triton.cdiv(M, self.block_m)
         return triton.cdiv(N, self.block_n), rows, self.split
 
+    def k_step(self, num_bits: int) -> int:
+        """K covered by one loop step of one program."""
+        return 8 * self.rows if self.gemv and num_bits == 4 else self.rows
 
-def _splits(K: int, chunk: int) -> list[int]:
-    """Every split of K into equal slices of whole chunks."""
-    steps = triton.cdiv(K, chunk)
+
+def _splits(K: int, step: int) -> list[int]:
+    """Every split of K into equal slices of whole steps."""
+    steps = K // step
     return [s for s in range(1, steps + 1) if steps % s == 0]
 
 
-def _candidates(M: int, N: int, K: int, group_size: int, num_bits: int, sms: int) -> list[_Launch]:
-    """The launches worth trying, best guess first. GEMV up to GEMV_MAX_M rows: 1 warp whose threads each own
-    4 int32 words (W4) or 8 int8 codes (W8) of a row, i.e. wide loads. tl.dot above: (16 or 32) × 128 tiles for W4,
-    up to 64 × 128 for W8. Then split K until the programs fill every SM many times over — a GEMV of 8192 outputs
-    is only 64 programs for an H200's 132 SMs; about 16 per SM for the GEMV and 4 for tl.dot measured best on an
-    H200 — and offer the splits on either side too. On the CPU interpreter (sms = 0): a split of 2 where K allows,
-    so that the split-K path is tested too."""
+def _tiles(M: int, group_size: int, num_bits: int) -> list[_Launch]:
+    """The tile shapes for this problem, split 1, shrunk along K to fit a group (W8: the whole K, its group): a GEMV
+    step inside one group, a tl.dot block dividing it, so at least 16 deep (group sizes are multiples of 16)."""
+    words_per_group = group_size // 8 if num_bits == 4 else group_size
     if M <= GEMV_MAX_M:
-        chunk = next(c for c in (64, 32, 16, 8) if group_size % c == 0 and K % c == 0)
-        block_m, block_n, warps, per_sm = 1, (128 if num_bits == 4 else 256), 1, 16
-    else:
-        chunk, block_n, warps, per_sm = (128 if num_bits == 4 else 64), 128, 4, 4
-        block_m = 16 if M <= 16 else (32 if num_bits == 4 else 64)
-    per_split = triton.cdiv(N, block_n) * (M if M <= GEMV_MAX_M else triton.cdiv(M, block_m))
-    splits = _splits(K, chunk)
-    want = per_sm * sms if sms else 2 * per_split
-    best = min(range(len(splits)), key=lambda i: abs(per_split * splits[i] - want))
-    neighbours = [i for i in (best - 1, best + 1) if sms and 0 <= i < len(splits)]
-    return [_Launch(M <= GEMV_MAX_M, block_n, splits[i], chunk, block_m, warps) for i in (best, *neighbours)]
+        return [_Launch(True, n, 1, math.gcd(rows, words_per_group), 1, warps)
+                for rows, n, warps in _GEMV_TILES[num_bits]]
+    block_m = 16 if M <= 16 else 64
+    return [_Launch(False, n, 1, math.gcd(k, group_size), block_m, warps, stages)
+            for k, n, warps, stages in _DOT_TILES]
+
+
+def _candidates(M: int, N: int, K: int, group_size: int, num_bits: int, sms: int) -> list[_Launch]:
+    """The launches worth trying, best guess first: each tile shape that fits, split along K so that about
+    _PROGRAMS_PER_SM programs run per SM (none where N alone fills the GPU), and the splits on either side. On the
+    CPU interpreter (sms = 0): the first tile, split 2 where K allows, so that the split-K path is tested too."""
+    options = []
+    for tile in _tiles(M, group_size, num_bits):
+        per_split = tile.grid(M, N)[0] * tile.grid(M, N)[1]
+        splits = _splits(K, tile.k_step(num_bits))
+        want = _PROGRAMS_PER_SM * sms if sms else 2 * per_split
+        best = min(range(len(splits)), key=lambda i: abs(per_split * splits[i] - want))
+        near = (best, best - 1, best + 1) if sms else (best,)
+        options += [replace(tile, split=splits[i]) for i in near if 0 <= i < len(splits)]
+        if not sms:
+            break
+    return options
 
 
 _scratch: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -271,20 +304,17 @@ def _run(launch: _Launch, rows: torch.Tensor, weights: KernelWeights) -> torch.T
     y = torch.empty(M, N, device=rows.device, dtype=rows.dtype)
     sums, arrivals = _split_scratch(M, N, rows.device)
     common = (weights.qweight, weights.scales, weights.zeros, y, sums, arrivals)
+    k_slice = K // launch.split
     if launch.gemv:
-        _gemv_kernel[launch.grid(M, N)](rows, *common, N, K // launch.split, launch.split, rows.stride(0),
-                                        weights.group_size, BITS=weights.num_bits, CHUNK=launch.chunk,
+        _gemv_kernel[launch.grid(M, N)](rows, *common, N, k_slice, launch.split, rows.stride(0),
+                                        weights.group_size, BITS=weights.num_bits, ROWS=launch.rows,
                                         BLOCK_N=launch.block_n, EVEN_N=N % launch.block_n == 0,
                                         ATOMIC=launch.split > 1, num_warps=launch.num_warps)
     else:
-        interleave = weights.num_bits == 4 and K % launch.chunk == 0
-        if interleave:  # column k0 + BLOCK_K/8·i + j ← k0 + 8·j + i in each block of BLOCK_K (see _dot_kernel)
-            rows = rows.view(M, K // launch.chunk, launch.chunk // 8, 8).transpose(2, 3).reshape(M, K)
-        k_slice = triton.cdiv(K, launch.split * launch.chunk) * launch.chunk
-        _dot_kernel[launch.grid(M, N)](rows, *common, M, N, K, k_slice, launch.split, rows.stride(0),
+        _dot_kernel[launch.grid(M, N)](rows, *common, M, N, k_slice, launch.split, rows.stride(0),
                                        weights.group_size, BITS=weights.num_bits, BLOCK_M=launch.block_m,
-                                       BLOCK_N=launch.block_n, BLOCK_K=launch.chunk, X_INTERLEAVED=interleave,
-                                       ATOMIC=launch.split > 1, num_warps=launch.num_warps, num_stages=3)
+                                       BLOCK_N=launch.block_n, BLOCK_K=launch.rows, ATOMIC=launch.split > 1,
+                                       num_warps=launch.num_warps, num_stages=launch.num_stages)
     return y
 
 

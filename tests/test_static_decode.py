@@ -150,3 +150,80 @@ def test_a_graph_on_the_cpu_is_a_value_error_naming_the_device():
 
     with pytest.raises(ValueError, match="CUDA"):
         GraphedStep(StaticDecoder(MODEL, 1, 8))
+
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # the kernel runs on CUDA, or in the CPU interpreter
+
+
+def quantized_tiny(num_bits: int, device: str = DEVICE):
+    """A tiny Llama whose block linears are the reference 5.3 QuantLinears, in fp16 (the 5.10 kernel's input)."""
+    pytest.importorskip("triton", reason="5.10 的内核需要 Triton / 5.10's kernel needs Triton")
+    from kata.llama import cast_floats
+    from reference.ex5_3_quant_linear import quantize_model
+
+    model = tiny_llama()
+    quantize_model(model, num_bits, 32 if num_bits == 4 else None)
+    return cast_floats(model, torch.float16).to(device)
+
+
+def pack_reference(model) -> int:
+    from kata.static_decode import pack_projections
+    from reference.ex5_10_int4_kernel import prepare, quantized_matmul
+
+    return pack_projections(model, prepare, quantized_matmul)
+
+
+@pytest.mark.parametrize("num_bits", [4, 8])
+def test_a_pack_gives_each_projections_own_output(num_bits):
+    from kata.static_decode import projections
+
+    model = quantized_tiny(num_bits)
+    attn = model.layers[0].self_attn
+    x = torch.randn(1, 3, 64, generator=torch.Generator().manual_seed(0)).half().to(DEVICE)
+    with torch.no_grad():
+        alone = [getattr(attn, name)(x).float() for name in ("q_proj", "k_proj", "v_proj")]
+        pack_reference(model)
+        packed = [y.float() for y in projections(attn, ("q_proj", "k_proj", "v_proj"), x)]
+    for name, got, expected in zip(("q", "k", "v"), packed, alone, strict=True):
+        # the kernel (fp32 sums) against the layer's dequantize path (fp16 matmul): 0.5 % of the norm
+        error = ((got - expected).norm() / expected.norm()).item()
+        expect_equal(error < 5e-3, True, f"{name} from the pack against {name}_proj's own forward (error {error:.2e})")
+
+
+def test_packing_makes_four_launches_a_block_and_keeps_the_named_projections():
+    model = quantized_tiny(4)
+    names = sorted(name for name, _ in model.named_modules() if name.endswith("_proj"))
+    expect_equal(pack_reference(model), 4 * model.cfg.num_layers, "packs (q+k+v, o, gate+up, down per block)")
+    expect_equal(sorted(name for name, _ in model.named_modules() if name.endswith("_proj")), names,
+                 "the projections the exercises address")
+
+
+def kernel_tokens(model, ids, new_tokens: int) -> torch.Tensor:
+    """Greedy tokens of the eager KV-cache loop with every quantized layer in the reference 5.10 KernelLinear:
+    the same kernel as the packs, so the two differ only in summation order (the dequantize path could flip a
+    near-tie of the tiny random model)."""
+    from reference.ex5_10_int4_kernel import use_kernel
+
+    use_kernel(model)
+    return generate(model, ids, new_tokens)[0].cpu()
+
+
+def test_the_packed_decoder_gives_the_kernel_layers_tokens():
+    model = quantized_tiny(4)
+    ids = prompt(2, 5).to(DEVICE)
+    expected = kernel_tokens(model, ids, 4)
+    pack_reference(model)
+    expect_tensor_equal(generate_static(model, ids, 4).cpu(), expected, "greedy tokens with and without the packs")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("num_bits", [4, 8])
+def test_the_packed_compiled_graphed_step_gives_the_eager_loops_tokens_on_cuda(num_bits):
+    from kata.static_decode import generate_graphed
+
+    model = quantized_tiny(num_bits, "cuda")
+    ids = prompt(1, 9).cuda()
+    expected = kernel_tokens(model, ids, 12)
+    pack_reference(model)
+    expect_tensor_equal(generate_graphed(model, ids, 12, compiled=True).cpu(), expected,
+                        "packed, compiled and graphed against the eager loop's greedy tokens")

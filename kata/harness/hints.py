@@ -151,21 +151,25 @@ HINTS: dict[str, tuple[tuple[str, str], ...]] = {
          "qat_finetune: freeze every parameter, then unfreeze the QATLinear ones; the teacher runs under no_grad."),
     ),
     "ex5_10": (
-        ("prepare：codes.t().reshape(K // 8, 8, N)，第 i 个码左移 4·i 位再沿 dim=1 求和（int64），回绕成 int32。",
-         "prepare: codes.t().reshape(K // 8, 8, N), shift code i by 4·i, sum over dim 1 in int64, wrap to int32."),
-        ("内核里每个字只读一次：words 形状 (BLOCK_K/8, BLOCK_N)；"
-         "第 i 个码 = (words >> 4·i) & 0xF，它是第 8j + i 行。"
-         "tl.dot 路径可以把 8 个码各当一个 (BLOCK_K/8, BLOCK_N) 子块，配 x 的第 8j + i 列。",
+        ("prepare：codes.t().reshape(K // 8, 8, N)，第 i 个码左移 4·i 位再沿 dim=1 求和（int64），回绕成 int32；"
+         "scale、zero_point 先 .half()（可能是 float32）。",
+         "prepare: codes.t().reshape(K // 8, 8, N), shift code i by 4·i, sum over dim 1 in int64, wrap to int32; "
+         ".half() the scale and zero point (they may come as float32)."),
+        ("内核里每个字只读一次：words 形状 (BLOCK_K/8, BLOCK_N)；第 i 个码 = (words >> 4·i) & 0xF，它是第 8j + i 行。"
+         "tl.dot 路径：(words[:, None, :] >> 4·arange(8)[None, :, None]) & 0xF 得 (BLOCK_K/8, 8, BLOCK_N)，"
+         "tl.reshape 成 (BLOCK_K, BLOCK_N)，再做一个 BLOCK_K 深的 tl.dot（NVIDIA 要求内维 K ≥ 16）。",
          "Load each word once, (BLOCK_K/8, BLOCK_N); code i = (words >> 4·i) & 0xF is row 8j + i. For tl.dot, "
-         "treat each of the 8 codes as a (BLOCK_K/8, BLOCK_N) sub-tile against x's columns 8j + i."),
-        ("组号 = k0 // group_size；ŵ = (q − z)·s。GEMV 可以先在组内求 Σx·q 和 Σx，最后 s·(Σx·q − z·Σx)。",
-         "Group = k0 // group_size; ŵ = (q − z)·s. "
-         "A GEMV can sum Σx·q and Σx inside a group, then s·(Σx·q − z·Σx)."),
-        ("GEMV：每个线程管几个相邻输出，沿 K 在寄存器里累加；tl.dot 要求 BLOCK_M ≥ 16。M 小时程序太少填不满 GPU："
-         "split-K，各段用 tl.atomic_add 加进 float32 的缓冲区。",
-         "GEMV: each thread owns a few neighbouring outputs and sums over K in registers; "
-         "tl.dot needs BLOCK_M ≥ 16. "
-         "At small M too few programs fill the GPU: split K and tl.atomic_add the parts into a float32 buffer."),
+         "(words[:, None, :] >> 4·arange(8)[None, :, None]) & 0xF is (BLOCK_K/8, 8, BLOCK_N): tl.reshape it to "
+         "(BLOCK_K, BLOCK_N) for one tl.dot of depth BLOCK_K (NVIDIA needs the inner size K ≥ 16)."),
+        ("组号 = k0 // group_size；ŵ = (q − z)·s。GEMV 可以先在组内求 Σx·q 和 Σx，最后 s·(Σx·q − z·Σx)；"
+         "tl.dot 的一个 K 块只在一组里，所以 tl.dot(x, q − z) 之后再乘 s。",
+         "Group = k0 // group_size; ŵ = (q − z)·s. A GEMV can sum Σx·q and Σx inside a group, then "
+         "s·(Σx·q − z·Σx); a tl.dot K block lies in one group, so multiply tl.dot(x, q − z) by s afterwards."),
+        ("GEMV：每个线程管几个相邻输出，沿 K 在寄存器里累加；tl.dot 的 x 块至少 16 行（BLOCK_M ≥ 16），内维 "
+         "BLOCK_K ≥ 16。M 小时程序太少填不满 GPU：split-K，各段用 tl.atomic_add 加进 float32 的缓冲区。",
+         "GEMV: each thread owns a few neighbouring outputs and sums over K in registers; a tl.dot tile of x has "
+         "at least 16 rows (BLOCK_M ≥ 16) and its inner size BLOCK_K is at least 16. At small M too few programs "
+         "fill the GPU: split K and tl.atomic_add the parts into a float32 buffer."),
         ("更快（nox -s bench）：1 + q/16 = bits(q << 19 | 0x3F800000) 免去整数转浮点；"
          "fp16 里 q | 0x6400 = 1024 + q；"
          "最后到达的程序写 y 并把缓冲区清零，省掉清零和转换两个内核。",
