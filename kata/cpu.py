@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import functools
 import os
+import platform
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -42,6 +44,19 @@ def has_fast_int8() -> bool:
 @functools.cache
 def _hardware(*features: str) -> bool:
     return _supported(*features)
+
+
+@functools.cache
+def name() -> str:
+    """The processor's model name, to print beside a time: /proc/cpuinfo's where there is one (Linux), else what
+    the platform module knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def threads() -> int:

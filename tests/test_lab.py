@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from kata import cpu
 from kata.harness import target
 from kata.lab import context, format_registry, formats, run
 from kata.llama import Llama, LlamaConfig
@@ -212,10 +213,12 @@ def test_format_names_can_be_selected_one_by_one(monkeypatch):
 
 
 def test_the_lab_takes_its_thread_count_from_the_environment_when_set(monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    assert run.default_threads() == 1
-    monkeypatch.delenv("OMP_NUM_THREADS")
-    assert run.default_threads() == run.DEFAULT_THREADS
+    monkeypatch.setattr(context.Context, "__init__", lambda self, settings: setattr(self, "settings", settings))
+    monkeypatch.setattr(run, "sections", lambda ctx, quality_sections=True: iter(()))
+    for omp, expected in (("1", 1), ("", cpu.DEFAULT_THREADS)):
+        monkeypatch.setenv("OMP_NUM_THREADS", omp)
+        run.main(["--out", "/dev/null"])
+        assert torch.get_num_threads() == expected, omp
 
 
 def test_a_thread_count_below_one_is_a_usage_error(capsys):

@@ -2,6 +2,7 @@
 
 import pytest
 
+from kata import cpu
 from kata.harness.curriculum import curriculum_table
 from kata.harness.target import ROOT
 from kata.lab import context, quality, run
@@ -51,7 +52,7 @@ def test_the_baseline_and_rtn_rows_match_a_fresh_evaluation():
     from kata.oracles import round_to_nearest
     from kata.smollm2 import load_model
 
-    torch.set_num_threads(run.DEFAULT_THREADS)
+    torch.set_num_threads(cpu.DEFAULT_THREADS)
     ids = eval_windows()
     baseline_model = load_model()
     baseline = log_probs(baseline_model, ids)

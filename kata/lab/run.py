@@ -14,12 +14,12 @@ from pathlib import Path
 
 import torch
 
+from kata import cpu
 from kata.harness import target as targets
 from kata.lab import basics, formats, qat, quality, sensitivity
 from kata.lab.context import DEFAULT_MODEL, Context, Settings, say, section
 from kata.lab.format_registry import FORMATS
 
-DEFAULT_THREADS = 2  # so that two runs on one machine give the same digits; OMP_NUM_THREADS or --threads change it
 README_START, README_END = "<!-- lab-report:start -->", "<!-- lab-report:end -->"
 
 
@@ -29,7 +29,8 @@ def sections(ctx: Context, quality_sections: bool = True) -> Iterator[str]:
     model = ctx.fresh_model()
     weight = model.get_submodule(basics.ERROR_WEIGHT).weight.detach()
     yield (f"# quant-kata lab report — target `{settings.target}`\n\n"
-           f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads. 真实模型 / real model: "
+           f"{cpu.name()}, {torch.get_num_threads()} threads, torch {torch.__version__} ({cpu.paths().why}). "
+           f"真实模型 / real model: "
            f"{settings.model_path or DEFAULT_MODEL}. 误差表测量的权重 / the error tables measure "
            f"`{basics.ERROR_WEIGHT}.weight` {tuple(weight.shape)}.\n")
     yield section("1. 7B 模型各格式权重显存 / 7B weight memory by format", lambda: basics.memory_table(ctx))
@@ -70,12 +71,6 @@ def splice_readme(readme: str, report: str) -> str:
     return f"{head}{README_START}\n{body}\n{README_END}{rest.split(README_END, 1)[1]}"
 
 
-def default_threads() -> int:
-    """OMP_NUM_THREADS when the environment sets it, else DEFAULT_THREADS."""
-    value = os.environ.get("OMP_NUM_THREADS", "")
-    return int(value) if value.isdigit() and int(value) > 0 else DEFAULT_THREADS
-
-
 def target_reason(target: str, origin: str) -> tuple[str, str]:
     """Why the lab runs `target` (origin as kata.harness.target.choose names it), in Chinese and in English."""
     if origin == "option":
@@ -112,7 +107,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
                         help="第 7 节只跑这些格式（分号分隔）/ section 7 runs only these formats (separated by ;): "
                              + "; ".join(FORMATS))
     parser.add_argument("--threads", type=int, default=None,
-                        help=f"CPU 线程数 / CPU threads (default: $OMP_NUM_THREADS, else {DEFAULT_THREADS})")
+                        help=f"CPU 线程数 / CPU threads (default: $OMP_NUM_THREADS, else {cpu.DEFAULT_THREADS})")
     parser.add_argument("--readme", type=Path, default=None,
                         help="把报告写进 README 的标记之间 / also write the report between README's markers")
     return parser, parser.parse_args(argv)
@@ -150,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser, args = parse_args(argv)
     settings = settings_from(parser, args)
-    torch.set_num_threads(args.threads or default_threads())
+    torch.set_num_threads(args.threads or cpu.threads())
     torch.use_deterministic_algorithms(True)
     torch.manual_seed(0)
     started = time.perf_counter()
