@@ -55,7 +55,10 @@ def oracle_codes(layer: Quantized) -> torch.Tensor:
 
 def oracle_weight(layer: Quantized) -> torch.Tensor:
     """ŵ (out, in) float32 from the layer's buffers: the oracle every kernel result is held against."""
-    zero = torch.zeros_like(layer.scale, dtype=torch.long) if layer.num_bits == 8 else layer.zero_point.cpu().long()
+    if layer.num_bits == 8:
+        zero = torch.zeros(layer.scale.shape, dtype=torch.long)
+    else:
+        zero = layer.zero_point.cpu().long()
     return dequantize_groups(oracle_codes(layer), layer.scale.cpu().float(), zero)
 
 
