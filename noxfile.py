@@ -21,10 +21,11 @@ def check(session: nox.Session) -> None:
 @nox.session
 def reference(session: nox.Session) -> None:
     """讲师检查 / Instructor check: every exercise test against reference/, plus the kata's own tests/ — with
-    pytest-xdist, one worker per core, a test file per worker at a time, torch on one thread each."""
+    pytest-xdist, one worker per core, a test file per worker at a time, torch on one thread each; the 10 slowest
+    tests listed at the end."""
     workers = ["-n", "auto", "--dist", "loadfile"] if importlib.util.find_spec("xdist") else []
     session.run("python", "-m", "pytest", "exercises", "tests", "--target", "reference", "--slow", *workers,
-                *session.posargs, env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+                "--durations=10", *session.posargs, env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
 
 
 @nox.session
