@@ -246,3 +246,28 @@ def test_a_block_format_linear_stores_the_formats_bytes_and_multiplies_by_their_
     w = (q512.dequantize_nvfp4(*stored) if stored else
          getattr(q512, f"dequantize_{fmt.lower()}")(getattr(q512, f"quantize_{fmt.lower()}")(layer.weight.detach())))
     assert torch.allclose(block(x), x @ w.T, atol=1e-6), "y = x · ŵᵀ with ŵ read back from the bytes"
+
+
+def speed_row(name: str, tokens_per_s: float | None) -> dict:
+    return {"format": name, "bits_per_weight": 4.0, "weight_bytes": None, "ppl": 20.0, "kl": 0.1,
+            "tokens_per_s": tokens_per_s, "note": ""}
+
+
+@pytest.mark.parametrize(("fp32", "bf16", "yardstick"), [(30.0, 3.0, "fp32"), (30.0, 60.0, "BF16")])
+def test_speeds_are_held_against_the_faster_float_model_which_the_table_names(fp32, bf16, yardstick):
+    """Issue 37: on a CPU without bf16 in hardware the emulated BF16 model is no yardstick; fp32 is."""
+    rows = [speed_row(formats.BASELINE, fp32), speed_row("BF16", bf16), speed_row("W4A16 RTN g64", 90.0)]
+    fastest = formats.fastest_float(rows)
+    assert fastest == (yardstick, max(fp32, bf16))
+    table = formats.rows_table(rows, fastest)
+    assert f"vs {yardstick} (fastest float)" in table
+    assert f"{90.0 / max(fp32, bf16):.2f}×" in table
+    assert formats.fastest_line(rows, fastest).endswith(f"{90.0 / max(fp32, bf16):.2f}× {yardstick}, the fastest "
+                                                        "float path here.")
+
+
+def test_without_a_timed_float_model_the_speed_column_is_empty():
+    rows = [speed_row(formats.BASELINE, None), speed_row("W4A16 RTN g64", 90.0)]
+    assert formats.fastest_float(rows) is None
+    assert formats.fastest_line(rows, None) == ""
+    assert "| — |" in formats.rows_table(rows, None)
