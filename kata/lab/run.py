@@ -93,16 +93,16 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
                         help="另一个 GGUF 文件，或本地 Hugging Face Llama 检查点目录（需要 transformers）/ another "
                              "GGUF file, or a local Hugging Face Llama checkpoint folder (needs transformers)")
     parser.add_argument("--quick", action="store_true",
-                        help="跳过第 6、7 节（约 12 分钟）/ skip sections 6 and 7 (about 12 minutes)")
+                        help="跳过第 6、7 节（约 10 分钟）/ skip sections 6 and 7 (about 10 minutes)")
     parser.add_argument("--full", action="store_true",
                         help="第 6 节跑全部方法与位宽（多约 8 分钟）/ section 6 with every method at every bit width "
                              "(about 8 more minutes)")
     parser.add_argument("--sensitivity", action="store_true",
-                        help="加第 8 节：层敏感度与混合精度（多约 12 分钟）/ add section 8: layer sensitivity and "
-                             "mixed precision (about 12 more minutes)")
+                        help="加第 8 节：层敏感度与混合精度（多约 7 分钟）/ add section 8: layer sensitivity and "
+                             "mixed precision (about 7 more minutes)")
     parser.add_argument("--qat", action="store_true",
-                        help="加第 9 节：真实模型上的逐块量化感知训练（多约 15 分钟）/ add section 9: block-wise "
-                             "QAT on the real model at W3 and W2 (about 15 more minutes)")
+                        help="加第 9 节：真实模型上的逐块量化感知训练（多约 16 分钟）/ add section 9: block-wise "
+                             "QAT on the real model at W3 and W2 (about 16 more minutes)")
     parser.add_argument("--formats", default="",
                         help="第 7 节只跑这些格式（分号分隔）/ section 7 runs only these formats (separated by ;): "
                              + "; ".join(FORMATS))
@@ -155,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     except ModelUnavailable as err:
         parser.error(str(err))
     report = ""
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("", encoding="utf-8")
     for part in sections(ctx, quality_sections=not args.quick):
         print(part, flush=True)
