@@ -49,7 +49,8 @@ def bench(session: nox.Session) -> None:
     if not torch.cuda.is_available():
         session.skip("没有找到 CUDA 设备，GPU 基准需要一块 GPU / no CUDA device found: the GPU benchmarks need one")
     target = [] if any(arg.startswith("--target") for arg in session.posargs) else ["--target", "reference"]
-    session.run("python", "-m", "pytest", "tests/benchmarks", *target, "-m", "gpu", "-s",
+    session.run("python", "-m", "pytest", "tests/test_peers.py", "tests/test_gpu_paths.py", "tests/benchmarks",
+                *target, "-m", "gpu", "-s",
                 "--benchmark-json=bench-results/benchmarks.json", "-p", "no:randomly", *session.posargs,
                 success_codes=[0, 5])
 

@@ -3,7 +3,7 @@
 同一组 5.3 buffer 转成 tinygemm 和 GemLite 的布局，与 5.10 内核同一个计时器并排测。
 5.3's W4 buffers: qweight uint8 (N, K/2), code of even k in the low nibble; scale fp16 (N, G); zero_point uint8
 (N, G); ŵ = (q − z)·s. tinygemm (torch._weight_int4pack_mm, CUDA compute capability ≥ 8.0) and GemLite (Triton
-kernels, `pip install -e ".[peers]"`) each get that ŵ in their own packing; tests/benchmarks/test_peers.py checks
+kernels, `pip install -e ".[peers]"`) each get that ŵ in their own packing; tests/test_peers.py checks
 that each gives the product of the dequantized weight.
 """
 
