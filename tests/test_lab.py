@@ -1,5 +1,7 @@
 """The lab: the chapter's tables from measurement, written as each finishes, clear errors for bad options."""
 
+import json
+
 import pytest
 import torch
 
@@ -171,17 +173,19 @@ def test_the_gpu_note_lists_the_benchmarks_json_or_says_how_to_get_it(tmp_path):
     assert "decode" not in note, "no decode JSON, no decode line"
 
 
-def test_the_gpu_note_quotes_batch_one_decode_against_the_bf16_compiled_graph(tmp_path):
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])  # fp16: a card without native bf16 (a T4)
+def test_the_gpu_note_quotes_batch_one_decode_against_the_runs_own_base(tmp_path, dtype):
     (tmp_path / "kernel_8192x8192_m1.json").write_text(
         '{"device": "NVIDIA H200", "torch": "2.11", "triton": "3.6", "M": 1, '
         '"results": {"fp16 F.linear": {"device_us": 60.0}}}')
-    (tmp_path / "decode_Llama-3-8B.json").write_text(
-        '{"model": "Llama-3-8B", "layers": 32, "results": {"bf16 graph, batch 1": {"tokens_per_s": 80.0}, '
-        '"bf16 compiled graph, batch 1": {"tokens_per_s": 100.0}, '
-        '"bf16 compiled graph, batch 16": {"tokens_per_s": 1000.0}, "W4 graph, batch 1": {"tokens_per_s": 150.0}}}')
+    results = {f"{dtype} graph, batch 1": 80.0, f"{dtype} compiled graph, batch 1": 100.0,
+               f"{dtype} compiled graph, batch 16": 1000.0, "W4 graph, batch 1": 150.0}
+    (tmp_path / "decode_Llama-3-8B.json").write_text(json.dumps(
+        {"model": "Llama-3-8B", "layers": 32, "lm_head": dtype, "base": f"{dtype} compiled graph",
+         "results": {name: {"tokens_per_s": speed} for name, speed in results.items()}}))
     note = formats.gpu_note((tmp_path,))
-    assert ("- Llama-3-8B shapes (32 layers, random weights): bf16 graph 80 (0.80×), bf16 compiled graph 100 "
-            "(1.00×), W4 graph 150 (1.50×)") in note, note
+    assert (f"- Llama-3-8B shapes (32 layers, random weights, lm_head {dtype}; × = against {dtype} compiled graph): "
+            f"{dtype} graph 80 (0.80×), {dtype} compiled graph 100 (1.00×), W4 graph 150 (1.50×)") in note, note
     assert "1000" not in note, "batch 16 is not quoted"
 
 

@@ -45,20 +45,20 @@ def gpu_note(folders: tuple[Path, ...] = BENCH_RESULTS) -> str:
 
 
 def _decode_note(folder: Path) -> str:
-    """Batch-1 decode tokens/s of each model in the benchmark's decode JSON, × against the bf16 compiled graph."""
+    """Batch-1 decode tokens/s of each model in the benchmark's decode JSON, × against the float row the run
+    chose as its base ("bf16 compiled graph" on a card with native bf16, fp16 on a T4, a plain graph when quick)."""
     lines = []
     for path in sorted(folder.glob("decode_*.json")):
         info = json.loads(path.read_text(encoding="utf-8"))
         batch1 = {name.removesuffix(", batch 1"): r["tokens_per_s"] for name, r in info["results"].items()
                   if name.endswith(", batch 1")}
-        base = batch1["bf16 compiled graph"]
+        base = batch1[info["base"]]
         cells = ", ".join(f"{name} {speed:.0f} ({speed / base:.2f}×)" for name, speed in batch1.items())
-        lines.append(f"- {info['model']} shapes ({info['layers']} layers, random weights): {cells}")
+        lines.append(f"- {info['model']} shapes ({info['layers']} layers, random weights, lm_head {info['lm_head']}; "
+                     f"× = against {info['base']}): {cells}")
     if not lines:
         return ""
-    return ("\n\nGPU decode, batch 1, tokens/s (lm_head bf16; × = against bf16, compiled, one CUDA graph per "
-            "token):\n"
-            + "\n".join(lines))
+    return "\n\nGPU decode, batch 1, tokens/s (a compiled graph is one CUDA graph per token):\n" + "\n".join(lines)
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
