@@ -131,8 +131,8 @@ def formats_table(ctx: Context, calibrated: dict[str, dict]) -> str:
 
 
 def baseline_row(ctx: Context, linears: list[nn.Linear]) -> dict:
-    """The fp32 model itself: the reference for every KL, and its decode speed (the fastest float path of a CPU
-    without bf16 in hardware)."""
+    """The fp32 model itself: the reference for every KL, and its decode speed (one of the two float yardsticks,
+    fastest_float)."""
     say("baseline (fp32): timing decode …")
     speed = decode_speed(ctx.fresh_model(), ctx.eval_ids[:1, :PROMPT_TOKENS])["tokens_per_s"]
     return {"format": BASELINE, "bits_per_weight": 32.0, "ppl": ctx.baseline_ppl, "kl": 0.0,
@@ -173,8 +173,8 @@ def calibrated_rows(calibrated: dict[str, dict], w4: dict) -> list[dict]:
 
 
 def fastest_float(rows: list[dict]) -> tuple[str, float] | None:
-    """(name, tokens/s) of the faster float model this CPU ran, fp32 or BF16: every speed's yardstick (BF16 where
-    bf16 is in hardware, fp32 where torch emulates bf16); None when neither was timed."""
+    """(name, tokens/s) of the float model, fp32 or BF16, that decoded faster on this CPU: every speed's yardstick
+    (measured, not assumed: bf16 in hardware need not make BF16 the faster); None when neither was timed."""
     timed = [(FLOAT_PATHS[r["format"]], r["tokens_per_s"]) for r in rows
              if r["format"] in FLOAT_PATHS and r["tokens_per_s"]]
     return max(timed, key=lambda named: named[1], default=None)
