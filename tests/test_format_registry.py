@@ -104,3 +104,36 @@ def test_a_format_becomes_the_targets_own_5_8_format():
     fmt = format_registry.NF4(reference_context(), block_linears(tiny_llama())).target_format()
     assert type(fmt) is target.exercise_module("reference", "ex5_8_compare_formats").Format
     assert (fmt.name, fmt.bits_per_weight, fmt.no_speed) == ("NF4 g64", 4.25, format_registry.NO_FUSED_KERNEL)
+
+
+@pytest.mark.parametrize(("switch", "quality"), [("avx2", torch.float32), ("", None)])
+def test_quality_runs_in_this_cpus_float_dtype_and_bf16_in_its_own(monkeypatch, switch, quality):
+    """Issue 37: where bf16 matmuls would be emulated (57× slower) the quantized rows' quality runs in float32."""
+    from kata import cpu
+
+    monkeypatch.setenv(cpu.ENV_VAR, switch)
+    linears = block_linears(tiny_llama())
+    expected = quality or cpu.paths().float_dtype
+    assert format_registry.W4A16RTN(reference_context(), linears).target_format().dtype == expected
+    assert format_registry.BF16(reference_context(), linears).target_format().dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("slow", [True, False])
+def test_w8a8_takes_the_exact_emulation_only_where_int_mm_is_slow(monkeypatch, slow):
+    """Where kata.cpu says torch._int_mm is slow, W8A8's products run 5.7's exact emulation (same integers); the
+    module is as it was afterwards."""
+    from kata import cpu
+
+    ctx = reference_context()
+    smoothquant = ctx.module("ex5_7_smoothquant")
+    runs = smoothquant.int_mm_runs
+    layer = smoothquant.W8A8Linear.from_linear(torch.nn.Linear(64, 32), "token")
+    x = torch.randn(3, 64, generator=torch.Generator().manual_seed(2))
+    expected = layer(x)
+    calls = []
+    monkeypatch.setattr(cpu, "has_fast_int8", lambda: not slow)
+    monkeypatch.setattr(torch, "_int_mm", lambda a, b, real=torch._int_mm: calls.append(1) or real(a, b))
+    with format_registry.int8_products_for_this_cpu(ctx):
+        assert torch.equal(layer(x), expected)
+    assert bool(calls) is not slow, f"torch._int_mm called {len(calls)} times where it is {'slow' if slow else 'fast'}"
+    assert smoothquant.int_mm_runs is runs

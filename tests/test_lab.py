@@ -275,3 +275,23 @@ def test_without_a_timed_float_model_the_speed_column_is_empty():
     assert formats.fastest_float(rows) is None
     assert formats.fastest_line(rows, None) == ""
     assert "| — |" in formats.rows_table(rows, None)
+
+
+def test_every_row_is_timed_as_deployed_whatever_dtype_its_quality_ran_in(monkeypatch):
+    """Issue 37: on a CPU without bf16 (KATA_CPU=avx2) the quantized rows' quality runs in float32, but their decode
+    is timed as deployed, bf16 around torch's int4 / int8 kernels."""
+    import types
+
+    from kata.llama import tiny_llama
+
+    monkeypatch.setenv(cpu.ENV_VAR, "avx2")
+    timed = []
+    monkeypatch.setattr(formats, "decode_speed",
+                        lambda model, prompt: timed.append(model.embed_tokens.weight.dtype) or {"tokens_per_s": 1.0})
+    ctx = types.SimpleNamespace(module=lambda name: target.exercise_module("reference", name),
+                                eval_ids=torch.randint(0, 256, (2, 16), generator=torch.Generator().manual_seed(0)),
+                                baseline=None, fresh_model=tiny_llama)
+    w4 = format_registry.W4A16RTN(ctx, []).target_format()
+    assert w4.dtype == torch.float32
+    [row] = formats.measure_formats(ctx, [w4])
+    assert timed == [formats.DEPLOYED_DTYPE] and row["tokens_per_s"] == 1.0

@@ -10,6 +10,8 @@ target's exercise modules only, so the table measures the target's code.
 from __future__ import annotations
 
 import abc
+import contextlib
+from collections.abc import Iterator
 from types import ModuleType
 from typing import ClassVar
 
@@ -17,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kata import cpu
 from kata.lab.context import GROUP_SIZE, Context
 from kata.llama import Llama, replace_linears
 
@@ -31,6 +34,22 @@ def smoothquant_windows(ctx: Context) -> torch.Tensor:
     return ctx.calib_ids[::SMOOTHQUANT_STRIDE]
 
 
+@contextlib.contextmanager
+def int8_products_for_this_cpu(ctx: Context) -> Iterator[None]:
+    """Within: the target's W8A8 layers (5.7) take its exact float32 emulation on a CPU where torch._int_mm is slow
+    (kata.cpu: no VNNI or AMX, 78× slower), as 5.7's real-model test does; the same integers either way."""
+    smoothquant = ctx.module("ex5_7_smoothquant")
+    if cpu.has_fast_int8():
+        yield
+        return
+    runs = smoothquant.int_mm_runs
+    smoothquant.int_mm_runs = lambda device, *shape: torch.device(device).type != "cpu" and runs(device, *shape)
+    try:
+        yield
+    finally:
+        smoothquant.int_mm_runs = runs
+
+
 class LabFormat(abc.ABC):
     """One row of section 7, built for one lab run: `ctx` gives the target's exercise modules, `linears` are the
     model's block linears (per-row formats average their bits over the linears' widths). A subclass that sets its
@@ -39,6 +58,7 @@ class LabFormat(abc.ABC):
 
     name: ClassVar[str] = ""
     no_speed: ClassVar[str] = ""
+    own_dtype: ClassVar[torch.dtype | None] = None  # a float format's own dtype; else quality runs in this CPU's
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -59,10 +79,16 @@ class LabFormat(abc.ABC):
     def quantize(self, model: Llama) -> None:
         """Turn `model` into this format in place, with the target's exercise modules."""
 
+    def quality_dtype(self) -> torch.dtype:
+        """The float dtype of everything else while perplexity and KL are measured: the format's own, else this
+        CPU's (kata.cpu: bf16 where it is in hardware, float32 where bf16 matmuls would be emulated, 57× slower)."""
+        return self.own_dtype or cpu.paths().float_dtype
+
     def target_format(self) -> object:
         """This row as the target's 5.8 `Format`, for its compare_formats."""
         format_class = self.ctx.module("ex5_8_compare_formats").Format
-        return format_class(self.name, self.bits_per_weight(), self.quantize, no_speed=self.no_speed)
+        return format_class(self.name, self.bits_per_weight(), self.quantize, dtype=self.quality_dtype(),
+                            no_speed=self.no_speed)
 
     def per_row_bits(self, dtype: str, scale_bits: int) -> float:
         """1.1's bits per weight with one scale per output row (the row is the group), weighted by the linears'
@@ -75,12 +101,13 @@ class LabFormat(abc.ABC):
 
 class BF16(LabFormat):
     name = "BF16"
+    own_dtype = torch.bfloat16
 
     def bits_per_weight(self) -> float:
         return 16.0
 
     def quantize(self, model: Llama) -> None:
-        """Nothing to do: compare_formats casts every row's model to bf16."""
+        """Nothing to do: compare_formats casts the model to the row's dtype, bf16."""
 
 
 class FP8WeightOnly(LabFormat):

@@ -16,10 +16,12 @@ from torch import nn
 from kata import cpu
 from kata.decode import NEW_TOKENS, RUNS, decode_speed
 from kata.lab.context import GROUP_SIZE, Context, say
-from kata.lab.format_registry import BF16, FORMATS, W4A16RTN, smoothquant_windows
+from kata.lab.format_registry import BF16, FORMATS, W4A16RTN, int8_products_for_this_cpu, smoothquant_windows
+from kata.llama import cast_floats
 from kata.report import markdown_table
 
 PROMPT_TOKENS = 64
+DEPLOYED_DTYPE = torch.bfloat16  # the dtype the deployed rows decode in: torch's int4 / int8 CPU kernels take bf16
 BASELINE = "baseline (fp32)"
 FLOAT_PATHS = {BASELINE: "fp32", BF16.name: "BF16"}  # the rows that run a float model: speed's yardsticks
 BENCH_RESULTS = (Path("bench-results"), Path("docs/results"))  # nox -s bench's JSON here; the committed run
@@ -141,14 +143,16 @@ def baseline_row(ctx: Context, linears: list[nn.Linear]) -> dict:
 
 
 def measure_formats(ctx: Context, formats: list) -> list[dict]:
-    """The target's 5.8 compare_formats over `formats` (its Format objects): one row each, CPU decode speed on
-    a PROMPT_TOKENS-token prompt."""
+    """The target's 5.8 compare_formats over `formats` (its Format objects): one row each, quality in each row's
+    dtype, CPU decode speed on a PROMPT_TOKENS-token prompt as deployed (the rest of the model in DEPLOYED_DTYPE);
+    W8A8's int8 products as kata.cpu decides for this CPU."""
     prompt = ctx.eval_ids[:1, :PROMPT_TOKENS]
     started = time.perf_counter()
-    return ctx.module("ex5_8_compare_formats").compare_formats(
-        ctx.fresh_model, formats, ctx.eval_ids, baseline=ctx.baseline,
-        progress=lambda message: say(f"{message} ({time.perf_counter() - started:.0f} s)"),
-        speed=lambda m: decode_speed(m, prompt)["tokens_per_s"])
+    with int8_products_for_this_cpu(ctx):
+        return ctx.module("ex5_8_compare_formats").compare_formats(
+            ctx.fresh_model, formats, ctx.eval_ids, baseline=ctx.baseline,
+            progress=lambda message: say(f"{message} ({time.perf_counter() - started:.0f} s)"),
+            speed=lambda m: decode_speed(cast_floats(m, DEPLOYED_DTYPE), prompt)["tokens_per_s"])
 
 
 def w4_row(ctx: Context, linears: list[nn.Linear], rows: list[dict]) -> dict:
@@ -218,10 +222,12 @@ def formats_note(ctx: Context, summary: str) -> str:
     ids, calib = ctx.eval_ids, smoothquant_windows(ctx)
     return (
         f"\n\nSame model, same {ids.shape[0]} × {ids.shape[1]} evaluation windows; KL to the fp32 baseline. "
-        f"Every format but the baseline runs as deployed: bf16 activations (W8A8: int8 activations into "
-        f"torch._int_mm), embeddings, norms and lm_head in bf16 (5.8's contract). Speeds are held against the "
-        f"faster float model this CPU ran, fp32 or BF16 ({cpu.name()}: {cpu.paths().why}); where bf16 is not in "
-        f"hardware the deployed rows' bf16 glue is emulated, so their speeds there are a floor. "
+        f"This CPU: {cpu.name()} ({cpu.paths().why}). Quality: every format but BF16 measured with the rest of "
+        f"the model and the activations in {str(cpu.paths().float_dtype).removeprefix('torch.')} (bf16 where "
+        f"the CPU has it in hardware, else float32; W8A8: int8 activations into torch._int_mm, or its exact "
+        f"float32 emulation where that is slow). Speed: every format decodes as deployed, with bf16 activations, "
+        f"embeddings, norms and lm_head (torch's int4 / int8 CPU kernels take bf16), held against the faster "
+        f"float model this CPU ran, fp32 or BF16. "
         f"Bits/weight from 1.1's formula (per-channel "
         f"rows averaged over the layers' widths); bytes measured on the quantized linears. W4 g128 is left "
         f"out: 128 does not divide the 576-wide inputs. Decode: batch 1, {PROMPT_TOKENS}-token prompt, "
