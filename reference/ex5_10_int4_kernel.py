@@ -159,11 +159,11 @@ def _gemv_kernel(x_ptr, w_ptr, s_ptr, z_ptr, y_ptr, sums_ptr, arrivals_ptr, N, K
                 x_k = tl.load(x_row + k0 + 8 * rows + i).to(tl.float32)[:, None]
                 part += x_k * _one_plus_code_over_16(word, i)
                 x_sum += x_k
-            part = 16.0 * (part - x_sum)  # Σ x·(1 + q/16) = Σx + Σ x·q / 16
             group = k0 // GROUP  # a step never straddles two groups
             s = tl.load(s_ptr + group * N + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
             z = tl.load(z_ptr + group * N + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
-            acc += s * (part - z * x_sum)
+            # part = Σ x·(1 + q/16) = Σx + Σ x·q/16, so s·(Σ x·q − z·Σx) = 16s·part − s·(16 + z)·Σx
+            acc += (16.0 * s) * part - (s * (16.0 + z)) * x_sum
         else:
             codes = _load_tile(w_ptr + (k0 + rows)[:, None] * N + offs_n[None, :], mask_n[None, :], EVEN_N)
             x_k = tl.load(x_row + k0 + rows).to(tl.float32)[:, None]
@@ -216,17 +216,17 @@ def _dot_kernel(x_ptr, w_ptr, s_ptr, z_ptr, y_ptr, sums_ptr, arrivals_ptr, M, N,
             arrivals_ptr + pid_m * tl.num_programs(0) + pid_n, SPLIT, ATOMIC)
 
 
-# Launch shapes, from a sweep on an H100 (2026-12-05): the best few per kernel, which _launch times per problem.
-# GEMV (ROWS, BLOCK_N, warps): a thread reads 16 bytes of a code row at a time, 4 int32 words (W4) or 16 int8
-# codes (W8); a wider BLOCK_N gives each thread more outputs for the same x values. tl.dot (BLOCK_K, BLOCK_N,
-# warps, stages): BLOCK_M is 16 rows of x (the tensor cores' least) up to M = 16, else 64. K is split until
-# about _PROGRAMS_PER_SM programs run on each SM; _candidates offers that split and its neighbours.
-_GEMV_TILES: dict[int, tuple[tuple[int, int, int], ...]] = {
-    4: ((8, 1024, 8), (4, 1024, 8), (8, 2048, 8), (8, 256, 2)),
-    8: ((8, 1024, 2), (32, 256, 2), (8, 2048, 4)),
+# Launch shapes, from a sweep on an H100 (tests/benchmarks/sweep.py, 2026-12-06; docs/results/sweep.md): the best
+# few per kernel, which _launch times per problem. GEMV (ROWS, BLOCK_N, warps, programs per SM): a thread reads 16
+# bytes of a code row at a time, 4 int32 words (W4) or 16 int8 codes (W8); small programs want more of them on each
+# SM. tl.dot (BLOCK_K, BLOCK_N, warps, stages, programs per SM): BLOCK_M is 16 rows of x (the tensor cores' least)
+# up to M = 16, else 64. K is split until about that many programs run on each SM; _candidates offers that split
+# and those for half and twice as many.
+_GEMV_TILES: dict[int, tuple[tuple[int, int, int, int], ...]] = {
+    4: ((8, 1024, 8, 2), (4, 512, 4, 8), (4, 256, 2, 16), (4, 1024, 8, 4)),
+    8: ((8, 1024, 2, 4), (8, 2048, 4, 2), (32, 256, 2, 4)),
 }
-_DOT_TILES: tuple[tuple[int, int, int, int], ...] = ((64, 64, 4, 3), (64, 128, 4, 3), (64, 64, 4, 4))
-_PROGRAMS_PER_SM: int = 4
+_DOT_TILES: tuple[tuple[int, int, int, int, int], ...] = ((64, 64, 4, 3, 8), (64, 128, 4, 3, 4))
 
 
 @dataclass(frozen=True)
@@ -240,6 +240,7 @@ class _Launch:
     block_m: int = 1
     num_warps: int = 4
     num_stages: int = 1
+    per_sm: int = 4  # programs per SM that K is split towards (_candidates)
 
     def grid(self, M: int, N: int) -> tuple[int, int, int]:
         rows = M if self.gemv else triton.cdiv(M, self.block_m)
@@ -261,25 +262,24 @@ def _tiles(M: int, group_size: int, num_bits: int) -> list[_Launch]:
     step inside one group, a tl.dot block dividing it, so at least 16 deep (group sizes are multiples of 16)."""
     words_per_group = group_size // 8 if num_bits == 4 else group_size
     if M <= GEMV_MAX_M:
-        return [_Launch(True, n, 1, math.gcd(rows, words_per_group), 1, warps)
-                for rows, n, warps in _GEMV_TILES[num_bits]]
+        return [_Launch(True, n, 1, math.gcd(rows, words_per_group), 1, warps, 1, per_sm)
+                for rows, n, warps, per_sm in _GEMV_TILES[num_bits]]
     block_m = 16 if M <= 16 else 64
-    return [_Launch(False, n, 1, math.gcd(k, group_size), block_m, warps, stages)
-            for k, n, warps, stages in _DOT_TILES]
+    return [_Launch(False, n, 1, math.gcd(k, group_size), block_m, warps, stages, per_sm)
+            for k, n, warps, stages, per_sm in _DOT_TILES]
 
 
 def _candidates(M: int, N: int, K: int, group_size: int, num_bits: int, sms: int) -> list[_Launch]:
-    """The launches worth trying, best guess first: each tile shape that fits, split along K so that about
-    _PROGRAMS_PER_SM programs run per SM (none where N alone fills the GPU), and the splits on either side. On the
+    """The launches worth trying, best guess first: each tile shape that fits, split along K so that about its
+    per_sm programs run on each SM (none where N alone fills the GPU), and for half and twice as many. On the
     CPU interpreter (sms = 0): the first tile, split 2 where K allows, so that the split-K path is tested too."""
     options = []
     for tile in _tiles(M, group_size, num_bits):
         per_split = tile.grid(M, N)[0] * tile.grid(M, N)[1]
         splits = _splits(K, tile.k_step(num_bits))
-        want = _PROGRAMS_PER_SM * sms if sms else 2 * per_split
-        best = min(range(len(splits)), key=lambda i: abs(per_split * splits[i] - want))
-        near = (best, best - 1, best + 1) if sms else (best,)
-        options += [replace(tile, split=splits[i]) for i in near if 0 <= i < len(splits)]
+        want = tile.per_sm * sms if sms else 2 * per_split
+        nearest = [min(splits, key=lambda s: abs(per_split * s - programs)) for programs in (want, want / 2, 2 * want)]
+        options += [replace(tile, split=s) for s in dict.fromkeys(nearest if sms else nearest[:1])]
         if not sms:
             break
     return options
@@ -309,7 +309,8 @@ def _run(launch: _Launch, rows: torch.Tensor, weights: KernelWeights) -> torch.T
         _gemv_kernel[launch.grid(M, N)](rows, *common, N, k_slice, launch.split, rows.stride(0),
                                         weights.group_size, BITS=weights.num_bits, ROWS=launch.rows,
                                         BLOCK_N=launch.block_n, EVEN_N=N % launch.block_n == 0,
-                                        ATOMIC=launch.split > 1, num_warps=launch.num_warps)
+                                        ATOMIC=launch.split > 1, num_warps=launch.num_warps,
+                                        num_stages=launch.num_stages)
     else:
         _dot_kernel[launch.grid(M, N)](rows, *common, M, N, k_slice, launch.split, rows.stride(0),
                                        weights.group_size, BITS=weights.num_bits, BLOCK_M=launch.block_m,
