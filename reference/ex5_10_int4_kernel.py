@@ -159,11 +159,11 @@ def _gemv_kernel(x_ptr, w_ptr, s_ptr, z_ptr, y_ptr, sums_ptr, arrivals_ptr, N, K
                 x_k = tl.load(x_row + k0 + 8 * rows + i).to(tl.float32)[:, None]
                 part += x_k * _one_plus_code_over_16(word, i)
                 x_sum += x_k
+            part = 16.0 * (part - x_sum)  # Σ x·(1 + q/16) = Σx + Σ x·q / 16
             group = k0 // GROUP  # a step never straddles two groups
             s = tl.load(s_ptr + group * N + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
             z = tl.load(z_ptr + group * N + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
-            # part = Σ x·(1 + q/16) = Σx + Σ x·q/16, so s·(Σ x·q − z·Σx) = 16s·part − s·(16 + z)·Σx
-            acc += (16.0 * s) * part - (s * (16.0 + z)) * x_sum
+            acc += s * (part - z * x_sum)
         else:
             codes = _load_tile(w_ptr + (k0 + rows)[:, None] * N + offs_n[None, :], mask_n[None, :], EVEN_N)
             x_k = tl.load(x_row + k0 + rows).to(tl.float32)[:, None]
@@ -216,10 +216,10 @@ def _dot_kernel(x_ptr, w_ptr, s_ptr, z_ptr, y_ptr, sums_ptr, arrivals_ptr, M, N,
             arrivals_ptr + pid_m * tl.num_programs(0) + pid_n, SPLIT, ATOMIC)
 
 
-# Launch shapes, from a sweep on an H100 (tests/benchmarks/sweep.py, 2026-12-06; docs/results/sweep.md): the best
-# few per kernel, which _launch times per problem. GEMV (ROWS, BLOCK_N, warps, programs per SM): a thread reads 16
-# bytes of a code row at a time, 4 int32 words (W4) or 16 int8 codes (W8); small programs want more of them on each
-# SM. tl.dot (BLOCK_K, BLOCK_N, warps, stages, programs per SM): BLOCK_M is 16 rows of x (the tensor cores' least)
+# Launch shapes, from a sweep on an H100 (tests/benchmarks/sweep.py, 2026-12-06; docs/results/sweep_5_10.md): the
+# best few per kernel, which _launch times per problem. GEMV (ROWS, BLOCK_N, warps, programs per SM): a thread reads
+# 16 bytes of a code row at a time, 4 int32 words (W4) or 16 int8 codes (W8); small programs want more of them on
+# each SM. tl.dot (BLOCK_K, BLOCK_N, warps, stages, programs per SM): BLOCK_M is 16 rows of x (the tensor cores' least)
 # up to M = 16, else 64. K is split until about that many programs run on each SM; _candidates offers that split
 # and those for half and twice as many.
 _GEMV_TILES: dict[int, tuple[tuple[int, int, int, int], ...]] = {
