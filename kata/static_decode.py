@@ -37,9 +37,11 @@ class StaticDecoder:
                 raise ValueError(f"{name} 必须是正整数 / {name} must be a positive int, got {value!r}")
         cfg, weight = model.cfg, model.embed_tokens.weight
         self.model, self.batch, self.max_len = model, batch, max_len
-        shape = (cfg.num_layers, batch, cfg.num_kv_heads, max_len, cfg.head_dim)
-        self.keys = torch.zeros(shape, dtype=weight.dtype, device=weight.device)
-        self.values = torch.zeros(shape, dtype=weight.dtype, device=weight.device)
+        # One tensor a layer: torch.compile then writes each in place; as views of one (layers, …) tensor the
+        # compiled step copied every layer's cache and wrote the whole cache back, every token.
+        shape = (batch, cfg.num_kv_heads, max_len, cfg.head_dim)
+        self.keys = [torch.zeros(shape, dtype=weight.dtype, device=weight.device) for _ in range(cfg.num_layers)]
+        self.values = [torch.zeros(shape, dtype=weight.dtype, device=weight.device) for _ in range(cfg.num_layers)]
         cos, sin = rope_tables(cfg.head_dim, max_len, cfg.rope_theta)
         self.cos, self.sin = cos.to(weight.device, weight.dtype), sin.to(weight.device, weight.dtype)
         self.positions = torch.arange(max_len, device=weight.device)
@@ -61,8 +63,8 @@ class StaticDecoder:
     def _attention(self, attn: Attention, x: torch.Tensor, layer: int, where: torch.Tensor) -> torch.Tensor:
         """x (B, T, hidden) at positions `where` (T,): write their K/V there, attend over the whole cache."""
         q, k, v = attn.heads(*projections(attn, PACKS["self_attn"][0], x), self.cos[where], self.sin[where])
-        self.keys[layer].index_copy_(2, where, k.to(self.keys.dtype))  # (B, nkv, max_len, hd)
-        self.values[layer].index_copy_(2, where, v.to(self.values.dtype))
+        self.keys[layer].index_copy_(2, where, k.to(self.cos.dtype))  # (B, nkv, max_len, hd)
+        self.values[layer].index_copy_(2, where, v.to(self.cos.dtype))
         visible = self.positions[None, :] <= where[:, None]  # (T, max_len): key j for the query at where[i]
         mixed = attn.mix(q, self.keys[layer], self.values[layer], attn_mask=visible)
         return projections(attn, PACKS["self_attn"][1], mixed)[0]

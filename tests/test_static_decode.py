@@ -37,12 +37,12 @@ def test_the_next_token_is_the_argmax_of_the_full_forward():
 
 def test_every_buffer_keeps_its_shape_and_place_across_steps():
     decoder = StaticDecoder(MODEL, 1, 12)
-    places = [decoder.keys.data_ptr(), decoder.values.data_ptr(), decoder.pos.data_ptr()]
+    places = [t.data_ptr() for t in (*decoder.keys, *decoder.values, decoder.pos)]
     token = decoder.prefill(prompt(1, 4))
     for _ in range(5):
         token = decoder.step(token)
         expect_tensor(token, "next token", shape=(1, 1), dtype=torch.long)
-    expect_equal([decoder.keys.data_ptr(), decoder.values.data_ptr(), decoder.pos.data_ptr()], places,
+    expect_equal([t.data_ptr() for t in (*decoder.keys, *decoder.values, decoder.pos)], places,
                  "buffers a CUDA graph would capture")
 
 
