@@ -63,8 +63,8 @@ class StaticDecoder:
     def _attention(self, attn: Attention, x: torch.Tensor, layer: int, where: torch.Tensor) -> torch.Tensor:
         """x (B, T, hidden) at positions `where` (T,): write their K/V there, attend over the whole cache."""
         q, k, v = attn.heads(*projections(attn, PACKS["self_attn"][0], x), self.cos[where], self.sin[where])
-        self.keys[layer].index_copy_(2, where, k.to(self.cos.dtype))  # (B, nkv, max_len, hd)
-        self.values[layer].index_copy_(2, where, v.to(self.cos.dtype))
+        self.keys[layer].index_copy_(2, where, k.to(self.keys[layer].dtype))  # (B, nkv, max_len, hd)
+        self.values[layer].index_copy_(2, where, v.to(self.values[layer].dtype))
         visible = self.positions[None, :] <= where[:, None]  # (T, max_len): key j for the query at where[i]
         mixed = attn.mix(q, self.keys[layer], self.values[layer], attn_mask=visible)
         return projections(attn, PACKS["self_attn"][1], mixed)[0]
